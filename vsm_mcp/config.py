@@ -1,0 +1,104 @@
+"""Settings: one object, built once at start and passed down (never a module global).
+
+Every field is read from the environment with the prefix ``VSM_`` (``VSM_PORT=9000``) or from
+an optional ``.env`` file in the working directory. ``.env.example`` documents each one;
+``tests/unit/test_config.py`` fails when a field is missing from it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from vsm_mcp.errors import ConfigError
+
+
+class Settings(BaseSettings):
+    """Every setting of vsm-mcp. Field descriptions double as the `.env.example` help."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="VSM_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    # --- core -------------------------------------------------------------------------
+    home: Path = Field(Path(".vsm"), description="Directory for the embedded SQLite file, caches and indexes.")
+    database_url: str = Field(
+        "",
+        description="SQLAlchemy async URL. Empty = sqlite+aiosqlite:///<home>/vsm.db; "
+        "PostgreSQL: postgresql+asyncpg://vsm_app@127.0.0.1:5432/vsm",
+    )
+    migration_database_url: str = Field(
+        "",
+        description="URL migrations run as (the table owner). Empty = database_url. On PostgreSQL the app "
+        "should connect as the non-owner role vsm_app so row-level security applies.",
+    )
+    db_pool_size: int = Field(10, ge=1, le=500, description="Database connection pool size (PostgreSQL).")
+    db_max_overflow: int = Field(10, ge=0, le=500, description="Connections allowed above the pool size.")
+    db_statement_timeout_ms: int = Field(30_000, ge=100, description="PostgreSQL statement_timeout per connection.")
+    bus_url: str = Field("memory://", description="Event bus: memory:// (in-process) or amqp://user:pass@host:5672/")
+    host: str = Field("127.0.0.1", description="Address `vsm-mcp serve` binds to.")
+    port: int = Field(8765, ge=1, le=65535, description="Port `vsm-mcp serve` listens on.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field("info", description="Log level.")
+    default_tenant: str = Field(
+        "default", description="Tenant name used for anonymous loopback callers and standalone servers."
+    )
+    allow_anonymous: bool = Field(
+        True,
+        description="Allow calls without an API key. Honoured only while bound to a loopback address.",
+    )
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
+
+    @field_validator("database_url", "migration_database_url")
+    @classmethod
+    def _check_db_url(cls, v: str) -> str:
+        if not v:
+            return v
+        scheme = urlsplit(v).scheme
+        if scheme not in {"sqlite+aiosqlite", "postgresql+asyncpg"}:
+            raise ValueError(
+                f"scheme {scheme or '(none)'!r} is not supported; use sqlite+aiosqlite:///path or "
+                "postgresql+asyncpg://user@host:port/db"
+            )
+        if scheme.startswith("postgresql") and not urlsplit(v).hostname and "host=" not in v:
+            raise ValueError("a PostgreSQL URL needs a host, e.g. postgresql+asyncpg://vsm_app@127.0.0.1:5432/vsm")
+        return v
+
+    @field_validator("bus_url")
+    @classmethod
+    def _check_bus_url(cls, v: str) -> str:
+        scheme = urlsplit(v).scheme
+        if scheme not in {"memory", "amqp", "amqps"}:
+            raise ValueError(f"scheme {scheme or '(none)'!r} is not supported; use memory:// or amqp://host:5672/")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_defaults(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite+aiosqlite:///{(self.home / 'vsm.db').as_posix()}"
+        if not self.migration_database_url:
+            self.migration_database_url = self.database_url
+        return self
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.database_url.startswith("postgresql")
+
+    @property
+    def is_loopback(self) -> bool:
+        return self.host in {"127.0.0.1", "localhost", "::1"}
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build Settings; a bad value raises ConfigError naming the setting and the problem, in one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "settings"
+        env = f"VSM_{field.upper()}"
+        msg = str(first["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {env}: {msg}") from None

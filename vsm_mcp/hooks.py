@@ -1,0 +1,57 @@
+"""Extension points of the dispatch pipeline, defined in the kernel so servers and edges can
+implement them without importing the router.
+
+The router's dispatcher (router/dispatch.py) builds one ``CallInfo`` per tool call and runs:
+``Authorizer.authorize`` at the authorize step (after capability grants), ``CallCache`` around
+the upstream call for cacheable tools, and every ``CallObserver`` after the call (metrics,
+events, episodes). Hooks raise ``vsm_mcp.errors`` classes only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from vsm_mcp.auth import Principal
+
+
+@dataclass
+class CallInfo:
+    """Everything known about one tool call when it enters the pipeline."""
+
+    principal: Principal
+    public_name: str
+    server: str
+    tool: str
+    arguments: dict[str, Any]
+    tags: tuple[str, ...] = ()
+    annotations: dict[str, Any] = field(default_factory=dict)
+    source: str = "mcp"  # mcp | stdio | rest | telegram | planner | meta
+    trace_id: str = ""
+    schema_hash: str = ""
+
+
+@dataclass
+class CallOutcome:
+    """What happened: ``outcome`` is ``ok``, ``tool_error`` or an error label from vsm_mcp.errors."""
+
+    outcome: str
+    duration_ms: float
+    error: str = ""
+    cached: bool = False
+
+
+class Authorizer(Protocol):
+    async def authorize(self, call: CallInfo) -> None:
+        """Return to allow; raise PolicyDenied (naming the rule) to deny."""
+
+
+class CallObserver(Protocol):
+    async def observe(self, call: CallInfo, outcome: CallOutcome) -> None:
+        """Called after every call, off the caller's critical path where possible."""
+
+
+class CallCache(Protocol):
+    async def get_or_call(self, call: CallInfo, invoke: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
+        """Return (result, was_cached); call ``invoke`` at most once per key at a time."""
