@@ -52,6 +52,35 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
 
+    # --- events and edge (issue 6) --------------------------------------------------------
+    event_log_retention_hours: float = Field(
+        24.0, gt=0, description="Hours the durable event log keeps events for SSE replay (older rows are pruned)."
+    )
+    event_log_flush_ms: int = Field(
+        200, ge=10, le=60_000, description="Event log writes are batched; a batch is flushed at least this often."
+    )
+    sse_heartbeat_s: float = Field(15.0, gt=0, description="Seconds between SSE heartbeat comments.")
+    sse_queue_size: int = Field(
+        256, ge=1, le=100_000, description="Events buffered per SSE connection; a client further behind gets 'overflow' and is closed."
+    )
+    sse_replay_max: int = Field(
+        10_000, ge=0, description="Most events replayed to one reconnecting SSE client (Last-Event-ID)."
+    )
+    edge_rate_per_s: float = Field(
+        50.0, gt=0, description="Edge rate limit: sustained requests per second per principal (or per IP when anonymous)."
+    )
+    edge_rate_burst: int = Field(100, ge=1, description="Edge rate limit: burst size per principal / IP.")
+    telegram_secret: str = Field(
+        "", description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token. Empty = webhook disabled."
+    )
+    telegram_bot_token: str = Field("", description="Bot API token used to send replies (sendMessage).")
+    telegram_api_base: str = Field("https://api.telegram.org", description="Bot API base URL.")
+    telegram_chats: str = Field(
+        "", description="Chats allowed to use the bot and the tenant each acts as: 'chat_id=tenant,chat_id=tenant'."
+    )
+    telegram_scopes: str = Field("tools:call", description="Comma-separated scopes of the principal a bound chat acts as.")
+    telegram_rate_per_min: float = Field(20.0, gt=0, description="Commands per minute allowed from one Telegram chat.")
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:
