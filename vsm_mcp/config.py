@@ -52,6 +52,16 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
 
+    # --- tool search (issue 5) ------------------------------------------------------------
+    embedder: str = Field(
+        "minilm",
+        pattern=r"^(minilm|hash(:[0-9]+)?|litellm:.+)$",
+        description="Text embedder for tool search: minilm (local, offline), litellm:<model> (remote) or hash (tests only).",
+    )
+    search_fusion: Literal["rrf", "weighted"] = Field(
+        "weighted", description="How tool search fuses BM25 and embedding ranks: weighted (normalised score sum) or rrf."
+    )
+
     # --- events and edge (issue 6) --------------------------------------------------------
     event_log_retention_hours: float = Field(
         24.0, gt=0, description="Hours the durable event log keeps events for SSE replay (older rows are pruned)."
