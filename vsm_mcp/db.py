@@ -11,13 +11,15 @@ PostgreSQL it is a second line behind RLS.
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+import asyncpg
+from sqlalchemy import event, make_url, select, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
@@ -26,6 +28,8 @@ from sqlalchemy.pool import NullPool
 from vsm_mcp.config import Settings
 from vsm_mcp.errors import DatabaseUnavailable, Forbidden, InvalidArguments
 from vsm_mcp.models import TenantOwned
+
+M = TypeVar("M", bound=TenantOwned)
 
 TENANT_KEY = "vsm_tenant_id"
 SYSTEM_KEY = "vsm_system"
@@ -88,17 +92,32 @@ def _add_tenant_criteria(state: ORMExecuteState) -> None:
     tenant = state.session.info.get(TENANT_KEY)
     if tenant is None or not (state.is_select or state.is_update or state.is_delete):
         return
+    # One criterion per mapped class: the SQLModel mixin itself is not mapped, so it can't be
+    # the target, and `state.all_mappers` misses entities named only in select_from().
+    # The lambda form lets SQLAlchemy cache the criterion's SQL and bind `tenant` as a parameter.
     state.statement = state.statement.options(
-        with_loader_criteria(TenantOwned, lambda cls: cls.tenant_id == tenant, include_aliases=True)
+        *(
+            with_loader_criteria(cls, lambda c: c.tenant_id == tenant, include_aliases=True)
+            for cls in _tenant_models()
+        )
     )
+
+
+def _tenant_models() -> list[type[TenantOwned]]:
+    found: list[type[TenantOwned]] = []
+    stack: list[type[TenantOwned]] = [TenantOwned]
+    while stack:
+        for sub in stack.pop().__subclasses__():
+            stack.append(sub)
+            if "__table__" in sub.__dict__:
+                found.append(sub)
+    return found
 
 
 @event.listens_for(Session, "before_flush")
 def _check_tenant_on_flush(session: Session, _ctx: Any, _instances: Any) -> None:
     tenant = session.info.get(TENANT_KEY)
     if tenant is None:
-        if session.info.get(SYSTEM_KEY):
-            return
         dirty = [o for o in (*session.new, *session.dirty) if isinstance(o, TenantOwned)]
         if dirty:
             raise Forbidden("tenant-owned rows can only be written inside Database.tenant(...)")
@@ -109,6 +128,48 @@ def _check_tenant_on_flush(session: Session, _ctx: Any, _instances: Any) -> None
                 obj.tenant_id = tenant
             elif obj.tenant_id != tenant:
                 raise Forbidden("a row of another tenant cannot be written from this tenant's session")
+
+
+class PointQueryLane:
+    """A few raw asyncpg connections for point queries (``Database.get``).
+
+    SQLAlchemy's pool checkout and asyncpg's pool reset (a round trip on release) each cost
+    as much as the query itself; a LIFO free-list needs neither, because every use is one
+    transaction whose ``SET LOCAL`` ends with it.
+    """
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self._url = make_url(url)
+        self._timeout = str(settings.db_statement_timeout_ms)
+        self._free: list[asyncpg.Connection] = []
+        self._slots = asyncio.Semaphore(settings.db_pool_size)
+
+    async def _connect(self) -> asyncpg.Connection:
+        conn = await asyncpg.connect(
+            host=self._url.host, port=self._url.port or 5432, user=self._url.username,
+            password=self._url.password, database=self._url.database, timeout=5,
+            server_settings={"statement_timeout": self._timeout},
+        )
+        for typ in ("json", "jsonb"):
+            await conn.set_type_codec(typ, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+        return conn
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        async with self._slots:
+            conn = self._free.pop() if self._free else await self._connect()
+            try:
+                yield conn
+            except BaseException:
+                await conn.close(timeout=2)
+                raise
+            if conn.is_closed():
+                return
+            self._free.append(conn)
+
+    async def aclose(self) -> None:
+        while self._free:
+            await self._free.pop().close(timeout=2)
 
 
 def map_db_error(exc: BaseException) -> DatabaseUnavailable:
@@ -126,6 +187,7 @@ class Database:
         self.url = url or settings.database_url
         self.engine = make_engine(self.url, settings)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self._lane = PointQueryLane(self.url, settings)
 
     @property
     def is_postgres(self) -> bool:
@@ -172,6 +234,30 @@ class Database:
         except (DBAPIError, OSError, ConnectionError) as exc:
             return False, map_db_error(exc).message
 
+    async def get(self, tenant_id: str, model: type[M], pk: str) -> M | None:
+        """Tenant-scoped point lookup by primary key — the hot path, kept close to the driver.
+
+        On PostgreSQL it runs the same four statements a hand-written asyncpg call would
+        (BEGIN, set_config, a cached prepared SELECT, COMMIT) on a connection of the point-query
+        lane: RLS filters, the explicit ``tenant_id`` predicate is a second line. SQLite goes
+        through the ORM session.
+        """
+        if not tenant_id:
+            raise InvalidArguments("a tenant is required")
+        if not self.is_postgres:
+            async with self.tenant(tenant_id) as session:
+                stmt = select(model).where(model.id == pk)  # type: ignore[attr-defined]
+                return (await session.execute(stmt)).scalars().first()
+        table = model.__tablename__
+        sql = f"SELECT * FROM {table} WHERE id = $1 AND tenant_id = $2"
+        try:
+            async with self._lane.connection() as conn, conn.transaction():
+                await conn.execute("SELECT set_config('app.tenant_id', $1, true)", tenant_id)
+                row = await conn.fetchrow(sql, pk, tenant_id)
+        except (OSError, ConnectionError, asyncpg.PostgresConnectionError) as exc:
+            raise map_db_error(exc) from exc
+        return None if row is None else model(**dict(row))
+
     def pool_status(self) -> dict[str, int]:
         pool = self.engine.pool
         size = getattr(pool, "size", lambda: 0)()
@@ -179,4 +265,5 @@ class Database:
         return {"size": int(size), "checked_out": int(checked_out)}
 
     async def aclose(self) -> None:
+        await self._lane.aclose()
         await self.engine.dispose()

@@ -1,0 +1,43 @@
+"""Migrations upgrade and downgrade cleanly on fresh PostgreSQL and SQLite databases."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from vsm_mcp import migrate
+
+FOUNDATION_TABLES = {"tenants", "api_keys", "system_states", "episodes", "policies", "artifacts"}
+
+
+def _tables(url: str) -> set[str]:
+    async def go() -> set[str]:
+        engine = create_async_engine(url)
+        try:
+            async with engine.connect() as conn:
+                return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def owner_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
+    return str(request.getfixturevalue("pg_owner_url"))
+
+
+def test_upgrade_downgrade_upgrade(owner_url: str) -> None:
+    migrate.upgrade(owner_url)
+    assert FOUNDATION_TABLES <= _tables(owner_url)
+    migrate.upgrade(owner_url)  # idempotent
+    migrate.downgrade(owner_url, "base")
+    assert _tables(owner_url) <= {"alembic_version"}
+    migrate.upgrade(owner_url)
+    assert FOUNDATION_TABLES <= _tables(owner_url)
