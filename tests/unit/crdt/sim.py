@@ -1,0 +1,88 @@
+"""A tiny simulated cluster of BeliefSet replicas driven by hypothesis-generated operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import strategies as st
+
+from vsm_mcp.crdt import Belief, BeliefSet, Digest, HybridClock, Replica, decode, encode, joined, reply_to
+
+KEYS = ("a", "b", "c")
+NODES = 3
+
+put_op = st.tuples(
+    st.just("put"), st.integers(0, NODES - 1), st.sampled_from(KEYS), st.integers(0, 3), st.integers(0, 2)
+)
+del_op = st.tuples(st.just("del"), st.integers(0, NODES - 1), st.sampled_from(KEYS))
+sync_op = st.tuples(st.just("sync"), st.integers(0, NODES - 1), st.integers(0, NODES - 1))
+# Deliver / duplicate / drop an in-flight delta, chosen by index modulo the queue length.
+net_op = st.tuples(st.sampled_from(["deliver", "dup", "drop"]), st.integers(0, 50))
+
+history = st.lists(st.one_of(put_op, del_op, sync_op), max_size=14)
+network_history = st.lists(st.one_of(put_op, put_op, del_op, net_op, net_op), max_size=24)
+
+
+class Cluster:
+    """Replicas n0..n2 sharing a controllable wall clock (small values, so stamps often tie)."""
+
+    def __init__(self) -> None:
+        self.wall = 0
+        self.replicas = [Replica(f"n{i}", clock=HybridClock(lambda: self.wall)) for i in range(NODES)]
+        self.deltas: list[BeliefSet] = []
+        self.inflight: list[tuple[int, BeliefSet]] = []
+
+    def apply(self, op: tuple[Any, ...]) -> None:
+        kind = op[0]
+        if kind == "put":
+            _, r, key, value, wall = op
+            self.wall = wall
+            self._emit(r, self.replicas[r].assert_belief(key, Belief(value, 0.5, f"s{r}")))
+        elif kind == "del":
+            _, r, key = op
+            self._emit(r, self.replicas[r].retract(key))
+        elif kind == "sync":
+            _, src, dst = op
+            self.replicas[dst].join(self.replicas[src].state.copy())
+        elif self.inflight:
+            i = op[1] % len(self.inflight)
+            dest, delta = self.inflight[i] if kind == "dup" else self.inflight.pop(i)
+            if kind != "drop":
+                self.replicas[dest].join(decode(encode(delta)))
+
+    def _emit(self, origin: int, delta: BeliefSet | None) -> None:
+        if delta is None:
+            return
+        self.deltas.append(delta)
+        self.inflight.extend((i, delta) for i in range(NODES) if i != origin)
+
+    def states(self) -> list[BeliefSet]:
+        return [r.state for r in self.replicas]
+
+    def anti_entropy(self, max_rounds: int = 6) -> int:
+        """Digest exchange rounds (through the codec) until all replicas are equal; returns rounds used."""
+        for rnd in range(1, max_rounds + 1):
+            for i, mine in enumerate(self.replicas):
+                for j, peer in enumerate(self.replicas):
+                    if i != j:
+                        reply = reply_to(mine.state, Digest.of(peer.state))
+                        if reply is not None:
+                            peer.join(decode(encode(reply)))
+            s = self.states()
+            if all(x == s[0] for x in s[1:]):
+                return rnd
+        raise AssertionError("anti-entropy did not converge")
+
+
+def run(ops: list[tuple[Any, ...]]) -> Cluster:
+    c = Cluster()
+    for op in ops:
+        c.apply(op)
+    return c
+
+
+def join_all(states: list[BeliefSet]) -> BeliefSet:
+    out = BeliefSet()
+    for s in states:
+        out = joined(out, s)
+    return out
