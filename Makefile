@@ -7,9 +7,17 @@ export HF_HUB_OFFLINE := 1
 export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
+CONFORMANCE := .tools/node_modules/.bin/conformance
+
 .PHONY: setup run test lint typecheck unit clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(CONFORMANCE)
+
+# The MCP conformance suite (npm); 0.1.13 is the last release that runs on Node 20.
+$(CONFORMANCE):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/conformance@0.1.13; \
+	else echo "npm not found: the conformance tests will be skipped"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -30,4 +38,4 @@ test: setup lint
 	$(BIN)/pytest -q
 
 clean:
-	rm -rf $(VENV) .vsm .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .tools .vsm .pytest_cache .mypy_cache .ruff_cache
