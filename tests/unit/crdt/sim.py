@@ -6,7 +6,19 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from vsm_mcp.crdt import Belief, BeliefSet, Digest, HybridClock, Replica, decode, encode, joined, reply_to
+from vsm_mcp.crdt import (
+    Belief,
+    BeliefSet,
+    Digest,
+    HybridClock,
+    LiveDots,
+    Replica,
+    decode,
+    encode,
+    joined,
+    removals_for,
+    reply_to,
+)
 
 KEYS = ("a", "b", "c")
 NODES = 3
@@ -65,13 +77,22 @@ class Cluster:
             for i, mine in enumerate(self.replicas):
                 for j, peer in enumerate(self.replicas):
                     if i != j:
-                        reply = reply_to(mine.state, Digest.of(peer.state))
-                        if reply is not None:
-                            peer.join(decode(encode(reply)))
+                        exchange(mine, peer)
             s = self.states()
             if all(x == s[0] for x in s[1:]):
                 return rnd
         raise AssertionError("anti-entropy did not converge")
+
+
+def exchange(mine: Replica, peer: Replica) -> None:
+    """One anti-entropy step: ``peer`` published its digest and ``mine`` answers."""
+    reply = reply_to(mine.state, Digest.from_obj(Digest.of(peer.state).to_obj()))
+    if isinstance(reply, LiveDots):
+        removal = removals_for(peer.state, LiveDots.from_obj(reply.to_obj()))
+        if removal is not None:
+            mine.join(decode(encode(removal)))
+    elif reply is not None:
+        peer.join(decode(encode(reply)))
 
 
 def run(ops: list[tuple[Any, ...]]) -> Cluster:
