@@ -2,12 +2,29 @@
 
 Pattern semantics (the same on every implementation): a topic is words split on ``.``;
 ``*`` matches exactly one word, ``#`` matches zero or more words.
+
+Two kinds of subscription, one interface:
+
+* ``subscribe(patterns)`` — transient fan-out: every subscriber gets its own copy of every
+  matching event while it is subscribed (SSE connections, CRDT deltas …).
+* ``subscribe(patterns, queue="workers.plan")`` — a named work queue: subscribers sharing the
+  name compete (each event goes to one of them). On RabbitMQ the queue is durable and an event
+  is acknowledged when the consumer asks for the next one, so a worker that dies mid-event
+  gets it redelivered; in memory it lives as long as the process.
+
+Delivery never blocks the publisher: a transient subscriber that falls ``maxsize`` events
+behind gets ``Overflow`` raised from its iterator.
+
+``add_tap(fn)`` registers a synchronous callback run for every event *published by this
+process* (the durable event log uses it, so each event is logged once however many replicas
+receive it).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import itertools
+from collections.abc import AsyncIterator, Callable, Sequence
 from functools import lru_cache
 from typing import Protocol
 
@@ -46,14 +63,56 @@ class Subscription(Protocol):
     async def aclose(self) -> None: ...
 
 
+Tap = Callable[[Event], None]
+
+
 class Bus(Protocol):
+    """The topic bus every component publishes to and subscribes on."""
+
     async def start(self) -> None: ...
 
     async def publish(self, event: Event) -> None: ...
 
-    async def subscribe(self, patterns: Sequence[str], *, maxsize: int = 1000) -> Subscription: ...
+    async def subscribe(
+        self, patterns: Sequence[str], *, maxsize: int = 1000, queue: str | None = None
+    ) -> Subscription: ...
+
+    def add_tap(self, tap: Tap) -> None: ...
+
+    async def health(self) -> tuple[bool, str]: ...
 
     async def aclose(self) -> None: ...
+
+
+def check_patterns(patterns: Sequence[str]) -> tuple[str, ...]:
+    """Validate subscription patterns; a bad one raises InvalidArguments naming it."""
+    from vsm_mcp.errors import InvalidArguments
+
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    out = tuple(patterns)
+    if not out:
+        raise InvalidArguments("at least one topic pattern is required, e.g. 'tool.*'")
+    for p in out:
+        if len(p.encode()) > 255:
+            raise InvalidArguments(f"topic pattern {p[:40]!r}… is longer than 255 bytes")
+        for word in p.split("."):
+            if ("*" in word or "#" in word) and word not in ("*", "#"):
+                raise InvalidArguments(
+                    f"topic pattern {p!r}: '*' and '#' must be whole words (e.g. 'tool.*', 'plan.#')"
+                )
+    return out
+
+
+def run_taps(taps: Sequence[Tap], event: Event) -> None:
+    """Run publish taps; a failing tap is logged and never fails the publish."""
+    for tap in taps:
+        try:
+            tap(event)
+        except Exception:  # a tap bug must not break every publisher
+            import logging
+
+            logging.getLogger("vsm_mcp.bus").exception("bus tap %r failed", tap)
 
 
 class Overflow(Exception):
@@ -61,26 +120,37 @@ class Overflow(Exception):
 
 
 class _MemorySubscription:
-    def __init__(self, bus: MemoryBus, patterns: Sequence[str], maxsize: int) -> None:
+    def __init__(self, bus: MemoryBus, patterns: tuple[str, ...], maxsize: int, queue: str | None) -> None:
         self.bus = bus
-        self.patterns = tuple(patterns)
+        self.patterns = patterns
+        self.queue_name = queue
         self.queue: asyncio.Queue[Event | None] = asyncio.Queue(maxsize=maxsize)
         self.overflowed = False
+        self.closed = False
 
-    def offer(self, event: Event) -> None:
-        if self.overflowed or not any(topic_matches(p, event.topic) for p in self.patterns):
-            return
+    def matches(self, topic: str) -> bool:
+        return any(topic_matches(p, topic) for p in self.patterns)
+
+    def offer(self, event: Event) -> bool:
+        """Queue ``event``; False when this subscriber cannot take it (closed or overflowed)."""
+        if self.overflowed or self.closed:
+            return False
         try:
             self.queue.put_nowait(event)
+            return True
         except asyncio.QueueFull:
             # Never block the publisher: mark the slow consumer and wake it to see the overflow.
             self.overflowed = True
-            self.bus._subs.discard(self)
+            self.bus._detach(self)
             while not self.queue.empty():
                 self.queue.get_nowait()
             self.queue.put_nowait(None)
+            return False
 
-    async def __aiter__(self) -> AsyncIterator[Event]:
+    def __aiter__(self) -> AsyncIterator[Event]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[Event]:
         while True:
             item = await self.queue.get()
             if item is None:
@@ -90,12 +160,14 @@ class _MemorySubscription:
             yield item
 
     async def aclose(self) -> None:
-        self.bus._subs.discard(self)
+        if self.closed:
+            return
+        self.closed = True
+        self.bus._detach(self)
         if not self.overflowed:
-            try:
-                self.queue.put_nowait(None)
-            except asyncio.QueueFull:
-                pass
+            while not self.queue.empty():
+                self.queue.get_nowait()
+            self.queue.put_nowait(None)
 
 
 class MemoryBus:
@@ -103,21 +175,58 @@ class MemoryBus:
 
     def __init__(self) -> None:
         self._subs: set[_MemorySubscription] = set()
+        self._groups: dict[str, list[_MemorySubscription]] = {}
+        self._rr = itertools.count()
+        self._taps: list[Tap] = []
 
     async def start(self) -> None:
         return None
 
-    async def publish(self, event: Event) -> None:
-        for sub in list(self._subs):
-            sub.offer(event)
+    def add_tap(self, tap: Tap) -> None:
+        self._taps.append(tap)
 
-    async def subscribe(self, patterns: Sequence[str], *, maxsize: int = 1000) -> _MemorySubscription:
-        sub = _MemorySubscription(self, patterns, maxsize)
-        self._subs.add(sub)
+    async def health(self) -> tuple[bool, str]:
+        return True, "in-process"
+
+    async def publish(self, event: Event) -> None:
+        run_taps(self._taps, event)
+        for sub in list(self._subs):
+            if sub.matches(event.topic):
+                sub.offer(event)
+        for members in list(self._groups.values()):
+            live = [m for m in members if m.matches(event.topic)]
+            # Competing consumers: round-robin, skipping a member that cannot take it.
+            start = next(self._rr)
+            for k in range(len(live)):
+                if live[(start + k) % len(live)].offer(event):
+                    break
+
+    async def subscribe(
+        self, patterns: Sequence[str], *, maxsize: int = 1000, queue: str | None = None
+    ) -> _MemorySubscription:
+        # Work on a named queue is never dropped (as on RabbitMQ, where it waits in the queue):
+        # only transient subscribers are bounded.
+        sub = _MemorySubscription(self, check_patterns(patterns), 0 if queue else maxsize, queue)
+        if queue:
+            self._groups.setdefault(queue, []).append(sub)
+        else:
+            self._subs.add(sub)
         return sub
 
+    def _detach(self, sub: _MemorySubscription) -> None:
+        self._subs.discard(sub)
+        if sub.queue_name and sub in self._groups.get(sub.queue_name, []):
+            self._groups[sub.queue_name].remove(sub)
+            if not self._groups[sub.queue_name]:
+                del self._groups[sub.queue_name]
+
+    @property
+    def subscriber_count(self) -> int:
+        """Live subscriptions (tests use it to prove a disconnect frees its subscription)."""
+        return len(self._subs) + sum(len(m) for m in self._groups.values())
+
     async def aclose(self) -> None:
-        for sub in list(self._subs):
+        for sub in [*self._subs, *(m for ms in self._groups.values() for m in ms)]:
             await sub.aclose()
 
 

@@ -1,0 +1,103 @@
+"""The durable event log on SQLite and on PostgreSQL (RLS, as the non-owner app role)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from vsm_mcp import migrate
+from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.db import Database
+from vsm_mcp.events import Event, EventLog
+from vsm_mcp.models import Tenant
+from vsm_mcp.tenants import create_tenant as _create_tenant
+
+pytestmark = pytest.mark.anyio
+
+
+async def create_tenant(db: Database, name: str) -> Tenant:
+    """Tenants are created by the administrator (the owner role on PostgreSQL)."""
+    owner = Database(db.settings, db.settings.migration_database_url)
+    try:
+        return await _create_tenant(owner, name)
+    finally:
+        await owner.aclose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def settings(request: pytest.FixtureRequest) -> Settings:
+    """Migrated settings; on PostgreSQL the app connects as vsm_app so RLS applies."""
+    if request.param == "sqlite":
+        s = load_settings()
+    else:
+        owner = request.getfixturevalue("pg_owner_url")
+        s = load_settings(database_url=request.getfixturevalue("pg_app_url"), migration_database_url=owner)
+    migrate.upgrade(s.migration_database_url)
+    return s
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[Database]:
+    database = Database(settings)
+    try:
+        yield database
+    finally:
+        await database.aclose()
+
+
+async def test_append_flush_replay_after_id(db: Database) -> None:
+    t1 = (await create_tenant(db, "one")).id
+    t2 = (await create_tenant(db, "two")).id
+    log = EventLog(db, retention_hours=1, flush_ms=50)
+    events = [Event(topic=f"tool.{'called' if i % 2 else 'failed'}", tenant=t1, data={"i": i}) for i in range(30)]
+    other = Event(topic="tool.called", tenant=t2)
+    for e in [*events[:20], other]:
+        log.append(e)
+    assert await log.flush() == 21
+    for e in events[20:]:
+        log.append(e)  # still pending: replay must see these too
+
+    got = await log.replay(t1, events[4].id, ["tool.*"])
+    assert [e.id for e in got] == [e.id for e in events[5:]]
+    assert got[0] == events[5]  # the envelope round-trips through the table
+    only_called = await log.replay(t1, "", ["tool.called"])
+    assert [e.data["i"] for e in only_called] == list(range(1, 30, 2))
+    assert [e.id for e in await log.replay(t2, "", ["#"])] == [other.id]  # tenants never mix
+    assert [e.id for e in await log.replay(t1, "", ["#"], limit=3)] == [e.id for e in events[:3]]
+
+
+async def test_system_events_are_not_logged(db: Database) -> None:
+    log = EventLog(db, retention_hours=1, flush_ms=50)
+    log.append(Event(topic="sys.x"))
+    assert await log.flush() == 0
+
+
+async def test_prune_removes_only_old_rows(db: Database) -> None:
+    t = (await create_tenant(db, "p")).id
+    log = EventLog(db, retention_hours=1, flush_ms=50)
+    old, new = Event(topic="a", tenant=t), Event(topic="a", tenant=t)
+    log.append(old)
+    log.append(new)
+    await log.flush()
+    assert await log.prune(now=datetime.now(UTC)) == 0
+    assert await log.prune(now=datetime.now(UTC) + timedelta(hours=2)) == 2
+    assert await log.replay(t, "", ["#"]) == []
+
+
+async def test_writer_task_flushes_in_background(db: Database) -> None:
+    import asyncio
+
+    t = (await create_tenant(db, "bg")).id
+    log = EventLog(db, retention_hours=1, flush_ms=20)
+    await log.start()
+    try:
+        log.append(Event(topic="a", tenant=t))
+        for _ in range(1000):  # up to 20 s on a loaded machine
+            await asyncio.sleep(0.02)
+            if log.written:
+                break
+    finally:
+        await log.aclose()
+    assert log.written == 1
