@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 
 import vsm_mcp.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import vsm_mcp.events  # noqa: F401  (event_log)
+import vsm_mcp.storage.models  # noqa: F401  (storage_buckets, storage_versions)
 
 config = context.config
 target_metadata = SQLModel.metadata

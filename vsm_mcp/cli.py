@@ -36,6 +36,10 @@ keys_app = typer.Typer(help="Create API keys for a tenant (shown once, stored ha
 app.add_typer(tenants_app, name="tenants")
 app.add_typer(keys_app, name="keys")
 
+from vsm_mcp.policy.cli import policy_app  # noqa: E402  (issue 10: vsm-mcp policy compile|test|explain)
+
+app.add_typer(policy_app, name="policy")
+
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 

@@ -91,6 +91,27 @@ class Settings(BaseSettings):
     telegram_scopes: str = Field("tools:call", description="Comma-separated scopes of the principal a bound chat acts as.")
     telegram_rate_per_min: float = Field(20.0, gt=0, description="Commands per minute allowed from one Telegram chat.")
 
+    # --- storage (issue 7) ----------------------------------------------------------------
+    storage_url: str = Field(
+        "",
+        description="Default storage backend: file:///dir, s3://bucket[/prefix]?endpoint_url=URL&region=R or "
+        "memory://. Empty = file://<home>/storage.",
+    )
+    storage_backends: dict[str, str] = Field(
+        default_factory=dict,
+        description='Extra named backends a bucket may choose, as JSON: {"archive": "s3://bucket?endpoint_url=..."}.',
+    )
+    storage_auto_create_buckets: bool = Field(
+        True, description="Create a bucket with no quota on its first put instead of answering not found."
+    )
+    storage_max_inline_bytes: int = Field(
+        1024 * 1024, ge=1, description="Largest object storage_put/storage_get carry inside an MCP message; "
+        "larger ones move over PUT/GET /v1/storage/{bucket}/{key}.",
+    )
+    storage_sweep_interval_s: float = Field(
+        3600.0, ge=0, description="Seconds between lifecycle sweeps of all buckets (0 = only on demand)."
+    )
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:

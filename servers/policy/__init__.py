@@ -1,0 +1,1 @@
+"""The policy server: store, inspect and test tenant policies (see docs/policies.md)."""

@@ -1,0 +1,195 @@
+"""Sandboxed execution of policy modules in wasmtime.
+
+One ``PolicyRuntime`` per process holds the engine (fuel metering on) and a cache of loaded
+modules keyed by the sha256 of their bytes, so a decision never recompiles. Each loaded
+policy keeps a small pool of instances (one store each, with a memory limit) that are reused
+across decisions; an instance that trapped is dropped, never reused.
+
+Fail closed: fuel exhaustion, a memory limit hit, any trap or an ABI mismatch at evaluation
+time yields a ``deny`` decision whose ``error`` says what happened — never an exception.
+Problems found when loading (bad bytes, imports, wrong exports, bad metadata) raise AbiError,
+which is how ``policy_put`` rejects a module.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import wasmtime
+
+from vsm_mcp.policy.abi import ABI_VERSION, FUNC_EXPORTS, PolicyMeta, decode_result
+from vsm_mcp.policy.decision import Decision
+from vsm_mcp.policy.diagnostics import AbiError
+from vsm_mcp.policy.encoder import Encoder
+
+PAGE = 65536
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-evaluation sandbox limits."""
+
+    fuel: int = 1_000_000
+    memory_bytes: int = 16 * 1024 * 1024
+    pool_size: int = 4
+
+
+@dataclass
+class _Instance:
+    store: wasmtime.Store
+    memory: wasmtime.Memory
+    evaluate: wasmtime.Func
+    exports: Any
+
+
+def check_exports(module: wasmtime.Module) -> None:
+    """Raise AbiError unless ``module`` imports nothing and exports exactly what the ABI needs."""
+    imports = [f"{i.module}.{i.name}" for i in module.imports]
+    if imports:
+        raise AbiError(
+            f"the module imports {', '.join(imports)}; a policy module may import nothing "
+            "(no WASI, no host functions: a policy cannot reach files or the network)"
+        )
+    exports = {e.name: e.type for e in module.exports}
+    if not isinstance(exports.get("memory"), wasmtime.MemoryType):
+        raise AbiError("the module must export its linear memory as 'memory'")
+    for name, (params, results) in FUNC_EXPORTS.items():
+        ty = exports.get(name)
+        if not isinstance(ty, wasmtime.FuncType):
+            raise AbiError(f"the module must export a function {name!r} (see docs/policies.md, the policy ABI)")
+        got = (tuple(str(p) for p in ty.params), tuple(str(r) for r in ty.results))
+        if got != (params, results):
+            raise AbiError(
+                f"export {name!r} has type ({', '.join(got[0])}) -> ({', '.join(got[1])}); "
+                f"the ABI needs ({', '.join(params)}) -> ({', '.join(results)})"
+            )
+
+
+class LoadedPolicy:
+    """A validated module with its metadata, encoder and instance pool."""
+
+    def __init__(self, runtime: PolicyRuntime, module: wasmtime.Module, sha256: str) -> None:
+        self.runtime = runtime
+        self.module = module
+        self.sha256 = sha256
+        self._pool: list[_Instance] = []
+        inst = self._instantiate()
+        try:
+            self.meta, self.base = self._read_header(inst)
+        except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+            raise AbiError(f"reading the policy metadata failed: {_one_line(exc)}") from None
+        self.encoder = Encoder(self.meta)
+        self._pool.append(inst)
+
+    @property
+    def name(self) -> str:
+        return self.meta.name
+
+    def _instantiate(self) -> _Instance:
+        store = wasmtime.Store(self.runtime.engine)
+        store.set_limits(memory_size=self.runtime.limits.memory_bytes, instances=1, tables=1, memories=1)
+        store.set_fuel(self.runtime.limits.fuel)
+        instance = wasmtime.Instance(store, self.module, [])
+        exports = instance.exports(store)
+        memory, evaluate = exports["memory"], exports["vsm_evaluate"]
+        assert isinstance(memory, wasmtime.Memory) and isinstance(evaluate, wasmtime.Func)
+        return _Instance(store, memory, evaluate, exports)
+
+    def _read_header(self, inst: _Instance) -> tuple[PolicyMeta, int]:
+        exports = inst.exports
+        version = exports["vsm_abi_version"](inst.store)
+        if version != ABI_VERSION:
+            raise AbiError(f"vsm_abi_version() returned {version}; this host speaks ABI {ABI_VERSION}")
+        ptr, length = exports["vsm_meta_ptr"](inst.store), exports["vsm_meta_len"](inst.store)
+        size = inst.memory.data_len(inst.store)
+        if not (0 <= ptr and 0 <= length <= 1 << 20 and ptr + length <= size):
+            raise AbiError(f"metadata at {ptr}+{length} is outside the module's memory ({size} bytes)")
+        meta = PolicyMeta.from_json(bytes(inst.memory.read(inst.store, ptr, ptr + length)))
+        base = exports["vsm_input_base"](inst.store)
+        if not isinstance(base, int) or base < 0 or base % 16:
+            raise AbiError(f"vsm_input_base() returned {base}; it must be a 16-byte aligned address")
+        return meta, base
+
+    def evaluate(self, facts: Mapping[str, Any]) -> Decision:
+        """Decide for one decision document; never raises for a module misbehaving."""
+        payload = self.encoder.encode(facts, self.base)
+        try:
+            inst = self._pool.pop()
+        except IndexError:
+            try:
+                inst = self._instantiate()
+            except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
+                return self._deny(f"the policy module could not be instantiated: {_one_line(exc)}")
+        try:
+            code = self._run(inst, payload)
+            rule = decode_result(code, self.meta)
+        except wasmtime.Trap as exc:
+            if exc.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
+                return self._deny(f"fuel exhausted: the policy ran past {self.runtime.limits.fuel} fuel units")
+            return self._deny(f"the policy trapped: {_one_line(exc)}")
+        except (wasmtime.WasmtimeError, AbiError) as exc:
+            return self._deny(_one_line(exc))
+        if len(self._pool) < self.runtime.limits.pool_size:
+            self._pool.append(inst)
+        return Decision(rule.effect, rule.id, rule.reason, self.meta.name)
+
+    def _run(self, inst: _Instance, payload: bytearray) -> int:
+        need = self.base + len(payload)
+        have = inst.memory.data_len(inst.store)
+        if need > have:
+            limit = self.runtime.limits.memory_bytes
+            if need > limit:
+                raise AbiError(f"the input needs {need} bytes of policy memory; the limit is {limit}")
+            inst.memory.grow(inst.store, (need - have + PAGE - 1) // PAGE)
+        inst.memory.write(inst.store, payload, self.base)
+        inst.store.set_fuel(self.runtime.limits.fuel)
+        code = inst.evaluate(inst.store, len(payload))
+        if not isinstance(code, int):
+            raise AbiError(f"vsm_evaluate returned {code!r}, not an i32")
+        return code
+
+    def _deny(self, error: str) -> Decision:
+        return Decision("deny", "sandbox", f"policy {self.meta.name!r} failed closed: {error}", self.meta.name, error)
+
+
+class PolicyRuntime:
+    """The wasmtime engine and the module cache (LRU by sha256)."""
+
+    def __init__(self, limits: Limits | None = None, cache_size: int = 256) -> None:
+        self.limits = limits or Limits()
+        config = wasmtime.Config()
+        config.consume_fuel = True
+        self.engine = wasmtime.Engine(config)
+        self.cache_size = cache_size
+        self._cache: OrderedDict[str, LoadedPolicy] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def load(self, wasm: bytes) -> LoadedPolicy:
+        """The loaded policy for these bytes, compiled once; AbiError when it breaks the ABI."""
+        digest = hashlib.sha256(wasm).hexdigest()
+        with self._lock:
+            hit = self._cache.get(digest)
+            if hit is not None:
+                self._cache.move_to_end(digest)
+                return hit
+        try:
+            module = wasmtime.Module(self.engine, wasm)
+        except wasmtime.WasmtimeError as exc:
+            raise AbiError(f"not a valid WebAssembly module: {_one_line(exc)}") from None
+        check_exports(module)
+        loaded = LoadedPolicy(self, module, digest)
+        with self._lock:
+            self._cache[digest] = loaded
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return loaded
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
