@@ -1,0 +1,112 @@
+"""Storage fixtures: a real moto S3 server on 127.0.0.1, and one backend URL per backend kind."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from vsm_mcp import migrate
+from vsm_mcp.config import load_settings
+from vsm_mcp.db import Database
+from vsm_mcp.storage import StorageService
+from vsm_mcp.tenants import create_tenant
+
+BACKENDS = ["memory", "file", "s3"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """``python -m moto.server`` as a subprocess speaking the real S3 HTTP API."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(url + "/moto-api/", timeout=2)
+            break
+        except httpx.HTTPError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.2)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture
+def aws_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(params=BACKENDS)
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty backend of each kind (S3: a new bucket on the shared moto server)."""
+    if request.param == "memory":
+        return "memory://"
+    if request.param == "file":
+        return f"file://{tmp_path / 'objects'}"
+    endpoint = request.getfixturevalue("moto_endpoint")
+    request.getfixturevalue("aws_env")
+    return f"s3://vsm-{uuid.uuid4().hex[:12]}/root?endpoint_url={endpoint}"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+
+
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file migrated once per session; tests copy it (Alembic per test is slow here)."""
+    path = tmp_path_factory.mktemp("template") / "vsm.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture
+async def storage_env(
+    backend_url: str, tmp_path: Path, migrated_sqlite: Path
+) -> AsyncIterator[tuple[StorageService, str, str]]:
+    """(service, tenant a, tenant b) on a migrated SQLite database and the backend under test."""
+    settings = load_settings(home=tmp_path / ".vsm", storage_url=backend_url)
+    (tmp_path / ".vsm").mkdir(exist_ok=True)
+    shutil.copy(migrated_sqlite, tmp_path / ".vsm" / "vsm.db")
+    db = Database(settings)
+    svc = StorageService(settings, db)
+    a = (await create_tenant(db, "alpha")).id
+    b = (await create_tenant(db, "beta")).id
+    try:
+        yield svc, a, b
+    finally:
+        await svc.aclose()
+        await db.aclose()
