@@ -62,6 +62,39 @@ class Settings(BaseSettings):
         "weighted", description="How tool search fuses BM25 and embedding ranks: weighted (normalised score sum) or rrf."
     )
 
+    # --- LLM-CDN (issue 8) ---------------------------------------------------------------
+    llm_models: str = Field(
+        "",
+        description="LLM-CDN model list: path to a YAML/JSON file or inline JSON (see docs/llm_cdn.md). Empty = no models.",
+    )
+    llm_cache_mode: Literal["deterministic", "all", "off"] = Field(
+        "deterministic",
+        description="Which chat requests the LLM cache stores: deterministic (temperature 0 or a seed), all, or off.",
+    )
+    llm_cache_ttl_s: float = Field(
+        3600.0, gt=0, description="Default seconds a cached LLM answer lives (a model entry's ttl_s overrides it)."
+    )
+    llm_cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="Size bound of the LLM cache (per tenant on PostgreSQL); the oldest stored answers are evicted first."
+    )
+    llm_timeout_s: float = Field(60.0, gt=0, description="Default seconds one upstream LLM call may take.")
+    llm_retries: int = Field(2, ge=0, le=10, description="Retries (with backoff) of an LLM call answered 429 or 5xx.")
+    llm_breaker_threshold: int = Field(
+        5, ge=1, description="Consecutive failures that open an LLM provider's circuit breaker."
+    )
+    llm_breaker_reset_s: float = Field(
+        30.0, gt=0, description="Seconds an open LLM provider circuit waits before one trial call."
+    )
+    llm_dedup_window_s: float = Field(
+        120.0, gt=0, description="Seconds identical concurrent LLM requests wait for the one in flight (single-flight)."
+    )
+    llm_semantic_cache: bool = Field(
+        False, description="Serve near-identical prompts from the LLM cache by embedding similarity (never with tools or seed)."
+    )
+    llm_semantic_threshold: float = Field(
+        0.97, gt=0, le=1, description="Cosine similarity a prompt needs to reuse a cached answer semantically."
+    )
+
     # --- events and edge (issue 6) --------------------------------------------------------
     event_log_retention_hours: float = Field(
         24.0, gt=0, description="Hours the durable event log keeps events for SSE replay (older rows are pruned)."

@@ -1,0 +1,192 @@
+"""OpenAI-compatible edge: ``POST /v1/chat/completions`` (plain and ``stream: true``),
+``POST /v1/embeddings`` and ``GET /v1/models``, served by the LLM-CDN engine.
+
+The router never imports servers: the engine is the object the built-in ``llm`` server
+(servers/llm_cdn) publishes as ``ctx.extras["llm_cdn"]``; until that server is loaded these
+routes answer 503 saying so. Errors use OpenAI's shape ``{"error": {"message", "type", "param",
+"code"}}`` so OpenAI clients (openai, OpenCode) show the reason. Every answer carries
+``x-vsm-cache: hit | semantic | miss | shared | bypass`` and ``x-vsm-model`` (the model that answered).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any, Protocol
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from vsm_mcp.auth import Principal
+from vsm_mcp.context import ServerContext
+from vsm_mcp.errors import InvalidArguments, UpstreamUnavailable, VsmError
+from vsm_mcp.tenants import Authenticator
+
+Authenticate = Callable[[Request], Awaitable[Principal]]
+ENGINE_KEY = "llm_cdn"
+
+_OPENAI_TYPES = {
+    400: "invalid_request_error", 401: "authentication_error", 403: "permission_error", 404: "not_found_error",
+    409: "conflict_error", 413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable",
+    504: "timeout",
+}
+
+
+class _Outcome(Protocol):
+    body: dict[str, Any]
+    cache: str
+    model: str
+
+
+class LlmEngine(Protocol):
+    """What this edge needs from servers/llm_cdn/engine.py's Engine."""
+
+    async def complete(self, tenant: str, request: dict[str, Any]) -> _Outcome: ...
+
+    async def embed(self, tenant: str, request: dict[str, Any]) -> _Outcome: ...
+
+    def models(self) -> list[dict[str, Any]]: ...
+
+
+# --- stream replay: a complete chat.completion as chat.completion.chunk events ------------------
+# The engine always holds the whole answer (cached or fresh), so a stream is a replay: a role
+# chunk, content in word-aligned pieces, one chunk per tool call, a finish chunk, an optional
+# usage chunk, then [DONE] — what OpenAI-compatible clients expect from ``stream: true``.
+
+PIECE = 48  # characters per content chunk (split at whitespace when possible)
+
+
+def split_text(text: str, size: int = PIECE) -> list[str]:
+    """Pieces whose concatenation is exactly ``text``."""
+    if not text:
+        return []
+    parts = re.findall(r"\S*\s*", text)
+    pieces: list[str] = []
+    buf = ""
+    for part in parts:
+        if buf and len(buf) + len(part) > size:
+            pieces.append(buf)
+            buf = ""
+        buf += part
+    if buf:
+        pieces.append(buf)
+    return pieces
+
+
+def chunks(body: dict[str, Any], include_usage: bool = False) -> Iterator[dict[str, Any]]:
+    """The chunk objects of ``body`` (a chat.completion), in order."""
+    base = {"id": body.get("id", "chatcmpl-vsm"), "object": "chat.completion.chunk",
+            "created": body.get("created", 0), "model": body.get("model", "")}
+    for choice in body.get("choices", []):
+        idx = choice.get("index", 0)
+        msg = choice.get("message") or {}
+
+        def chunk(delta: dict[str, Any], finish: str | None = None, _idx: int = idx) -> dict[str, Any]:
+            return {**base, "choices": [{"index": _idx, "delta": delta, "finish_reason": finish}]}
+
+        yield chunk({"role": msg.get("role", "assistant"), "content": ""})
+        for piece in split_text(msg.get("content") or ""):
+            yield chunk({"content": piece})
+        for i, call in enumerate(msg.get("tool_calls") or []):
+            yield chunk({"tool_calls": [{"index": i, "id": call.get("id"), "type": call.get("type", "function"),
+                                         "function": call.get("function", {})}]})
+        yield chunk({}, choice.get("finish_reason") or "stop")
+    if include_usage and body.get("usage"):
+        yield {**base, "choices": [], "usage": body["usage"]}
+
+
+def sse_events(body: dict[str, Any], include_usage: bool = False) -> Iterator[bytes]:
+    """``data: <chunk>`` events followed by ``data: [DONE]``."""
+    for c in chunks(body, include_usage):
+        yield b"data: " + json.dumps(c, separators=(",", ":")).encode() + b"\n\n"
+    yield b"data: [DONE]\n\n"
+
+
+def openai_error(exc: VsmError) -> JSONResponse:
+    """A VsmError in OpenAI's error shape (with Retry-After when the error carries one)."""
+    body = {"error": {
+        "message": exc.message, "type": _OPENAI_TYPES.get(exc.status, "server_error"),
+        "param": exc.data.get("param"), "code": exc.data.get("code", exc.label),
+    }}
+    headers = {}
+    if exc.data.get("retry_after") is not None:
+        headers["retry-after"] = str(max(1, int(float(exc.data["retry_after"]) + 0.999)))
+    return JSONResponse(body, status_code=exc.status, headers=headers)
+
+
+def _default_authenticate(ctx: ServerContext) -> Authenticate:
+    s = ctx.settings
+    authn = Authenticator(ctx.db, default_tenant=s.default_tenant, allow_anonymous=s.allow_anonymous and s.is_loopback)
+
+    async def authenticate(request: Request) -> Principal:
+        return await authn.authenticate(request.headers.get("authorization"))
+
+    return authenticate
+
+
+def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None) -> list[Route]:
+    """The /v1 routes; ``authenticate`` maps a request to its principal (Bearer API key by default)."""
+    auth = authenticate or _default_authenticate(ctx)
+    max_body = ctx.settings.max_body_bytes
+
+    def engine() -> LlmEngine:
+        found = ctx.extras.get(ENGINE_KEY)
+        if found is None:
+            raise UpstreamUnavailable(
+                "the LLM-CDN is not loaded: add the built-in 'llm' server to the manifest",
+                data={"code": "llm_cdn_not_loaded"},
+            )
+        return found  # type: ignore[no-any-return]
+
+    async def read_json(request: Request) -> dict[str, Any]:
+        raw = await request.body()
+        if len(raw) > max_body:
+            raise InvalidArguments(f"request body is larger than {max_body} bytes")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidArguments(f"request body is not valid JSON: {exc}") from None
+        if not isinstance(body, dict):
+            raise InvalidArguments("request body must be a JSON object")
+        return body
+
+    async def chat(request: Request) -> Response:
+        try:
+            principal = await auth(request)
+            body = await read_json(request)
+            out = await engine().complete(principal.tenant_id, body)
+        except VsmError as exc:
+            return openai_error(exc)
+        headers = {"x-vsm-cache": out.cache, "x-vsm-model": out.model}
+        if body.get("stream"):
+            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+            headers["cache-control"] = "no-cache"
+            return StreamingResponse(
+                iter(list(sse_events(out.body, include_usage))), media_type="text/event-stream", headers=headers
+            )
+        return JSONResponse(out.body, headers=headers)
+
+    async def embeddings(request: Request) -> Response:
+        try:
+            principal = await auth(request)
+            body = await read_json(request)
+            out = await engine().embed(principal.tenant_id, body)
+        except VsmError as exc:
+            return openai_error(exc)
+        return JSONResponse(out.body, headers={"x-vsm-cache": out.cache, "x-vsm-model": out.model})
+
+    async def models(request: Request) -> Response:
+        try:
+            await auth(request)
+            data = engine().models()
+        except VsmError as exc:
+            return openai_error(exc)
+        return JSONResponse({"object": "list", "data": data})
+
+    return [
+        Route("/v1/chat/completions", chat, methods=["POST"]),
+        Route("/v1/embeddings", embeddings, methods=["POST"]),
+        Route("/v1/models", models, methods=["GET"]),
+    ]

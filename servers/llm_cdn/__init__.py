@@ -1,0 +1,1 @@
+"""The Goldrush LLM-CDN: an LLM gateway with fingerprinted cache, single-flight and fallbacks."""
