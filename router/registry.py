@@ -1,0 +1,401 @@
+"""The tool registry: a catalog of every upstream tool and hybrid search over it.
+
+``replace_server`` installs a server's current tool list (at start, on ``list_changed``),
+``set_available`` flips a server's tools on/off when its upstream goes down or comes back, and
+``search`` ranks tools for a natural-language query by
+
+* BM25 over the tool name (split on camelCase/snake_case), title, description and parameter
+  names/descriptions, with field weights (router/bm25.py, router/tool_text.py);
+* cosine similarity of the query's and the tool's embedding (vsm_mcp.embeddings);
+* fusion of the two: a weighted sum of min-max normalised scores (default) or reciprocal rank
+  fusion — both measured by ``vsm-mcp bench retrieval``, see docs/ARCHITECTURE.md.
+
+Filters (server, tags, availability) and the caller's grants (``allowed``) are applied inside
+the search: a tool the caller may not call is never returned. Each change builds a new
+immutable snapshot and swaps it in, so searches never see a half-updated index and need no lock.
+Embeddings are looked up by content hash in an ``EmbeddingStore`` before the model is run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from router.bm25 import BM25Index, weighted_tf
+from router.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
+from router.tool_text import embedding_text, field_tokens, tokenize
+from vsm_mcp.embeddings import Embedder
+from vsm_mcp.errors import InvalidArguments
+
+Vector = npt.NDArray[np.float32]
+Mode = Literal["hybrid", "bm25", "embedding"]
+Fusion = Literal["weighted", "rrf"]
+MODES: tuple[str, ...] = ("hybrid", "bm25", "embedding")
+
+# General choices measured on the dev set (docs/ARCHITECTURE.md "Tool search"), not per query.
+FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5}
+EMBED_WEIGHT = 0.6  # weighted fusion: share of the embedding score
+RRF_K = 60.0
+EMBED_BATCH = 256
+
+
+@dataclass(frozen=True)
+class ToolRecord:
+    """One tool of one upstream server as the registry knows it."""
+
+    server: str
+    name: str
+    public_name: str
+    title: str = ""
+    description: str = ""
+    input_schema: Mapping[str, Any] = field(default_factory=lambda: {"type": "object", "properties": {}})
+    annotations: Mapping[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    available: bool = True
+    schema_hash: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.schema_hash:
+            object.__setattr__(self, "schema_hash", schema_hash(self.input_schema))
+
+    @cached_property
+    def embedding_text(self) -> str:
+        """The text this tool is embedded as (its vector's store key derives from it)."""
+        return embedding_text(self.name, self.title, self.description, self.input_schema)
+
+
+def record_from_tool(
+    server: str,
+    tool: Any,
+    public_name: str,
+    *,
+    tags: Sequence[str] = (),
+    available: bool = True,
+) -> ToolRecord:
+    """A ``ToolRecord`` from an upstream's ``tools/list`` entry (an ``mcp.types.Tool`` or its JSON).
+
+    The one conversion used for live upstream tools and for benchmark files alike.
+    """
+    data: Mapping[str, Any] = tool if isinstance(tool, Mapping) else tool.model_dump(by_alias=True, exclude_none=True)
+    name = data.get("name")
+    if not isinstance(name, str) or not name:
+        raise InvalidArguments(f"a tool of server {server!r} has no name")
+    schema = data.get("inputSchema", data.get("input_schema")) or {"type": "object", "properties": {}}
+    if not isinstance(schema, Mapping):
+        raise InvalidArguments(f"tool {server}/{name}: input schema must be an object")
+    annotations = data.get("annotations") or {}
+    title = data.get("title") or (annotations.get("title") if isinstance(annotations, Mapping) else None) or ""
+    return ToolRecord(
+        server=server,
+        name=name,
+        public_name=public_name,
+        title=str(title),
+        description=str(data.get("description") or ""),
+        input_schema=dict(schema),
+        annotations=dict(annotations) if isinstance(annotations, Mapping) else {},
+        tags=tuple(tags),
+        available=available,
+    )
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    record: ToolRecord
+    score: float
+
+
+def schema_hash(schema: Mapping[str, Any]) -> str:
+    """sha256 of the canonical JSON of an input schema."""
+    canonical = json.dumps(schema, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass
+class _Snapshot:
+    """Immutable index over a fixed list of records."""
+
+    records: tuple[ToolRecord, ...]
+    vectors: Vector
+    bm25: BM25Index
+    available: npt.NDArray[np.bool_]
+    by_server: dict[str, npt.NDArray[np.intp]]
+    by_tag: dict[str, npt.NDArray[np.intp]]
+    by_public: dict[str, int]
+
+
+def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str]:
+    return (rec.name, rec.title, rec.description, rec.schema_hash)
+
+
+def _tag_keys(tag: str) -> set[str]:
+    return {tag, tag.split(":", 1)[0]}
+
+
+def _minmax(x: Vector, mask: npt.NDArray[np.bool_]) -> Vector:
+    if not mask.any():
+        return np.zeros_like(x)
+    lo, hi = float(x[mask].min()), float(x[mask].max())
+    if hi - lo < 1e-9:
+        return np.where(mask, np.float32(1.0 if hi > 0 else 0.0), np.float32(0.0)).astype(np.float32)
+    out: Vector = ((x - lo) / (hi - lo)).astype(np.float32, copy=False)
+    return out
+
+
+def _ranked(scores: Vector, pool: int) -> npt.NDArray[np.intp]:
+    """Indices of the ``pool`` highest scores, best first, ties broken by index (deterministic)."""
+    if pool <= 0:
+        return np.empty(0, dtype=np.intp)
+    part = np.argpartition(-scores, pool - 1)[:pool] if pool < len(scores) else np.arange(len(scores))
+    out: npt.NDArray[np.intp] = part[np.lexsort((part, -scores[part]))]
+    return out
+
+
+def _rrf(x: Vector, mask: npt.NDArray[np.bool_], k: float, positive_only: bool) -> Vector:
+    valid = mask & (x > 0) if positive_only else mask
+    idx = np.flatnonzero(valid)
+    out = np.zeros_like(x)
+    order = idx[np.argsort(-x[idx], kind="stable")]
+    out[order] = 1.0 / (k + np.arange(1, len(order) + 1, dtype=np.float32))
+    return out
+
+
+class ToolRegistry:
+    """Catalog + hybrid search. Thread-safe: writers serialise on a lock, readers use snapshots."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        store: EmbeddingStore | None = None,
+        fusion: Fusion = "weighted",
+        embed_weight: float = EMBED_WEIGHT,
+        field_weights: Mapping[str, float] = FIELD_WEIGHTS,
+        query_cache_size: int = 2048,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        self.embedder = embedder
+        self.store: EmbeddingStore = store if store is not None else MemoryEmbeddingStore()
+        self.fusion: Fusion = fusion
+        self.embed_weight = embed_weight
+        self.field_weights = dict(field_weights)
+        self.progress = progress
+        self._servers: dict[str, tuple[ToolRecord, ...]] = {}
+        self._vectors: dict[str, Vector] = {}  # content key → vector, for records in the catalog
+        self._docs: dict[tuple[str, str, str, str], tuple[dict[str, float], float]] = {}
+        self._write_lock = threading.Lock()
+        self._snapshot = self._build(())
+        self._query_cache: OrderedDict[str, Vector] = OrderedDict()
+        self._query_cache_size = query_cache_size
+        self._query_lock = threading.Lock()
+        self.embedded_count = 0  # texts sent to the embedder (tools and queries)
+
+    # --- catalog ---------------------------------------------------------------------------
+
+    def replace_server(self, server: str, records: Iterable[ToolRecord]) -> None:
+        """Install ``server``'s complete tool list (tools absent from it disappear)."""
+        items = tuple(records)
+        for rec in items:
+            if rec.server != server:
+                raise InvalidArguments(f"record {rec.public_name!r} belongs to {rec.server!r}, not {server!r}")
+        with self._write_lock:
+            self._ensure_vectors(items)
+            self._servers[server] = items
+            self._rebuild()
+
+    def has_vectors(self, records: Iterable[ToolRecord]) -> bool:
+        """True when every record's embedding is already in memory (installing it needs no model run)."""
+        name = self.embedder.name
+        return all(content_key(name, r.embedding_text) in self._vectors for r in records)
+
+    def remove_server(self, server: str) -> None:
+        with self._write_lock:
+            if self._servers.pop(server, None) is not None:
+                self._rebuild()
+
+    def set_available(self, server: str, available: bool) -> None:
+        """Mark every tool of ``server`` (un)available; unavailable tools are never returned."""
+        with self._write_lock:
+            items = self._servers.get(server)
+            if items is None or all(r.available == available for r in items):
+                return
+            self._servers[server] = tuple(replace(r, available=available) for r in items)
+            self._rebuild()
+
+    def records(self, server: str | None = None) -> list[ToolRecord]:
+        snap = self._snapshot
+        return [r for r in snap.records if server is None or r.server == server]
+
+    def servers(self) -> list[str]:
+        return sorted(self._servers)
+
+    def get(self, public_name: str) -> ToolRecord | None:
+        snap = self._snapshot
+        i = snap.by_public.get(public_name)
+        return snap.records[i] if i is not None else None
+
+    def __len__(self) -> int:
+        return len(self._snapshot.records)
+
+    # --- search ----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        server: str | None = None,
+        tags: Sequence[str] | None = None,
+        allowed: Callable[[ToolRecord], bool] | None = None,
+        mode: Mode = "hybrid",
+        fusion: Fusion | None = None,
+    ) -> list[SearchHit]:
+        """The ``limit`` best tools for ``query`` that pass the filters and ``allowed``."""
+        if mode not in MODES:
+            raise InvalidArguments(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        if not isinstance(limit, int) or limit < 1:
+            raise InvalidArguments("limit must be a positive integer")
+        if not query.strip():
+            raise InvalidArguments("query must not be empty")
+        snap = self._snapshot
+        mask = self._mask(snap, server, tags)
+        if not mask.any():
+            return []
+        scores = self._scores(snap, query, mask, mode, fusion or self.fusion)
+        return self._top(snap, scores, mask, limit, allowed)
+
+    def embed_query(self, query: str) -> Vector:
+        """The query's embedding, from an LRU cache when it was asked before."""
+        with self._query_lock:
+            cached = self._query_cache.get(query)
+            if cached is not None:
+                self._query_cache.move_to_end(query)
+                return cached
+        vec: Vector = self.embedder.embed([query])[0]
+        with self._query_lock:
+            self.embedded_count += 1
+            self._query_cache[query] = vec
+            while len(self._query_cache) > self._query_cache_size:
+                self._query_cache.popitem(last=False)
+        return vec
+
+    def clear_query_cache(self) -> None:
+        with self._query_lock:
+            self._query_cache.clear()
+
+    def _mask(self, snap: _Snapshot, server: str | None, tags: Sequence[str] | None) -> npt.NDArray[np.bool_]:
+        mask = snap.available.copy()
+        if server is not None:
+            keep = np.zeros_like(mask)
+            keep[snap.by_server.get(server, np.empty(0, dtype=np.intp))] = True
+            mask &= keep
+        for tag in tags or ():
+            keep = np.zeros_like(mask)
+            keep[snap.by_tag.get(tag, np.empty(0, dtype=np.intp))] = True
+            mask &= keep
+        return mask
+
+    def _scores(self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], mode: Mode, fusion: Fusion) -> Vector:
+        neg = np.float32(-np.inf)
+        if mode == "bm25":
+            bm = snap.bm25.scores(tokenize(query))
+            return np.where(mask & (bm > 0), bm, neg).astype(np.float32)
+        emb = snap.vectors @ self.embed_query(query)
+        if mode == "embedding":
+            return np.where(mask, emb, neg).astype(np.float32)
+        bm = snap.bm25.scores(tokenize(query))
+        if fusion == "rrf":
+            fused = _rrf(bm, mask, RRF_K, positive_only=True) + _rrf(emb, mask, RRF_K, positive_only=False)
+        else:
+            w = np.float32(self.embed_weight)
+            fused = w * _minmax(emb, mask) + (np.float32(1.0) - w) * _minmax(bm, mask)
+        return np.where(mask, fused, neg).astype(np.float32)
+
+    @staticmethod
+    def _top(
+        snap: _Snapshot,
+        scores: Vector,
+        mask: npt.NDArray[np.bool_],
+        limit: int,
+        allowed: Callable[[ToolRecord], bool] | None,
+    ) -> list[SearchHit]:
+        candidates = int(np.count_nonzero(np.isfinite(scores)))
+        pool = min(candidates, limit * 4 + 16)
+        while True:
+            # Grants are checked lazily in rank order; rank everything only if too many are denied.
+            hits: list[SearchHit] = []
+            for i in _ranked(scores, pool):
+                rec = snap.records[int(i)]
+                if allowed is None or allowed(rec):
+                    hits.append(SearchHit(rec, float(scores[i])))
+                    if len(hits) == limit:
+                        return hits
+            if pool >= candidates:
+                return hits
+            pool = candidates
+
+    # --- index building ------------------------------------------------------------------
+
+    def _ensure_vectors(self, items: Sequence[ToolRecord]) -> None:
+        """Have a vector for each record: from memory, then the store, then the embedder."""
+        name = self.embedder.name
+        texts = {content_key(name, t): t for t in (r.embedding_text for r in items)}
+        missing = [k for k in texts if k not in self._vectors]
+        self._vectors.update(self.store.get_many(missing))
+        todo = [k for k in missing if k not in self._vectors]
+        for start in range(0, len(todo), EMBED_BATCH):
+            keys = todo[start : start + EMBED_BATCH]
+            vecs = self.embedder.embed([texts[k] for k in keys])
+            self.embedded_count += len(keys)
+            fresh = {k: vecs[i] for i, k in enumerate(keys)}
+            self.store.put_many(fresh)
+            self._vectors.update(fresh)
+            if self.progress is not None:
+                self.progress(min(start + EMBED_BATCH, len(todo)), len(todo))
+
+    def _doc(self, rec: ToolRecord) -> tuple[dict[str, float], float]:
+        key = _doc_key(rec)
+        doc = self._docs.get(key)
+        if doc is None:
+            fields = field_tokens(rec.name, rec.title, rec.description, rec.input_schema)
+            doc = self._docs[key] = weighted_tf(fields, self.field_weights)
+        return doc
+
+    def _rebuild(self) -> None:
+        records = tuple(r for server in sorted(self._servers) for r in self._servers[server])
+        self._snapshot = self._build(records)
+        live = {content_key(self.embedder.name, r.embedding_text) for r in records}
+        self._vectors = {k: v for k, v in self._vectors.items() if k in live}
+        docs = {_doc_key(r) for r in records}
+        self._docs = {k: v for k, v in self._docs.items() if k in docs}
+
+    def _build(self, records: tuple[ToolRecord, ...]) -> _Snapshot:
+        name = self.embedder.name
+        if records:
+            vectors = np.vstack([self._vectors[content_key(name, r.embedding_text)] for r in records])
+        else:
+            vectors = np.zeros((0, 1), dtype=np.float32)
+        by_server: dict[str, list[int]] = {}
+        by_tag: dict[str, list[int]] = {}
+        for i, rec in enumerate(records):
+            by_server.setdefault(rec.server, []).append(i)
+            for tag in rec.tags:
+                for k in _tag_keys(tag):
+                    by_tag.setdefault(k, []).append(i)
+        return _Snapshot(
+            records=records,
+            vectors=np.ascontiguousarray(vectors, dtype=np.float32),
+            bm25=BM25Index([self._doc(r) for r in records]),
+            available=np.array([r.available for r in records], dtype=np.bool_),
+            by_server={k: np.asarray(sorted(set(v)), dtype=np.intp) for k, v in by_server.items()},
+            by_tag={k: np.asarray(sorted(set(v)), dtype=np.intp) for k, v in by_tag.items()},
+            by_public={r.public_name: i for i, r in enumerate(records)},
+        )

@@ -1,0 +1,127 @@
+"""The text tool search sees: identifier splitting, tokenising, stemming, and the per-field
+documents a tool contributes to BM25 and to its embedding.
+
+Kept apart from the index so both the live registry and the retrieval benchmark use exactly
+the same text preparation (router/registry.py, router/bench_retrieval.py).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+# camelCase / PascalCase / ACRONYMWord / digits boundaries inside one identifier.
+_CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2,})|[A-Z]+s(?![a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+_WORDISH = re.compile(r"[A-Za-z0-9]+")
+
+# Function words that carry no intent in a tool query or description.
+STOPWORDS = frozenset(
+    """a about above after all also am an and any are as at be been being but by can could did do does
+    doing for from had has have having he her here hers him his how i if in into is it its itself just
+    me my myself no nor not of off on once only or other our ours out over own please same she should
+    so some such than that the their theirs them then there these they this those through to too under
+    until up very was we were what when where which while who whom why will with would you your yours
+    yourself want need let lets using use via e g eg ie etc""".split()
+)
+
+
+def split_identifier(name: str) -> list[str]:
+    """``getUserIDs`` → ``[get, user, ids]``; ``HTTPServer`` → ``[http, server]``; ``list_dir-v2`` → ``[list, dir, v, 2]`` (lower-cased)."""
+    words: list[str] = []
+    for chunk in _WORDISH.findall(name):
+        words.extend(part.lower() for part in _CAMEL.findall(chunk))
+    return words
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    """A light suffix stemmer: conflates plural, -ing, -ed, -ion and a final -e.
+
+    Light on purpose: it must map "creating", "created", "creation", "create" together, but an
+    aggressive stemmer merges unrelated tool words ("server"/"serve", "user"/"use").
+    """
+    w = word
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        w = w[:-3] + "y"
+    elif w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        w = w[:-2]
+    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        w = w[:-1]
+    for suffix in ("ing", "ed"):
+        if w.endswith(suffix) and len(w) - len(suffix) >= 3:
+            w = w[: -len(suffix)]
+            if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":
+                w = w[:-1]  # running → run
+            break
+    if w.endswith(("tion", "sion")) and len(w) > 5:
+        w = w[:-3]
+    if w.endswith("e") and len(w) > 3:
+        w = w[:-1]
+    return w
+
+
+def tokenize(text: str) -> list[str]:
+    """Words of ``text`` (identifiers split, lower-cased, stopwords dropped, stemmed)."""
+    return [stem(w) for w in split_identifier(text) if w not in STOPWORDS]
+
+
+def iter_params(schema: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
+    """(parameter path, description) for each property of a JSON schema, nested objects included."""
+    props = schema.get("properties") if isinstance(schema, Mapping) else None
+    if not isinstance(props, Mapping) or depth > 3:
+        return
+    for name, sub in props.items():
+        if not isinstance(sub, Mapping):
+            continue
+        desc = sub.get("description")
+        yield f"{prefix}{name}", desc if isinstance(desc, str) else ""
+        yield from iter_params(sub, f"{prefix}{name}.", depth + 1)
+        items = sub.get("items")
+        if isinstance(items, Mapping):
+            yield from iter_params(items, f"{prefix}{name}.", depth + 1)
+
+
+def first_sentences(text: str, limit: int) -> str:
+    """Leading sentences of ``text`` up to about ``limit`` characters (never cuts the first one)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    out = ""
+    for sentence in re.split(r"(?<=[.!?])\s+", text):
+        if out and len(out) + len(sentence) > limit:
+            break
+        out = f"{out} {sentence}".strip()
+    return out[: max(limit, 1) * 2]
+
+
+def embedding_text(
+    name: str, title: str, description: str, schema: Mapping[str, Any], *, desc_chars: int = 600
+) -> str:
+    """The one string a tool is embedded as: readable name, title, description and parameters."""
+    head = " ".join(split_identifier(name))
+    parts = [head]
+    if title and title.lower() != head:
+        parts.append(title)
+    parts.append(first_sentences(description, desc_chars))
+    params = [" ".join(split_identifier(p.rsplit(".", 1)[-1])) for p, _ in iter_params(schema)]
+    if params:
+        parts.append("Parameters: " + ", ".join(dict.fromkeys(params)) + ".")
+    return ". ".join(p.rstrip(". ") for p in parts if p) .strip()
+
+
+def field_tokens(name: str, title: str, description: str, schema: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Tokens per BM25 field: ``name``, ``title``, ``description``, ``params``."""
+    params: list[str] = []
+    for path, desc in iter_params(schema):
+        params.extend(tokenize(path))
+        params.extend(tokenize(desc))
+    return {
+        "name": tokenize(name),
+        "title": tokenize(title),
+        "description": tokenize(description),
+        "params": params,
+    }
