@@ -1,39 +1,156 @@
-"""ASGI assembly: one Starlette app with the MCP endpoints, the edge routes and the lifespan."""
+"""ASGI assembly: one Starlette app with the MCP endpoints, the edge routes and the lifespan.
+
+Routes (``routes`` in ``create_app`` — edge engineers append theirs there):
+
+* ``/mcp``            the aggregate (streamable HTTP), router/aggregate.py
+* ``/mcp/{server}``   one upstream, transparent (original names), router/proxy.py
+* ``/sse`` + ``/messages/``  the aggregate over the legacy HTTP+SSE transport
+* ``/healthz``, ``/readyz``
+
+MCP routes are wrapped in ``HostOriginGuard`` (DNS-rebinding protection on loopback binds) and
+``AuthMiddleware`` (Bearer API key → principal). ``app.state`` carries ``ctx`` (ServerContext),
+``runtime``, ``dispatcher``, ``upstreams``, ``catalog`` and ``aggregate`` for the edge routes.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
+import anyio
+from mcp.server.sse import SseServerTransport
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
+from starlette.responses import JSONResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import Receive, Scope, Send
 
+from router.aggregate import Aggregate
+from router.authn import AuthMiddleware, make_authenticator, principal_of, send_error
+from router.fastpath import FastPath
+from router.guard import HostOriginGuard
+from router.manifest import UpstreamSpec
+from router.proxy import ProxySet
+from router.runtime import RouterRuntime
+from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
+from vsm_mcp.errors import Internal, Unauthorized
+
+SESSION_IDLE_S = 30 * 60
 
 
-def create_app(settings: Settings, ctx: ServerContext | None = None) -> Starlette:
+async def _http_principal(ctx: Any) -> Principal:
+    request = getattr(ctx, "request", None)
+    principal = principal_of(request.scope) if request is not None else None
+    if principal is None:
+        raise Unauthorized("no authenticated principal on this request")
+    return principal
+
+
+class _AsgiEndpoint:
+    """Adapts an ASGI callable so Starlette's Route treats it as an app (all methods)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+
+def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: list[UpstreamSpec] | None = None) -> Starlette:
     ctx = ctx or ServerContext.create(settings)
+    runtime = RouterRuntime(ctx, specs)
+    authenticator = make_authenticator(settings, ctx.db)
+    aggregate = Aggregate(runtime.catalog, runtime.dispatcher, _http_principal, expose=settings.expose)
+    manager = StreamableHTTPSessionManager(
+        app=aggregate.server,
+        max_request_body_size=settings.max_body_bytes,
+        session_idle_timeout=SESSION_IDLE_S,
+    )
+    proxies = ProxySet(runtime, _http_principal, max_body_bytes=settings.max_body_bytes)
+    sse = SseServerTransport("/messages/")
+    fast = FastPath(runtime.dispatcher, aggregate, manager, max_body_bytes=settings.max_body_bytes)
+    guard_on = settings.is_loopback
+
+    def protect(app: Any) -> Any:
+        return HostOriginGuard(AuthMiddleware(app, authenticator), enabled=guard_on)
+
+    async def mcp_aggregate(scope: Scope, receive: Receive, send: Send) -> None:
+        if not await fast.handle(scope, receive, send):
+            await manager.handle_request(scope, receive, send)
+
+    async def mcp_server(scope: Scope, receive: Receive, send: Send) -> None:
+        await proxies.handle(scope["path_params"]["server"], scope, receive, send)
+
+    async def sse_connect(scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            async with sse.connect_sse(scope, receive, send) as (read, write):
+                await aggregate.server.run(read, write, aggregate.server.create_initialization_options())
+        except Exception as exc:  # a broken SSE client must not surface as a server error
+            await send_error(send, Internal(f"SSE session failed: {exc}"))
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         await ctx.bus.start()
-        try:
-            yield
-        finally:
-            await ctx.aclose()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(ctx.aclose)
+            tg = await stack.enter_async_context(anyio.create_task_group())
+            try:
+                await runtime.start(tg)
+                runtime.add_notification_listener(proxies.on_upstream_notification)
+                runtime.catalog.add_listener(_ListChanged(aggregate, tg))
+                await stack.enter_async_context(manager.run())
+                await proxies.start(stack, tg)
+                yield
+            finally:
+                await runtime.aclose()
+                await proxies.aclose()
+                tg.cancel_scope.cancel()
 
     async def healthz(_request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def readyz(_request: Request) -> JSONResponse:
         ok, detail = await ctx.db.health()
-        checks = {"database": {"ok": ok, "detail": detail}}
-        status = 200 if ok else 503
-        return JSONResponse({"ready": ok, "checks": checks}, status_code=status)
+        router = runtime.readiness()
+        checks: dict[str, Any] = {"database": {"ok": ok, "detail": detail}, "upstreams": router["upstreams"]}
+        ready = ok and router["ok"]
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    app = Starlette(routes=[Route("/healthz", healthz), Route("/readyz", readyz)], lifespan=lifespan)
+    async def not_allowed(_request: Request) -> Response:
+        return Response(status_code=405)
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/mcp", _AsgiEndpoint(protect(mcp_aggregate))),
+        Route("/mcp/{server}", _AsgiEndpoint(protect(mcp_server))),
+        Route("/sse", _AsgiEndpoint(protect(sse_connect))),
+        Mount("/messages/", app=protect(sse.handle_post_message)),
+        # Edge routes (router/edge/) are appended below this line.
+    ]
+
+    app = Starlette(routes=routes, lifespan=lifespan)
     app.state.ctx = ctx
+    app.state.runtime = runtime
+    app.state.dispatcher = runtime.dispatcher
+    app.state.upstreams = runtime.upstreams
+    app.state.catalog = runtime.catalog
+    app.state.aggregate = aggregate
+    app.state.authenticator = authenticator
     return app
+
+
+class _ListChanged:
+    """Catalog listener: forward tool-list changes to the aggregate's connected clients."""
+
+    def __init__(self, aggregate: Aggregate, tg: Any) -> None:
+        self.aggregate = aggregate
+        self.tg = tg
+        self.started = False
+
+    def on_change(self, server: str, tools: list[Any]) -> None:
+        self.tg.start_soon(self.aggregate.notify_tools_changed)

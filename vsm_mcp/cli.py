@@ -244,6 +244,104 @@ def serve(
     uvicorn.run(asgi, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on")
 
 
+ManifestOpt = Annotated[
+    list[str] | None,
+    typer.Option("--manifest", "-m", help="Manifest file or directory (repeatable); overrides VSM_MANIFESTS."),
+]
+
+
+def _router_settings(manifest: list[str] | None, database_url: str | None = None) -> Settings:
+    from vsm_mcp import migrate as m
+
+    settings = settings_from(database_url, manifests=manifest or None)
+    _check_reachable(settings, settings.migration_database_url)
+    _quiet_migrate(m.upgrade, settings.migration_database_url)
+    return settings
+
+
+def _quiet_migrate(fn: Callable[[str], None], url: str) -> None:
+    """Run a migration with stdout redirected to stderr (stdout may be an MCP stdio channel)."""
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        fn(url)
+
+
+@app.command()
+@handle_errors
+def stdio(manifest: ManifestOpt = None, database_url: DbUrl = None) -> None:
+    """Serve the aggregate MCP endpoint over stdin/stdout (for clients that launch a local command).
+
+    Tools are named <server>__<tool>. The caller is the local user: the default tenant when
+    VSM_ALLOW_ANONYMOUS is on, or the key in VSM_API_KEY.
+    """
+    import logging
+
+    from router.local import serve_stdio
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    settings = _router_settings(manifest, database_url)
+    run_async(serve_stdio(settings))
+
+
+@app.command()
+@handle_errors
+def call(
+    tool: Annotated[str, typer.Argument(help="Public tool name, <server>__<tool>.")],
+    json_args: Annotated[str, typer.Option("--json", help="Arguments as a JSON object.")] = "{}",
+    manifest: ManifestOpt = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Run one tool call in-process through the full pipeline and print the result as JSON."""
+    import json
+
+    from router.local import call_once, result_json
+
+    try:
+        arguments = json.loads(json_args)
+    except json.JSONDecodeError as exc:
+        raise VsmError(f"--json is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(arguments, dict):
+        raise VsmError("--json must be a JSON object, e.g. '{\"key\": \"value\"}'")
+    settings = _router_settings(manifest, database_url)
+    result = run_async(call_once(settings, tool, arguments))
+    out.print(result_json(result), soft_wrap=True, markup=False, highlight=False)
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handle_errors
+def server(
+    name: Annotated[str, typer.Argument(help="A builtin server from the manifests, e.g. storage.")],
+    transport: Annotated[str, typer.Option("--transport", help="stdio or http.")] = "stdio",
+    host: Annotated[str, typer.Option(help="Bind address for --transport http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8000,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Run one built-in capability server alone (no router), over stdio or streamable HTTP."""
+    import importlib
+
+    from router.manifest import load_manifests
+    from vsm_mcp.standalone import serve_standalone
+
+    if transport not in ("stdio", "http"):
+        raise VsmError(f"--transport must be stdio or http (got {transport!r})")
+    settings = settings_from(manifests=manifest or None)
+    specs = {s.name: s for s in load_manifests(settings.manifests or None)}
+    spec = specs.get(name)
+    if spec is None:
+        raise VsmError(f"no server named {name!r} in the manifests; known: {', '.join(sorted(specs)) or '(none)'}")
+    if spec.kind != "builtin":
+        raise VsmError(f"server {name!r} is a {spec.kind} upstream, not a builtin; run its own command instead")
+    module_name, _, attr = spec.target.partition(":")
+    try:
+        build = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise VsmError(f"cannot load {spec.target}: {exc}") from None
+    run_async(serve_standalone(build, "stdio" if transport == "stdio" else "http", host, port))
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -8,11 +8,11 @@ an optional ``.env`` file in the working directory. ``.env.example`` documents e
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from vsm_mcp.errors import ConfigError
 
@@ -51,6 +51,33 @@ class Settings(BaseSettings):
         description="Allow calls without an API key. Honoured only while bound to a loopback address.",
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
+
+    # --- router (issue 4) ----------------------------------------------------------------
+    manifests: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Manifest files or directories, comma-separated (JSON list also accepted). "
+        "Empty = the packaged manifests/default.yaml.",
+    )
+    expose: Literal["all", "search", "both"] = Field(
+        "both", description="What /mcp lists: all upstream tools, only the search meta-tools, or both."
+    )
+    rate_limit: float = Field(50.0, ge=0, description="Tool calls per second per API key (token bucket; 0 = off).")
+    rate_burst: float = Field(200.0, ge=0, description="Burst size of the per-key rate limit.")
+    upstream_start_wait: float = Field(
+        10.0, ge=0, description="Seconds start-up waits for upstreams to connect before serving anyway."
+    )
+
+    @field_validator("manifests", mode="before")
+    @classmethod
+    def _split_manifests(cls, v: object) -> object:
+        if isinstance(v, str):
+            v = v.strip()
+            if v.startswith("["):
+                import json
+
+                return json.loads(v)
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
 
     # --- tool search (issue 5) ------------------------------------------------------------
     embedder: str = Field(

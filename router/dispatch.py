@@ -1,0 +1,220 @@
+"""THE choke point: every tool call — aggregate ``/mcp``, ``/mcp/<server>``, stdio, the meta-tool
+``call_tool``, REST, Telegram, planner steps — goes through ``Dispatcher.call_tool``.
+
+Pipeline (DESIGN.md "The dispatch pipeline"); the caller has done step 1 (authenticate)::
+
+    2 resolve      public name → catalog entry                    NotFound
+    3 authorize    scopes × capability tags, then authorizers     Forbidden / PolicyDenied
+    4 validate     arguments against the input schema (2020-12)   InvalidArguments (names the field)
+    5 rate limit   token bucket per principal and per tool        RateLimited (retry_after)
+    6 cache        the CallCache hook, for cacheable tools        (no-op when none is set)
+    7 call         persistent upstream session, timeout, breaker  UpstreamUnavailable / UpstreamTimeout
+    8 record       observers + batched episode rows, off the hot path (router/recorder.py)
+
+Routing failures raise ``vsm_mcp.errors`` classes (the MCP layer turns them into JSON-RPC
+errors); a tool that ran and failed comes back as a ``CallToolResult`` with ``is_error``.
+
+Hooks (vsm_mcp/hooks.py) plug in with ``add_authorizer(a)``, ``add_observer(o)`` and
+``set_cache(c)`` (or the constructor's ``authorizers=``, ``observers=``, ``cache=``).
+Nothing here does per-call database I/O or compiles a schema per call: validators are cached
+by schema hash and the principal's ``_meta`` by principal.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import mcp.types as mt
+from jsonschema import Draft202012Validator, validators
+from jsonschema.exceptions import SchemaError
+
+from router.catalog import Catalog, ToolEntry
+from router.recorder import Recorder
+from router.upstream import Upstream
+from vsm_mcp.auth import Principal, grants
+from vsm_mcp.errors import Forbidden, InvalidArguments, UpstreamUnavailable, VsmError
+from vsm_mcp.hooks import Authorizer, CallCache, CallInfo, CallObserver, CallOutcome
+from vsm_mcp.resilience import RateLimiter
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+Via = Callable[[str, dict[str, Any], dict[str, Any], ProgressFn | None], Awaitable[mt.CallToolResult]]
+
+
+class _Validators:
+    """JSON Schema validators compiled once per schema hash."""
+
+    def __init__(self) -> None:
+        self._cache: dict[str, Any] = {}
+
+    def get(self, entry: ToolEntry) -> Any:
+        v = self._cache.get(entry.schema_hash)
+        if v is None:
+            schema = entry.input_schema or {"type": "object"}
+            cls = validators.validator_for(schema, default=Draft202012Validator)
+            try:
+                cls.check_schema(schema)
+                v = cls(schema)
+            except SchemaError:
+                v = False  # the upstream's schema is broken: let the upstream judge the arguments
+            if len(self._cache) > 50_000:
+                self._cache.clear()
+            self._cache[entry.schema_hash] = v
+        return v
+
+
+def validate_arguments(validator: Any, arguments: dict[str, Any], tool: str) -> None:
+    """Raise InvalidArguments naming the offending field (the deepest, most relevant error)."""
+    if not validator:
+        return
+    errors = list(validator.iter_errors(arguments))
+    if not errors:
+        return
+    from jsonschema.exceptions import best_match
+
+    err = best_match(errors)
+    path = "/".join(str(p) for p in err.absolute_path)
+    field = path or (
+        err.message.split("'")[1] if err.validator == "required" and "'" in err.message else ""
+    )
+    where = f"argument {field!r}" if field else "arguments"
+    raise InvalidArguments(
+        f"invalid {where} for tool {tool!r}: {err.message}",
+        data={"tool": tool, "field": field, "schema_path": "/".join(str(p) for p in err.absolute_schema_path)},
+    )
+
+
+class Dispatcher:
+    """Runs the pipeline; see the module docstring."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        upstreams: dict[str, Upstream],
+        *,
+        recorder: Recorder | None = None,
+        authorizers: Iterable[Authorizer] = (),
+        observers: Iterable[CallObserver] = (),
+        cache: CallCache | None = None,
+        rate_per_principal: float = 0.0,
+        burst_per_principal: float = 0.0,
+    ) -> None:
+        self.catalog = catalog
+        self.upstreams = upstreams
+        self.recorder = recorder or Recorder(None, [])
+        self.authorizers: list[Authorizer] = list(authorizers)
+        for o in observers:
+            self.add_observer(o)
+        self.cache = cache
+        self.principal_limiter = RateLimiter(rate_per_principal, burst_per_principal or max(1.0, 2 * rate_per_principal))
+        self._tool_limiters: dict[str, RateLimiter] = {}
+        self._validators = _Validators()
+        self._meta: dict[Principal, dict[str, Any]] = {}
+
+    # --- hooks ---------------------------------------------------------------------------
+    def add_authorizer(self, authorizer: Authorizer) -> None:
+        self.authorizers.append(authorizer)
+
+    def add_observer(self, observer: CallObserver) -> None:
+        self.recorder.observers.append(observer)
+
+    def set_cache(self, cache: CallCache | None) -> None:
+        self.cache = cache
+
+    # --- the pipeline --------------------------------------------------------------------
+    async def call_tool(
+        self,
+        principal: Principal,
+        public_name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        source: str = "mcp",
+        progress: ProgressFn | None = None,
+        via: Via | None = None,
+    ) -> mt.CallToolResult:
+        """Run one call through steps 2-8 (see the module docstring).
+
+        ``via(tool, arguments, meta, progress)`` replaces step 7's pooled session — the per-server
+        proxy passes its downstream session's own upstream session (session affinity).
+        """
+        started = time.perf_counter()
+        args = {} if arguments is None else arguments
+        call = CallInfo(principal, public_name, "", public_name, args, source=source, trace_id=os.urandom(8).hex())
+        try:
+            if not isinstance(args, dict):
+                raise InvalidArguments(f"arguments for tool {public_name!r} must be a JSON object")
+            entry = self.catalog.resolve(public_name)
+            call.server, call.tool, call.tags = entry.server, entry.name, entry.tags
+            call.annotations, call.schema_hash = entry.annotations, entry.schema_hash
+            await self._authorize(call)
+            validate_arguments(self._validators.get(entry), args, public_name)
+            self._rate_limit(principal, entry)
+            result, cached = await self._invoke(call, entry, progress, via)
+        except VsmError as exc:
+            self._record(call, started, exc.label, exc.message)
+            raise
+        self._record(call, started, "tool_error" if result.is_error else "ok", _error_text(result), cached)
+        return result
+
+    async def _authorize(self, call: CallInfo) -> None:
+        if not grants(call.principal.scopes, call.tags):
+            need = ", ".join(call.tags) if call.tags else "tools:call"
+            raise Forbidden(
+                f"the API key may not call {call.public_name!r}: it needs scope(s) {need}",
+                data={"tool": call.public_name, "required": list(call.tags) or ["tools:call"]},
+            )
+        for authorizer in self.authorizers:
+            await authorizer.authorize(call)
+
+    def _rate_limit(self, principal: Principal, entry: ToolEntry) -> None:
+        if self.principal_limiter.enabled:
+            self.principal_limiter.take(f"{principal.tenant_id}/{principal.id}", "this API key")
+        up = self.upstreams.get(entry.server)
+        if up is not None and up.spec.rate_limit > 0:
+            lim = self._tool_limiters.get(entry.public_name)
+            if lim is None:
+                rate = up.spec.rate_limit
+                lim = self._tool_limiters[entry.public_name] = RateLimiter(rate, max(1.0, rate))
+            lim.take(entry.public_name, f"tool {entry.public_name!r}")
+
+    def meta_for(self, principal: Principal) -> dict[str, Any]:
+        meta = self._meta.get(principal)
+        if meta is None:
+            if len(self._meta) > 10_000:
+                self._meta.clear()
+            meta = self._meta[principal] = principal.to_meta()
+        return meta
+
+    async def _invoke(
+        self, call: CallInfo, entry: ToolEntry, progress: ProgressFn | None, via: Via | None
+    ) -> tuple[mt.CallToolResult, bool]:
+        up = self.upstreams.get(entry.server)
+        if up is None:
+            raise UpstreamUnavailable(f"upstream {entry.server!r} is not mounted", data={"server": entry.server})
+        meta = self.meta_for(call.principal)
+
+        async def invoke() -> mt.CallToolResult:
+            if via is not None:
+                return await via(entry.name, call.arguments, meta, progress)
+            return await up.call_tool(entry.name, call.arguments, meta=meta, progress=progress)
+
+        if self.cache is not None and entry.cacheable:
+            result, cached = await self.cache.get_or_call(call, invoke)
+            return result, cached
+        return await invoke(), False
+
+    def _record(self, call: CallInfo, started: float, outcome: str, error: str = "", cached: bool = False) -> None:
+        duration = (time.perf_counter() - started) * 1000
+        self.recorder.record(call, CallOutcome(outcome=outcome, duration_ms=duration, error=error, cached=cached))
+
+
+def _error_text(result: mt.CallToolResult) -> str:
+    if not result.is_error:
+        return ""
+    for block in result.content:
+        text = getattr(block, "text", None)
+        if text:
+            return str(text)[:2000]
+    return "tool error"

@@ -1,0 +1,295 @@
+"""``/mcp/<server>``: one upstream, transparent — original names, the upstream's capabilities.
+
+Each downstream session gets its own upstream session (session affinity, DESIGN.md
+"Upstreams"): opened on its first request, kept for the downstream session's life, closed when
+that session is gone or idle. Server→client traffic of that upstream session — sampling,
+elicitation, roots requests, log messages, progress, resource updates — is relayed to the
+downstream session, on the stream of the downstream request in flight when there is one.
+The downstream's declared client capabilities are mirrored upstream, so the upstream only
+sees what the real client supports.
+
+Every ``tools/call`` still runs through the Dispatcher pipeline (grants, validation, rate
+limits, audit); only step 7 uses the affinity session. Other requests are forwarded as they
+are, with the principal added to ``_meta``. Past ``MAX_AFFINITY`` sessions per upstream, new
+downstream sessions share the pooled session (server→client requests then cannot be relayed).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import weakref
+from contextlib import AsyncExitStack
+from typing import Any
+
+import anyio
+import mcp.types as mt
+from anyio.abc import TaskGroup
+from mcp import Client
+from mcp.server.lowlevel.server import Server
+from mcp.server.models import InitializationOptions
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.shared.exceptions import MCPError
+from mcp.shared.message import ServerMessageMetadata
+from starlette.types import Receive, Scope, Send
+
+from router.aggregate import PrincipalOf, _progress_forwarder, to_mcp_error
+from router.authn import send_error
+from router.runtime import RouterRuntime
+from router.upstream import CONNECT_TIMEOUT_S, Upstream
+from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamUnavailable, VsmError
+
+log = logging.getLogger(__name__)
+
+MAX_AFFINITY = 64
+IDLE_CLOSE_S = 600.0
+_LOCAL = frozenset({"initialize", "ping"})
+
+
+class _Affinity:
+    """The upstream session bound to one downstream connection."""
+
+    def __init__(self, conn: Any) -> None:
+        self.conn_ref = weakref.ref(conn)
+        self.client: Client | None = None
+        self.error: VsmError | None = None
+        self.ready = anyio.Event()
+        self.closed = anyio.Event()
+        self.last_used = time.monotonic()
+        self.active: list[Any] = []  # downstream request contexts in flight, newest last
+        self.scope = anyio.CancelScope()
+
+    # --- relaying server→client traffic to the downstream --------------------------------
+    async def _downstream_request(self, request: Any, result_type: Any) -> Any:
+        ctx = self.active[-1] if self.active else None
+        try:
+            if ctx is not None:
+                return await ctx.session.send_request(
+                    request, result_type, metadata=ServerMessageMetadata(related_request_id=ctx.request_id)
+                )
+            conn = self.conn_ref()
+            if conn is None:
+                return mt.ErrorData(code=mt.INTERNAL_ERROR, message="the downstream session is gone")
+            data = request.model_dump(by_alias=True, mode="json", exclude_none=True)
+            raw = await conn.send_raw_request(data["method"], data.get("params"))
+            return result_type.model_validate(raw, by_name=False)
+        except MCPError as exc:
+            return exc.error
+
+    async def sampling(self, _context: Any, params: mt.CreateMessageRequestParams) -> Any:
+        return await self._downstream_request(mt.CreateMessageRequest(params=params), mt.CreateMessageResult)
+
+    async def elicitation(self, _context: Any, params: Any) -> Any:
+        return await self._downstream_request(mt.ElicitRequest(params=params), mt.ElicitResult)
+
+    async def list_roots(self, _context: Any) -> Any:
+        return await self._downstream_request(mt.ListRootsRequest(), mt.ListRootsResult)
+
+    async def on_message(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            return
+        ctx = self.active[-1] if self.active else None
+        try:
+            if ctx is not None:
+                await ctx.session.send_notification(message, related_request_id=ctx.request_id)
+            elif (conn := self.conn_ref()) is not None:
+                data = message.model_dump(by_alias=True, mode="json", exclude_none=True)
+                await conn.notify(data["method"], data.get("params"))
+        except Exception as exc:  # the downstream went away; nothing to relay to
+            log.debug("relaying %s failed: %s", type(message).__name__, exc)
+
+    def callbacks(self, caps: mt.ClientCapabilities | None) -> dict[str, Any]:
+        cb: dict[str, Any] = {"message_handler": self.on_message}
+        if caps is not None:
+            if caps.sampling is not None:
+                cb["sampling_callback"] = self.sampling
+                cb["sampling_capabilities"] = caps.sampling
+            if caps.elicitation is not None:
+                cb["elicitation_callback"] = self.elicitation
+            if caps.roots is not None:
+                cb["list_roots_callback"] = self.list_roots
+        return cb
+
+
+class _ProxyServer(Server[Any]):
+    """A lowlevel server whose initialize result mirrors the upstream's."""
+
+    def __init__(self, upstream: Upstream) -> None:
+        super().__init__(upstream.name)
+        self.upstream = upstream
+
+    def create_initialization_options(self, *args: Any, **kwargs: Any) -> InitializationOptions:
+        up = self.upstream
+        info = up.server_info
+        caps = up.capabilities or mt.ServerCapabilities(tools=mt.ToolsCapability())
+        return InitializationOptions(
+            server_name=info.name if info else up.name,
+            server_version=info.version if info else "",
+            title=info.title if info else None,
+            capabilities=caps,
+            instructions=up.instructions,
+        )
+
+
+class ServerProxy:
+    """The transparent endpoint of one upstream; see the module docstring."""
+
+    def __init__(self, runtime: RouterRuntime, upstream: Upstream, principal_of: PrincipalOf, max_body_bytes: int):
+        self.runtime = runtime
+        self.upstream = upstream
+        self.principal_of = principal_of
+        self.server = _ProxyServer(upstream)
+        self.server.middleware.append(self._middleware)
+        self.manager = StreamableHTTPSessionManager(
+            app=self.server, max_request_body_size=max_body_bytes, session_idle_timeout=IDLE_CLOSE_S
+        )
+        self._affinity: dict[int, _Affinity] = {}
+        self._tg: TaskGroup | None = None
+
+    # --- session affinity ----------------------------------------------------------------
+    async def _affinity_for(self, ctx: Any) -> _Affinity | None:
+        conn = getattr(ctx.session, "_connection", None)
+        if conn is None or self._tg is None:
+            return None
+        aff = self._affinity.get(id(conn))
+        if aff is not None and aff.conn_ref() is not conn:
+            aff.closed.set()
+            aff = None
+        if aff is None:
+            if len(self._affinity) >= MAX_AFFINITY:
+                return None
+            aff = self._affinity[id(conn)] = _Affinity(conn)
+            self._tg.start_soon(self._hold, aff, ctx.session.client_capabilities)
+        with anyio.move_on_after(CONNECT_TIMEOUT_S):
+            await aff.ready.wait()
+        if not aff.ready.is_set():
+            aff.scope.cancel()
+            aff.error = UpstreamUnavailable(f"upstream {self.upstream.name!r} did not accept a session in time")
+        if aff.error is not None:
+            self._affinity.pop(id(conn), None)
+            raise to_mcp_error(aff.error)
+        aff.last_used = time.monotonic()
+        return aff
+
+    async def _hold(self, aff: _Affinity, caps: mt.ClientCapabilities | None) -> None:
+        try:
+            with aff.scope:
+                async with self.upstream.open_client(**aff.callbacks(caps)) as client:
+                    aff.client = client
+                    aff.ready.set()
+                    await aff.closed.wait()
+        except VsmError as exc:
+            aff.error = exc
+        except Exception as exc:
+            aff.error = UpstreamUnavailable(f"upstream {self.upstream.name!r}: {type(exc).__name__}: {exc}")
+        finally:
+            aff.client = None
+            aff.ready.set()
+
+    async def reap(self) -> None:
+        """Close affinity sessions whose downstream session is gone or idle."""
+        now = time.monotonic()
+        for key, aff in list(self._affinity.items()):
+            gone = aff.conn_ref() is None or aff.closed.is_set()
+            if gone or (not aff.active and now - aff.last_used > IDLE_CLOSE_S):
+                aff.closed.set()
+                self._affinity.pop(key, None)
+
+    def close_all(self) -> None:
+        for aff in self._affinity.values():
+            aff.closed.set()
+        self._affinity.clear()
+
+    # --- request handling ----------------------------------------------------------------
+    async def _middleware(self, ctx: Any, call_next: Any) -> Any:
+        method = ctx.method
+        if ctx.request_id is None:
+            if method == "notifications/roots/list_changed":
+                aff = self._affinity.get(id(getattr(ctx.session, "_connection", None)))
+                if aff is not None and aff.client is not None:
+                    await aff.client.session.send_roots_list_changed()
+            return await call_next(ctx)
+        if method in _LOCAL:
+            return await call_next(ctx)
+        try:
+            principal = await self.principal_of(ctx)
+        except VsmError as exc:
+            raise to_mcp_error(exc) from None
+        aff = await self._affinity_for(ctx)
+        if aff is not None:
+            aff.active.append(ctx)
+        try:
+            client = aff.client if aff is not None else None
+            if method == "tools/call":
+                return await self._call_tool(ctx, principal, client)
+            params = dict(ctx.params or {})
+            params["_meta"] = {**(params.get("_meta") or {}), **self.runtime.dispatcher.meta_for(principal)}
+            return await self.upstream.request(method, params, client=client)
+        except VsmError as exc:
+            raise to_mcp_error(exc) from None
+        finally:
+            if aff is not None:
+                aff.active.remove(ctx)
+                aff.last_used = time.monotonic()
+
+    async def _call_tool(self, ctx: Any, principal: Any, client: Client | None) -> mt.CallToolResult:
+        params = ctx.params or {}
+        name, arguments = params.get("name"), params.get("arguments")
+        if not isinstance(name, str):
+            raise InvalidArguments("tools/call needs params.name (a string)")
+        catalog = self.runtime.catalog
+        entry = catalog.find(self.upstream.name, name)
+        if entry is None:
+            await self.upstream.refresh()
+            entry = catalog.find(self.upstream.name, name)
+        if entry is None:
+            raise NotFound(f"unknown tool {name!r} on {self.upstream.name!r}", data={"tool": name})
+        up = self.upstream
+
+        async def via(tool: str, args: dict[str, Any], meta: dict[str, Any], progress: Any) -> mt.CallToolResult:
+            return await up.call_tool(tool, args, meta=meta, progress=progress, client=client)
+
+        return await self.runtime.dispatcher.call_tool(
+            principal, entry.public_name, arguments, source="mcp-server", progress=_progress_forwarder(ctx), via=via
+        )
+
+
+class ProxySet:
+    """All ``/mcp/<server>`` endpoints."""
+
+    def __init__(self, runtime: RouterRuntime, principal_of: PrincipalOf, *, max_body_bytes: int) -> None:
+        self.runtime = runtime
+        self.proxies = {
+            name: ServerProxy(runtime, up, principal_of, max_body_bytes) for name, up in runtime.upstreams.items()
+        }
+
+    async def start(self, stack: AsyncExitStack, tg: TaskGroup) -> None:
+        for p in self.proxies.values():
+            p._tg = tg
+            await stack.enter_async_context(p.manager.run())
+        tg.start_soon(self._reaper)
+
+    async def _reaper(self) -> None:
+        while True:
+            await anyio.sleep(5)
+            for p in self.proxies.values():
+                await p.reap()
+
+    async def aclose(self) -> None:
+        for p in self.proxies.values():
+            p.close_all()
+
+    async def on_upstream_notification(self, server: str, notification: Any) -> None:
+        """Pooled-session notifications are not tied to a downstream session; nothing to relay."""
+        return None
+
+    async def handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        proxy = self.proxies.get(name)
+        if proxy is None:
+            await send_error(send, NotFound(f"no upstream named {name!r}"), jsonrpc=True)
+            return
+        if proxy.upstream.state in ("disabled", "failed"):
+            up = proxy.upstream
+            await send_error(send, UpstreamUnavailable(f"upstream {name!r} is {up.state}: {up.last_error}"), jsonrpc=True)
+            return
+        await proxy.manager.handle_request(scope, receive, send)

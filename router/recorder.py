@@ -1,0 +1,134 @@
+"""Step 8 of the pipeline, off the hot path: observers and batched episode rows.
+
+The dispatcher hands each finished call to ``Recorder.record`` (no await, no I/O). A
+background task drains the queue: it runs every ``CallObserver`` (metrics, bus events) and
+writes ``episodes`` rows in batches — one transaction per tenant per flush — every
+``interval`` seconds or ``batch`` rows, whichever comes first. When the queue is full the
+record is dropped and counted (``dropped``): audit must never slow down or block a call.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections import defaultdict
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from vsm_mcp.db import Database
+from vsm_mcp.hooks import CallInfo, CallObserver, CallOutcome
+from vsm_mcp.models import Episode
+
+log = logging.getLogger(__name__)
+
+
+def args_digest(arguments: dict[str, Any]) -> str:
+    try:
+        raw = json.dumps(arguments, sort_keys=True, separators=(",", ":"), default=str)
+    except (TypeError, ValueError):
+        raw = repr(arguments)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class Recorder:
+    """See the module docstring. ``start(tg)`` before use; ``aclose()`` flushes what is queued."""
+
+    def __init__(
+        self,
+        db: Database | None,
+        observers: list[CallObserver],
+        *,
+        interval: float = 0.5,
+        batch: int = 500,
+        capacity: int = 50_000,
+    ) -> None:
+        self.db = db
+        self.observers = observers
+        self.interval = interval
+        self.batch = batch
+        self.dropped = 0
+        self.written = 0
+        self._send: MemoryObjectSendStream[tuple[CallInfo, CallOutcome]]
+        self._recv: MemoryObjectReceiveStream[tuple[CallInfo, CallOutcome]]
+        self._send, self._recv = anyio.create_memory_object_stream[tuple[CallInfo, CallOutcome]](capacity)
+        self._done = anyio.Event()
+        self._started = False
+
+    def record(self, call: CallInfo, outcome: CallOutcome) -> None:
+        if not self._started:
+            return
+        try:
+            self._send.send_nowait((call, outcome))
+        except (anyio.WouldBlock, anyio.ClosedResourceError, anyio.BrokenResourceError):
+            self.dropped += 1
+
+    async def start(self, tg: TaskGroup) -> None:
+        self._started = True
+        tg.start_soon(self._run)
+
+    async def aclose(self) -> None:
+        if not self._started:
+            return
+        self._started = False
+        self._send.close()
+        with anyio.move_on_after(10):
+            await self._done.wait()
+
+    async def _run(self) -> None:
+        try:
+            pending: list[tuple[CallInfo, CallOutcome]] = []
+            async with self._recv:
+                while True:
+                    closed = False
+                    with anyio.move_on_after(self.interval):
+                        while len(pending) < self.batch:
+                            try:
+                                pending.append(await self._recv.receive())
+                            except anyio.EndOfStream:
+                                closed = True
+                                break
+                    if pending:
+                        await self._flush(pending)
+                        pending = []
+                    if closed:
+                        break
+        finally:
+            self._done.set()
+
+    async def _flush(self, items: list[tuple[CallInfo, CallOutcome]]) -> None:
+        for call, outcome in items:
+            for obs in self.observers:
+                try:
+                    await obs.observe(call, outcome)
+                except Exception:  # an observer's failure must not stop the others or the audit
+                    log.exception("call observer %r failed", obs)
+        if self.db is None:
+            return
+        by_tenant: dict[str, list[Episode]] = defaultdict(list)
+        for call, outcome in items:
+            by_tenant[call.principal.tenant_id].append(
+                Episode(
+                    tenant_id=call.principal.tenant_id,
+                    principal_id=call.principal.id[:64],
+                    server=call.server[:128],
+                    tool=call.tool[:128],
+                    outcome=outcome.outcome[:32],
+                    duration_ms=round(outcome.duration_ms, 3),
+                    args_sha256=args_digest(call.arguments),
+                    error=outcome.error[:2000],
+                    trace_id=call.trace_id[:64],
+                    data={"source": call.source, "public_name": call.public_name, "cached": outcome.cached},
+                )
+            )
+        for tenant, rows in by_tenant.items():
+            try:
+                async with self.db.tenant(tenant) as s:
+                    s.add_all(rows)
+                self.written += len(rows)
+            except Exception as exc:  # the database being down must not take the router down
+                self.dropped += len(rows)
+                log.warning("writing %d episodes for tenant %s failed: %s", len(rows), tenant, exc)

@@ -1,0 +1,86 @@
+"""The router's moving parts, wired once: manifests → upstreams → catalog → dispatcher → aggregate.
+
+``RouterRuntime`` is shared by every front door: the HTTP app (router/app.py), ``vsm-mcp stdio``
+and ``vsm-mcp call``. ``start(tg)`` launches the upstream supervisors and the recorder, then
+waits at most ``VSM_UPSTREAM_START_WAIT`` seconds for upstreams to connect — a dead or slow one
+is left connecting in the background (its tools unavailable) rather than blocking start-up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import anyio
+from anyio.abc import TaskGroup
+
+from router.catalog import Catalog
+from router.dispatch import Dispatcher
+from router.manifest import UpstreamSpec, load_manifests
+from router.recorder import Recorder
+from router.upstream import Upstream
+from vsm_mcp.context import ServerContext
+
+log = logging.getLogger(__name__)
+
+
+class RouterRuntime:
+    def __init__(self, ctx: ServerContext, specs: list[UpstreamSpec] | None = None) -> None:
+        settings = ctx.settings
+        self.ctx = ctx
+        self.specs = specs if specs is not None else load_manifests(settings.manifests or None)
+        self.catalog = Catalog()
+        self.recorder = Recorder(ctx.db, [])
+        self.upstreams: dict[str, Upstream] = {}
+        self._listeners: list[Any] = []
+        for spec in self.specs:
+            self.upstreams[spec.name] = Upstream(spec, ctx, self.catalog, on_notification=self._on_notification)
+        self.dispatcher = Dispatcher(
+            self.catalog,
+            self.upstreams,
+            recorder=self.recorder,
+            rate_per_principal=settings.rate_limit,
+            burst_per_principal=settings.rate_burst,
+        )
+        self._tg: TaskGroup | None = None
+        self.started = False
+
+    def add_notification_listener(self, fn: Any) -> None:
+        """``async fn(server, notification)`` for every upstream notification (tool list changes …)."""
+        self._listeners.append(fn)
+
+    async def _on_notification(self, server: str, notification: Any) -> None:
+        for fn in list(self._listeners):
+            try:
+                await fn(server, notification)
+            except Exception:
+                log.exception("notification listener failed")
+
+    async def start(self, tg: TaskGroup, *, wait: float | None = None) -> None:
+        self._tg = tg
+        await self.recorder.start(tg)
+        for up in self.upstreams.values():
+            await up.start(tg)
+        budget = self.ctx.settings.upstream_start_wait if wait is None else wait
+        if budget > 0:
+            with anyio.move_on_after(budget):
+                async with anyio.create_task_group() as waits:
+                    for up in self.upstreams.values():
+                        if up.spec.enabled:
+                            waits.start_soon(up.wait_ready, budget)
+        self.started = True
+
+    async def aclose(self) -> None:
+        """Stop the supervisors (stdio process groups are killed) and flush the recorder."""
+        for up in self.upstreams.values():
+            await up.aclose()
+        with anyio.move_on_after(8):
+            for up in self.upstreams.values():
+                await up.stopped.wait()
+        await self.recorder.aclose()
+
+    def readiness(self) -> dict[str, Any]:
+        """Per-upstream status for /readyz; ``ok`` is False when any enabled upstream is not ready."""
+        ups = {name: up.status() for name, up in self.upstreams.items()}
+        ok = all(u["ok"] for u in ups.values())
+        return {"ok": ok, "upstreams": ups}

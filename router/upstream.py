@@ -1,0 +1,500 @@
+"""Upstream sessions: one persistent, supervised MCP client session per upstream (N for stdio pools).
+
+The interface the rest of the router uses is small::
+
+    up = Upstream(spec, ctx, catalog)
+    await up.start(task_group)          # supervisor tasks: connect, list, watch, reconnect with backoff
+    await up.wait_ready(timeout)        # bounded; a slow upstream never blocks start-up
+    result = await up.call_tool(name, args, meta=…, progress=…)   # over the pooled session
+    raw = await up.request(method, params)                        # any other request, as dicts
+    async with up.open_client(**callbacks) as client: …           # a dedicated session (affinity)
+    await up.aclose()                   # stdio: the process group is killed
+
+Transports: ``builtin`` → the server built in-process from ``target`` (``mcp.Client(server)``,
+no socket); ``stdio`` → router/upstream_stdio.py; ``http`` → streamable HTTP, falling back to SSE.
+A session is initialised once and reused for every call. When it dies (process exit, closed
+connection, failed health ping) its tools are marked unavailable in the catalog, calls get
+``UpstreamUnavailable`` and the supervisor reconnects with exponential backoff.
+
+Foreign exceptions (MCPError, anyio, httpx, pydantic) are mapped to ``vsm_mcp.errors`` here.
+"""
+
+from __future__ import annotations
+
+import importlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
+
+import anyio
+import mcp.types as mt
+from anyio.abc import TaskGroup
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+from pydantic import ValidationError
+
+from router.catalog import Catalog
+from router.manifest import UpstreamSpec
+from router.upstream_stdio import StdioTransport
+from vsm_mcp.context import ServerContext
+from vsm_mcp.errors import (
+    InvalidArguments,
+    NotFound,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    VsmError,
+)
+from vsm_mcp.resilience import CircuitBreaker
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+CONNECT_TIMEOUT_S = 20.0
+HEALTH_INTERVAL_S = 15.0
+BACKOFF_START_S, BACKOFF_MAX_S = 0.25, 30.0
+
+
+class UpstreamProtocolError(VsmError):
+    """A JSON-RPC error the upstream itself returned; keeps the upstream's code."""
+
+    label = "upstream_error"
+
+    def __init__(self, code: int, message: str, data: Any = None) -> None:
+        super().__init__(message, data={"upstream_data": data} if data is not None else None)
+        self.code = code  # type: ignore[misc]
+
+
+def map_error(exc: BaseException, server: str) -> VsmError:
+    """Map a foreign exception from an upstream call to the error taxonomy."""
+    if isinstance(exc, VsmError):
+        return exc
+    if isinstance(exc, MCPError):
+        if exc.code == mt.CONNECTION_CLOSED:
+            return UpstreamUnavailable(f"upstream {server!r} closed the connection", data={"server": server})
+        if exc.code == mt.REQUEST_TIMEOUT:
+            return UpstreamTimeout(f"upstream {server!r} timed out: {exc.message}", data={"server": server})
+        if exc.code == mt.INVALID_PARAMS:
+            return InvalidArguments(f"upstream {server!r} rejected the arguments: {exc.message}")
+        if exc.code == mt.METHOD_NOT_FOUND:
+            return NotFound(f"upstream {server!r}: {exc.message}")
+        return UpstreamProtocolError(exc.code, f"upstream {server!r}: {exc.message}", exc.data)
+    if isinstance(exc, ValidationError):
+        return UpstreamProtocolError(mt.INTERNAL_ERROR, f"upstream {server!r} sent an invalid result")
+    return UpstreamUnavailable(
+        f"upstream {server!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "), data={"server": server}
+    )
+
+
+def leaf(exc: BaseException) -> BaseException:
+    """The first non-group exception inside (nested) exception groups."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
+def describe(exc: BaseException) -> str:
+    exc = leaf(exc)
+    if isinstance(exc, TimeoutError):
+        return "timed out while connecting"
+    return f"{type(exc).__name__}: {exc}".rstrip(": ")
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    if isinstance(exc, MCPError):
+        return exc.code == mt.CONNECTION_CLOSED
+    return isinstance(exc, anyio.BrokenResourceError | anyio.ClosedResourceError | ConnectionError | OSError)
+
+
+class _Conn:
+    """One pooled session and the task that keeps it alive."""
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+        self.client: Client | None = None
+        self.dead = anyio.Event()
+        self.busy = 0
+        self.pid: int | None = None
+
+
+class Upstream:
+    """A supervised upstream; see the module docstring."""
+
+    def __init__(
+        self,
+        spec: UpstreamSpec,
+        ctx: ServerContext,
+        catalog: Catalog,
+        *,
+        on_notification: Callable[[str, Any], Awaitable[None]] | None = None,
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.ctx = ctx
+        self.catalog = catalog
+        self.on_notification = on_notification
+        self.breaker = CircuitBreaker(spec.name)
+        self.state = "disabled" if not spec.enabled else "starting"
+        self.last_error = ""
+        self.connected_at: float | None = None
+        self.restarts = 0
+        self.capabilities: mt.ServerCapabilities | None = None
+        self.server_info: mt.Implementation | None = None
+        self.instructions: str | None = None
+        self._conns = [_Conn(i) for i in range(spec.pool_size if spec.kind == "stdio" else 1)]
+        self._ready = anyio.Event()
+        self._closing = False
+        self._close_evt = anyio.Event()
+        self._server_obj: Any = None
+        self._rr = itertools.count()
+        self._cancel: anyio.CancelScope | None = None
+        self._refreshing = False
+        self._running = 0
+        self.stopped = anyio.Event()
+        self.stopped.set()  # nothing runs until start()
+
+    # --- lifecycle -----------------------------------------------------------------------
+    async def start(self, tg: TaskGroup) -> None:
+        self._tg = tg
+        if not self.spec.enabled:
+            return
+        if self.spec.kind == "builtin":
+            try:
+                self._server_obj = self._build_builtin()
+            except Exception as exc:  # an import error of one builtin must not kill the router
+                self.state, self.last_error = "failed", f"cannot build {self.spec.target}: {type(exc).__name__}: {exc}"
+                log.error("upstream %s: %s", self.name, self.last_error)
+                self._ready.set()
+                return
+        self._running = len(self._conns)
+        self.stopped = anyio.Event()
+        for conn in self._conns:
+            tg.start_soon(self._supervise, conn)
+
+    def _build_builtin(self) -> Any:
+        module_name, _, attr = self.spec.target.partition(":")
+        build = getattr(importlib.import_module(module_name), attr)
+        return build(self.ctx)
+
+    async def wait_ready(self, timeout: float) -> bool:
+        with anyio.move_on_after(timeout):
+            await self._ready.wait()
+        return self.state == "ready"
+
+    async def aclose(self) -> None:
+        self._closing = True
+        self._close_evt.set()
+        for conn in self._conns:
+            conn.dead.set()
+
+    @property
+    def connected(self) -> bool:
+        return any(c.client is not None for c in self._conns)
+
+    @property
+    def pids(self) -> list[int]:
+        return [c.pid for c in self._conns if c.pid is not None and c.client is not None]
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": self.spec.kind,
+            "state": self.state,
+            "ok": self.state == "ready" or self.state == "disabled",
+            "error": self.last_error,
+            "tools": len(self.catalog.server_tools(self.name)),
+            "sessions": sum(1 for c in self._conns if c.client is not None),
+            "restarts": self.restarts,
+            "circuit": self.breaker.state,
+        }
+
+    # --- transports ----------------------------------------------------------------------
+    def _transport(self) -> Any:
+        spec = self.spec
+        if spec.kind == "builtin":
+            return self._server_obj
+        if spec.kind == "stdio":
+            return StdioTransport(spec.command, list(spec.args), spec.process_env(), spec.cwd, spec.name)
+        from mcp.client.streamable_http import streamable_http_client
+        from mcp.shared._httpx_utils import create_mcp_http_client
+
+        return streamable_http_client(spec.url, http_client=create_mcp_http_client(headers=spec.http_headers()))
+
+    def _sse_transport(self) -> Any:
+        from mcp.client.sse import sse_client
+
+        return sse_client(self.spec.url, headers=self.spec.http_headers())
+
+    def make_client(self, transport: Any = None, **callbacks: Any) -> Client:
+        """An un-entered Client for this upstream (a new transport unless one is given)."""
+        mode = "auto" if self.spec.kind == "builtin" else "legacy"
+        return Client(
+            transport if transport is not None else self._transport(),
+            mode=mode,
+            cache=None,
+            client_info=mt.Implementation(name="vsm-mcp-router", version="0.1.0"),
+            **callbacks,
+        )
+
+    async def _enter(self, stack: AsyncExitStack, conn: _Conn | None, **callbacks: Any) -> Client:
+        # No cancel scope around entering: the client's task groups outlive this call. Callers
+        # bound the wait from outside (the session holder task is cancelled on timeout).
+        transport = self._transport()
+        try:
+            client = await stack.enter_async_context(self.make_client(transport, **callbacks))
+        except Exception:
+            if self.spec.kind != "http":
+                raise
+            # Old servers speak only the legacy HTTP+SSE transport.
+            client = await stack.enter_async_context(self.make_client(self._sse_transport(), **callbacks))
+        if conn is not None and isinstance(transport, StdioTransport):
+            conn.pid = transport.pid
+            dead = conn.dead  # this session's event: a later session gets a fresh one
+
+            async def watch_exit() -> None:
+                await transport.exited.wait()
+                dead.set()
+
+            self._tg.start_soon(watch_exit)
+        return client
+
+    @asynccontextmanager
+    async def open_client(self, **callbacks: Any) -> AsyncIterator[Client]:
+        """A dedicated session with its own callbacks (session affinity); closed on exit."""
+        if self.state in ("disabled", "failed"):
+            raise UpstreamUnavailable(f"upstream {self.name!r} is {self.state}: {self.last_error}")
+        async with AsyncExitStack() as stack:
+            try:
+                client = await self._enter(stack, None, **callbacks)
+            except Exception as exc:
+                raise map_error(exc, self.name) from exc
+            yield client
+
+    # --- supervision ---------------------------------------------------------------------
+    async def _supervise(self, conn: _Conn) -> None:
+        try:
+            await self._supervise_loop(conn)
+        finally:
+            self._running -= 1
+            if self._running <= 0:
+                self.stopped.set()
+
+    async def _supervise_loop(self, conn: _Conn) -> None:
+        backoff = BACKOFF_START_S
+        while not self._closing:
+            started = time.monotonic()
+            try:
+                await self._session_once(conn)
+            except Exception as exc:
+                self.last_error = describe(exc)
+                log.warning("upstream %s (session %d): %s", self.name, conn.index, self.last_error)
+                log.debug("upstream %s failure", self.name, exc_info=exc)
+            finally:
+                conn.client = None
+                conn.pid = None
+            if self._closing:
+                break
+            self.restarts += 1
+            if not any(c.client for c in self._conns):
+                self.state = "unavailable"
+                self.catalog.set_available(self.name, False)
+                self._ready.set()  # start-up stops waiting: it is down, not pending
+            if time.monotonic() - started > 60:
+                backoff = BACKOFF_START_S
+            with anyio.move_on_after(backoff):
+                await self._close_evt.wait()
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _session_once(self, conn: _Conn) -> None:
+        """Open one session, load the lists, serve until it dies."""
+        conn.dead = anyio.Event()
+        opened = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._hold, conn, opened)
+            with anyio.move_on_after(CONNECT_TIMEOUT_S):
+                await opened.wait()
+            if conn.client is None:
+                tg.cancel_scope.cancel()
+                raise TimeoutError("connect")
+            try:
+                if conn.index == 0 or self.state != "ready":
+                    await self._load_lists(conn.client)
+                self._mark_ready()
+                await self._watch(conn)
+            finally:
+                conn.dead.set()
+
+    async def _hold(self, conn: _Conn, opened: anyio.Event) -> None:
+        async with AsyncExitStack() as stack:
+            conn.client = await self._enter(stack, conn, message_handler=self._message_handler)
+            opened.set()
+            await conn.dead.wait()
+            conn.client = None
+
+    async def _watch(self, conn: _Conn) -> None:
+        """Return when the session is dead: process exit, closed stream, or a failed health ping."""
+        while not conn.dead.is_set():
+            with anyio.move_on_after(HEALTH_INTERVAL_S):
+                await conn.dead.wait()
+            if conn.dead.is_set() or self.spec.kind == "builtin" or conn.busy:
+                continue
+            try:
+                with anyio.fail_after(10):
+                    await conn.client.session.send_ping()  # type: ignore[union-attr]
+            except Exception as exc:
+                self.last_error = f"health ping failed: {type(exc).__name__}: {exc}"
+                return
+
+    def _mark_ready(self) -> None:
+        self.state, self.last_error = "ready", ""
+        self.connected_at = time.monotonic()
+        self.breaker.reset()
+        self.catalog.set_available(self.name, True)
+        self._ready.set()
+
+    async def _load_lists(self, client: Client) -> None:
+        caps = client.server_capabilities
+        self.capabilities, self.server_info, self.instructions = caps, client.server_info, client.instructions
+        tools: list[mt.Tool] = []
+        prompts: list[mt.Prompt] = []
+        resources: list[mt.Resource] = []
+        templates: list[mt.ResourceTemplate] = []
+        with anyio.fail_after(max(self.spec.timeout, 10)):
+            if caps.tools is not None:
+                tools = await _all_pages(client.session.list_tools, "tools")
+            if caps.prompts is not None:
+                prompts = await _all_pages(client.session.list_prompts, "prompts")
+            if caps.resources is not None:
+                resources = await _all_pages(client.session.list_resources, "resources")
+                templates = await _all_pages(client.session.list_resource_templates, "resource_templates")
+        self.catalog.set_server(
+            self.name,
+            tools=tools,
+            prompts=prompts,
+            resources=resources,
+            templates=templates,
+            tags={t.name: self.spec.tags_for(t.name) for t in tools},
+            cacheable=dict(self.spec.cacheable),
+            available=True,
+        )
+
+    async def refresh(self) -> None:
+        """Reload the lists (after a list_changed notification)."""
+        client = self._pick_client()
+        if client is None or self._refreshing:
+            return
+        self._refreshing = True
+        try:
+            await self._load_lists(client)
+        except Exception as exc:
+            log.warning("upstream %s: refreshing lists failed: %s", self.name, exc)
+        finally:
+            self._refreshing = False
+
+    async def _message_handler(self, message: Any) -> None:
+        if isinstance(message, Exception):
+            log.debug("upstream %s: transport error: %s", self.name, message)
+            return
+        root = getattr(message, "root", message)
+        method = getattr(root, "method", "")
+        if method in (
+            "notifications/tools/list_changed",
+            "notifications/prompts/list_changed",
+            "notifications/resources/list_changed",
+        ):
+            self._tg.start_soon(self.refresh)
+        if self.on_notification is not None and method:
+            await self.on_notification(self.name, root)
+
+    # --- calls ---------------------------------------------------------------------------
+    def _pick_client(self) -> Client | None:
+        live = [c for c in self._conns if c.client is not None and not c.dead.is_set()]
+        if not live:
+            return None
+        if len(live) == 1:
+            return live[0].client
+        start = next(self._rr)
+        return min((live[(start + i) % len(live)] for i in range(len(live))), key=lambda c: c.busy).client
+
+    def _conn_of(self, client: Client) -> _Conn | None:
+        for c in self._conns:
+            if c.client is client:
+                return c
+        return None
+
+    def _unavailable(self) -> UpstreamUnavailable:
+        detail = f": {self.last_error}" if self.last_error else ""
+        return UpstreamUnavailable(
+            f"upstream {self.name!r} is {self.state}{detail}", data={"server": self.name, "state": self.state}
+        )
+
+    async def call_tool(
+        self,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        meta: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None,
+        client: Client | None = None,
+    ) -> mt.CallToolResult:
+        """Call ``tool`` with the manifest timeout and the circuit breaker, over the pooled
+        session or the given dedicated ``client``."""
+        client = client or self._pick_client()
+        if client is None:
+            raise self._unavailable()
+        self.breaker.before_call()
+        conn = self._conn_of(client)
+        if conn is not None:
+            conn.busy += 1
+        timed_out = False
+        try:
+            with anyio.move_on_after(self.spec.timeout) as scope:
+                result = await client.session.call_tool(tool, arguments, progress_callback=progress, meta=meta)  # type: ignore[arg-type]
+            timed_out = scope.cancelled_caught
+        except Exception as exc:
+            self.breaker.record_failure()
+            if _is_connection_loss(exc) and conn is not None:
+                conn.dead.set()
+            raise map_error(exc, self.name) from exc
+        finally:
+            if conn is not None:
+                conn.busy -= 1
+        if timed_out:
+            self.breaker.record_failure()
+            raise UpstreamTimeout(
+                f"upstream {self.name!r} did not answer {tool!r} within {self.spec.timeout:g}s",
+                data={"server": self.name, "timeout_s": self.spec.timeout},
+            )
+        self.breaker.record_success()
+        if not isinstance(result, mt.CallToolResult):
+            raise UpstreamProtocolError(mt.INTERNAL_ERROR, f"upstream {self.name!r} returned an unexpected result")
+        return result
+
+    async def request(self, method: str, params: dict[str, Any] | None, *, client: Client | None = None) -> dict[str, Any]:
+        """Send any request over the pooled session (or ``client``); the raw result dict is returned."""
+        client = client or self._pick_client()
+        if client is None:
+            raise self._unavailable()
+        try:
+            with anyio.fail_after(self.spec.timeout):
+                return await client.session._dispatcher.send_raw_request(method, params, None)  # noqa: SLF001
+        except TimeoutError as exc:
+            raise UpstreamTimeout(f"upstream {self.name!r} did not answer {method} within {self.spec.timeout:g}s") from exc
+        except Exception as exc:
+            conn = self._conn_of(client)
+            if _is_connection_loss(exc) and conn is not None:
+                conn.dead.set()
+            raise map_error(exc, self.name) from exc
+
+
+async def _all_pages(fetch: Callable[..., Awaitable[Any]], attr: str, max_pages: int = 100) -> list[Any]:
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(max_pages):
+        page = await fetch(params=mt.PaginatedRequestParams(cursor=cursor) if cursor else None)
+        items.extend(getattr(page, attr))
+        cursor = page.next_cursor
+        if not cursor:
+            break
+    return items
