@@ -172,6 +172,18 @@ class Settings(BaseSettings):
         3600.0, ge=0, description="Seconds between lifecycle sweeps of all buckets (0 = only on demand)."
     )
 
+    # --- beliefs CRDT (issue 11) ------------------------------------------------------------
+    beliefs_node_id: str = Field(
+        "", max_length=64, description="Replica id of this process in the beliefs CRDT; unique per process. "
+        "Empty = generated once and kept in <home>/beliefs-node-id.",
+    )
+    beliefs_anti_entropy_s: float = Field(
+        5.0, gt=0, description="Seconds between anti-entropy digests of the beliefs CRDT (catch-up after lost deltas)."
+    )
+    beliefs_snapshot_every: int = Field(
+        1000, ge=1, description="Beliefs write-ahead log rows after which a replica's state is snapshotted and the log trimmed."
+    )
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:

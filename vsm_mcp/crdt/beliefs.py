@@ -217,22 +217,28 @@ class Replica:
         for e in self.state.entries.values():
             self.clock.observe(e.stamp)
 
-    def assert_belief(self, key: str, belief: Belief) -> BeliefSet:
-        """Set ``key`` to ``belief``, replacing every value of it this replica has seen."""
+    def assert_belief(self, key: str, belief: Belief, *, apply: bool = True) -> BeliefSet:
+        """Set ``key`` to ``belief``, replacing every value of it this replica has seen.
+
+        ``apply=False`` only builds the delta (to make it durable first); join it afterwards,
+        before building the next one, so the dot is not issued twice.
+        """
         dot = self.state.ctx.next_dot(self.node)
         entry = Entry(key, dot, self.clock.now(), belief)
         seen = self.state.by_key.get(key, set())
         delta = BeliefSet.of([entry], CausalContext(cloud=(*seen, dot)))
-        self.state.join(delta)
+        if apply:
+            self.state.join(delta)
         return delta
 
-    def retract(self, key: str) -> BeliefSet | None:
+    def retract(self, key: str, *, apply: bool = True) -> BeliefSet | None:
         """Remove ``key`` as seen here (a concurrent assert elsewhere survives); None if absent."""
         seen = self.state.by_key.get(key)
         if not seen:
             return None
         delta = BeliefSet(ctx=CausalContext(cloud=tuple(seen)))
-        self.state.join(delta)
+        if apply:
+            self.state.join(delta)
         return delta
 
     def join(self, other: BeliefSet) -> set[str]:
