@@ -1,0 +1,99 @@
+"""``GET /metrics`` and the dispatch observer that feeds it.
+
+``CallTelemetry`` is a ``vsm_mcp.hooks.CallObserver``: after every tool call (off the caller's
+path — the router's recorder runs observers in batches) it updates the call counters and latency
+histogram, cache hits/misses and rate-limit rejections, and publishes ``tool.called`` (outcome
+ok) or ``tool.failed`` (tool error or pipeline error) on the bus for the caller's tenant.
+
+State gauges (DB pool, upstream up/breaker) are read at scrape time by ``add_state_collectors``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from vsm_mcp.bus import Bus
+from vsm_mcp.db import Database
+from vsm_mcp.events import Event
+from vsm_mcp.hooks import CallInfo, CallOutcome
+from vsm_mcp.telemetry import CONTENT_TYPE, Metrics
+
+log = logging.getLogger("vsm_mcp.edge.metrics")
+
+
+def _cacheable(call: CallInfo) -> bool:
+    a = call.annotations or {}
+    return bool(a.get("readOnlyHint") and a.get("idempotentHint")) or bool(a.get("cacheable"))
+
+
+class CallTelemetry:
+    """CallObserver: metrics plus ``tool.called`` / ``tool.failed`` events."""
+
+    def __init__(self, metrics: Metrics, bus: Bus | None) -> None:
+        self.metrics = metrics
+        self.bus = bus
+
+    async def observe(self, call: CallInfo, outcome: CallOutcome) -> None:
+        m = self.metrics
+        server, tool = call.server or "-", call.tool or call.public_name
+        m.tool_calls.labels(server, tool, outcome.outcome).inc()
+        m.tool_latency.labels(server, tool).observe(outcome.duration_ms / 1000)
+        if outcome.cached:
+            m.cache.labels("hit").inc()
+        elif outcome.outcome in ("ok", "tool_error") and _cacheable(call):
+            m.cache.labels("miss").inc()
+        if outcome.outcome == "rate_limited":
+            m.rate_limited.labels("tool").inc()
+        if self.bus is None or not call.principal.tenant_id:
+            return
+        event = Event(
+            topic="tool.called" if outcome.outcome == "ok" else "tool.failed",
+            tenant=call.principal.tenant_id,
+            type="tool_call",
+            trace_id=call.trace_id,
+            data={
+                "server": call.server, "tool": call.tool, "public_name": call.public_name,
+                "outcome": outcome.outcome, "duration_ms": round(outcome.duration_ms, 3),
+                "cached": outcome.cached, "source": call.source, "principal": call.principal.id,
+                "error": outcome.error[:500],
+            },
+        )
+        try:
+            await self.bus.publish(event)
+            m.events_published.inc()
+        except Exception:  # the bus being down must not stop metrics or the audit trail
+            log.warning("could not publish %s", event.topic, exc_info=True)
+
+
+def add_state_collectors(
+    metrics: Metrics, db: Database, upstream_status: Callable[[], dict[str, dict[str, Any]]] | None = None,
+    pending: Callable[[], int] | None = None,
+) -> None:
+    """Refresh DB pool, upstream and event-log gauges at every scrape."""
+
+    def collect(m: Metrics) -> None:
+        pool = db.pool_status()
+        m.db_pool.labels("size").set(pool.get("size", 0))
+        m.db_pool.labels("checked_out").set(pool.get("checked_out", 0))
+        if upstream_status is not None:
+            for name, st in upstream_status().items():
+                m.upstream_up.labels(name).set(1 if st.get("state") == "ready" else 0)
+                m.set_breaker(name, str(st.get("circuit", "closed")).replace("-", "_"))
+        if pending is not None:
+            m.event_log_pending.set(pending())
+
+    metrics.add_collect_hook(collect)
+
+
+def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Any]:
+    """The ``GET /metrics`` handler (Prometheus text format)."""
+
+    async def handler(_request: Request) -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE)
+
+    return handler

@@ -1,0 +1,339 @@
+"""``GET /v1/events?topics=tool.*,plan.#`` — Server-Sent Events from the bus.
+
+One ``SseHub`` per process holds one bus subscription (``#``) and fans each event out to the
+connections of the event's tenant whose patterns match. The SSE bytes of an event are encoded
+once per event, not once per connection, and handed to each connection's bounded buffer.
+
+Per connection: the buffer holds at most ``VSM_SSE_QUEUE_SIZE`` chunks; a client that falls
+further behind gets ``event: overflow`` (with the last id it was sent, to reconnect from) and
+is closed — the hub never waits for a connection, so one slow client never slows another.
+
+Replay with no gap and no duplicate: a connection is registered with the hub *before* the log
+is read, so live events arriving meanwhile are buffered; the replay (event log plus the hub's
+ring of recent events, which covers rows not yet written by another replica) is sent first,
+then the buffer, skipping ids already replayed.
+
+Heartbeats come from one hub-wide timer (``: hb`` comment every ``VSM_SSE_HEARTBEAT_S``), so an
+idle connection costs no timer of its own. A disconnect is noticed by a small watcher on the
+ASGI ``receive`` channel; either way the connection unregisters and frees its buffer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+
+from starlette.requests import Request
+from starlette.types import Receive, Scope, Send
+
+from router.edge._auth import Authenticate, error_response
+from vsm_mcp.auth import Principal, grants
+from vsm_mcp.bus import Bus, Overflow, check_patterns, topic_matches
+from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
+from vsm_mcp.events import Event, EventLog
+from vsm_mcp.telemetry import Metrics
+
+log = logging.getLogger("vsm_mcp.sse")
+
+HEARTBEAT = b": hb\n\n"
+GRACE_S = 10.0  # how long an overflowed client gets to read its overflow notice
+RECENT = 4096  # events the hub remembers for replay of rows another replica has not written yet
+HEADERS = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+
+
+def encode_event(event: Event) -> bytes:
+    """The SSE frame of one event (``id``, ``event`` = topic, ``data`` = the envelope as JSON)."""
+    return b"id: %s\nevent: %s\ndata: %s\n\n" % (
+        event.id.encode(), event.topic.encode(), event.model_dump_json().encode(),
+    )
+
+
+class SseConnection:
+    """One client's bounded buffer of pre-encoded frames."""
+
+    __slots__ = (
+        "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone",
+    )
+
+    def __init__(self, tenant: str, patterns: tuple[str, ...], maxsize: int) -> None:
+        self.tenant = tenant
+        self.patterns = patterns
+        self.maxsize = maxsize
+        self.buf: deque[tuple[str, bytes]] = deque()
+        self.wake = asyncio.Event()
+        self.overflowed = False
+        self.closed = False
+        self.skip: set[str] = set()  # ids already sent by the replay
+        self.last_id = ""
+        self.sending: asyncio.Timeout | None = None  # set while a write to the client is in flight
+        self.gone = False  # the client disconnected
+
+    def offer(self, event_id: str, frame: bytes) -> bool:
+        """Buffer one frame; False when the client is too far behind (it is then closed)."""
+        if self.overflowed or self.closed:
+            return False
+        if len(self.buf) >= self.maxsize:
+            self.overflow()
+            return False
+        self.buf.append((event_id, frame))
+        self.wake.set()
+        return True
+
+    def overflow(self) -> None:
+        """Mark the client as too slow; a write stuck on its full socket is aborted at once."""
+        self.overflowed = True
+        self.buf.clear()
+        self.wake.set()
+        if self.sending is not None:
+            self.sending.reschedule(asyncio.get_running_loop().time())
+
+    def close(self) -> None:
+        self.closed = True
+        self.wake.set()
+
+
+class SseHub:
+    """The process-wide fan-out from the bus to SSE connections."""
+
+    def __init__(
+        self, bus: Bus, event_log: EventLog | None, metrics: Metrics, *, queue_size: int,
+        heartbeat_s: float, replay_max: int,
+    ) -> None:
+        self.bus = bus
+        self.event_log = event_log
+        self.metrics = metrics
+        self.queue_size = queue_size
+        self.heartbeat_s = heartbeat_s
+        self.replay_max = replay_max
+        # tenant -> patterns -> connections: one topic match per distinct pattern set per event.
+        self._conns: dict[str, dict[tuple[str, ...], set[SseConnection]]] = {}
+        self._recent: deque[Event] = deque(maxlen=RECENT)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._ready = asyncio.Event()
+        self.connections = 0
+
+    async def start(self) -> None:
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._pump(), name="vsm-sse-pump"),
+                asyncio.create_task(self._heartbeat(), name="vsm-sse-heartbeat"),
+            ]
+            await self._ready.wait()
+
+    async def aclose(self) -> None:
+        for conns in self._conns.values():
+            for group in conns.values():
+                for conn in group:
+                    conn.close()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _pump(self) -> None:
+        while True:
+            sub = await self.bus.subscribe(["#"], maxsize=100_000)
+            self._ready.set()
+            try:
+                async for event in sub:
+                    self.dispatch(event)
+            except Overflow:
+                # The hub itself fell behind: every client may have a gap, so tell each one to
+                # reconnect (and replay from the log) rather than deliver silently incomplete streams.
+                log.warning("SSE hub fell behind the bus; closing connections so they replay")
+                self._overflow_all()
+            finally:
+                await sub.aclose()
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_s)
+            for conns in self._conns.values():
+                for group in conns.values():
+                    for conn in group:
+                        if not conn.buf:
+                            conn.buf.append(("", HEARTBEAT))
+                            conn.wake.set()
+
+    def _overflow_all(self) -> None:
+        for conns in self._conns.values():
+            for group in conns.values():
+                for conn in group:
+                    conn.overflow()
+
+    def dispatch(self, event: Event) -> None:
+        """Hand ``event`` to every matching connection of its tenant (never blocks)."""
+        self._recent.append(event)
+        conns = self._conns.get(event.tenant)
+        if not conns:
+            return
+        frame: bytes | None = None
+        for patterns, group in list(conns.items()):
+            if not any(topic_matches(p, event.topic) for p in patterns):
+                continue
+            if frame is None:
+                frame = encode_event(event)
+            for conn in list(group):
+                if not conn.offer(event.id, frame):
+                    self.metrics.sse_dropped.labels("overflow").inc()
+
+    def register(self, conn: SseConnection) -> None:
+        self._conns.setdefault(conn.tenant, {}).setdefault(conn.patterns, set()).add(conn)
+        self.connections += 1
+        self.metrics.sse_connections.inc()
+
+    def unregister(self, conn: SseConnection) -> None:
+        groups = self._conns.get(conn.tenant, {})
+        group = groups.get(conn.patterns)
+        if group is None or conn not in group:
+            return
+        group.discard(conn)
+        if not group:
+            del groups[conn.patterns]
+        if not groups:
+            self._conns.pop(conn.tenant, None)
+        self.connections -= 1
+        self.metrics.sse_connections.dec()
+
+    async def replay(self, conn: SseConnection, after_id: str) -> list[Event]:
+        """Events of the connection's tenant after ``after_id`` (log ∪ recent ring), oldest first."""
+        found: dict[str, Event] = {}
+        if self.event_log is not None:
+            for e in await self.event_log.replay(conn.tenant, after_id, conn.patterns, limit=self.replay_max):
+                found[e.id] = e
+        for e in list(self._recent):
+            if e.tenant == conn.tenant and e.id > after_id and any(topic_matches(p, e.topic) for p in conn.patterns):
+                found.setdefault(e.id, e)
+        return [found[k] for k in sorted(found)][-self.replay_max:] if self.replay_max else []
+
+
+def parse_topics(raw: str | None) -> tuple[str, ...]:
+    """``?topics=a.*,b.#`` → patterns; missing means every topic (``#``)."""
+    if raw is None or not raw.strip():
+        return ("#",)
+    return tuple(sorted(set(check_patterns([p.strip() for p in raw.split(",") if p.strip()]))))
+
+
+class EventsEndpoint:
+    """The ASGI endpoint (plain ASGI: no per-event framework overhead on the hot path)."""
+
+    def __init__(self, hub: SseHub, authenticate: Authenticate) -> None:
+        self.hub = hub
+        self.authenticate = authenticate
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        request = Request(scope, receive)
+        try:
+            principal = await self.authenticate(request)
+            if not grants(principal.scopes, ["events:read"]):
+                raise Forbidden("reading events needs the scope events:read (or events, events:*)")
+            patterns = parse_topics(request.query_params.get("topics"))
+            after = request.headers.get("last-event-id") or request.query_params.get("last_event_id") or ""
+            if len(after) > 64:
+                raise InvalidArguments("Last-Event-ID is longer than 64 characters")
+        except VsmError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        await self._stream(principal, patterns, after, receive, send)
+
+    async def _stream(
+        self, principal: Principal, patterns: tuple[str, ...], after: str, receive: Receive, send: Send
+    ) -> None:
+        conn = SseConnection(principal.tenant_id, patterns, self.hub.queue_size)
+        self.hub.register(conn)  # before the replay, so nothing published meanwhile is missed
+        watcher = asyncio.create_task(_watch_disconnect(receive, conn))
+        complete = False
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+            if after:
+                await self._send_replay(conn, after, send)
+            await self._pump(conn, send)
+        except TimeoutError:
+            pass  # aborted write to a client that stopped reading: overflow is sent below
+        except OSError:
+            complete = True  # the client went away mid-write
+        finally:
+            self.hub.unregister(conn)
+            conn.buf.clear()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+        if not complete and not conn.gone:
+            await _finish(conn, send, GRACE_S)
+
+    async def _send_replay(self, conn: SseConnection, after: str, send: Send) -> None:
+        events = await self.hub.replay(conn, after)
+        if not events:
+            return
+        conn.skip = {e.id for e in events}
+        conn.last_id = events[-1].id
+        await send({"type": "http.response.body", "body": b"".join(encode_event(e) for e in events),
+                    "more_body": True})
+        self.hub.metrics.sse_events.inc(len(events))
+
+    async def _pump(self, conn: SseConnection, send: Send) -> None:
+        sent_metric = self.hub.metrics.sse_events
+        while True:
+            await conn.wake.wait()
+            conn.wake.clear()
+            if conn.overflowed or conn.closed:
+                return
+            frames, events = _take(conn)
+            if not frames:
+                continue
+            # A cheap, unscheduled timeout the hub can fire to abort a write stuck on a full socket.
+            async with asyncio.timeout(None) as conn.sending:
+                await send({"type": "http.response.body", "body": b"".join(frames), "more_body": True})
+            conn.sending = None
+            if events:
+                sent_metric.inc(events)
+
+
+def _take(conn: SseConnection) -> tuple[list[bytes], int]:
+    frames: list[bytes] = []
+    events = 0
+    while conn.buf:
+        event_id, frame = conn.buf.popleft()
+        if event_id:
+            if event_id in conn.skip:
+                conn.skip.discard(event_id)
+                continue
+            conn.last_id = event_id
+            events += 1
+        frames.append(frame)
+    return frames, events
+
+
+async def _finish(conn: SseConnection, send: Send, grace: float) -> None:
+    """End the response: tell an overflowed client why first. A client that stays unreadable
+    for ``grace`` seconds is abandoned (the server then closes the socket)."""
+    with contextlib.suppress(TimeoutError, OSError):
+        async with asyncio.timeout(grace):
+            if conn.overflowed:
+                data = json.dumps({
+                    "reason": f"client fell more than {conn.maxsize} events behind",
+                    "last_event_id": conn.last_id,
+                    "hint": "reconnect with Last-Event-ID to replay what was missed",
+                })
+                body = f"event: overflow\ndata: {data}\n\n".encode()
+                await send({"type": "http.response.body", "body": body, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+
+async def _watch_disconnect(receive: Receive, conn: SseConnection) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            conn.gone = True
+            conn.close()
+            return

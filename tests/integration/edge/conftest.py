@@ -1,0 +1,139 @@
+"""Edge test harness: a real uvicorn server on 127.0.0.1 (SSE needs real streaming) around an
+``Edge`` built exactly as router/app.py builds it, plus small SSE client helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+
+from router.edge._auth import bearer
+from router.edge.assembly import Edge
+from vsm_mcp import migrate
+from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.context import ServerContext
+from vsm_mcp.tenants import Authenticator, create_api_key, create_tenant
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+async def eventually(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
+    """Poll ``predicate`` until true; fail after ``timeout`` seconds (generous: the machine is shared)."""
+    for _ in range(int(timeout / 0.01)):
+        if predicate():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    """Run ``app`` under uvicorn on a free loopback port; yields the base URL."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started, 30, "uvicorn to start")
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+@dataclass
+class EdgeApp:
+    url: str
+    edge: Edge
+    ctx: ServerContext
+    keys: dict[str, str] = field(default_factory=dict)  # tenant name -> API key
+    tenants: dict[str, str] = field(default_factory=dict)  # tenant name -> id
+
+    def auth(self, tenant: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[tenant]}"}
+
+
+@asynccontextmanager
+async def edge_app(
+    settings: Settings | None = None, *, tenants: tuple[str, ...] = ("acme", "globex"),
+    scopes: tuple[str, ...] = ("events:read", "tools:call"), **edge_kwargs: Any,
+) -> AsyncIterator[EdgeApp]:
+    settings = settings or load_settings(allow_anonymous=False, sse_heartbeat_s=60)
+    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)  # it runs its own loop
+    ctx = ServerContext.create(settings)
+    keys, ids = {}, {}
+    for name in tenants:
+        ids[name] = (await create_tenant(ctx.db, name)).id
+        keys[name], _ = await create_api_key(ctx.db, name, list(scopes))
+    authenticator = Authenticator(ctx.db, default_tenant=settings.default_tenant, allow_anonymous=False)
+    edge = Edge(settings, ctx, authenticate=bearer(authenticator), **edge_kwargs)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        await ctx.bus.start()
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(ctx.aclose)
+            await edge.start()
+            stack.push_async_callback(edge.aclose)
+            yield
+
+    app = Starlette(routes=edge.routes(), lifespan=lifespan)
+    async with serve(app) as url:
+        yield EdgeApp(url, edge, ctx, keys, ids)
+
+
+@dataclass
+class SseEvent:
+    id: str = ""
+    event: str = "message"
+    data: str = ""
+
+
+class SseReader:
+    """A minimal SSE parser over an httpx streaming response (comments kept as ``event='comment'``)."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self._lines = response.aiter_lines()
+
+    async def next(self, timeout: float = 20) -> SseEvent:
+        ev = SseEvent()
+        got = False
+        async with asyncio.timeout(timeout):
+            async for line in self._lines:
+                if line == "":
+                    if got:
+                        return ev
+                    continue
+                got = True
+                if line.startswith(":"):
+                    return SseEvent(event="comment", data=line[1:].strip())
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "id":
+                    ev.id = value
+                elif name == "event":
+                    ev.event = value
+                elif name == "data":
+                    ev.data = value
+        raise EOFError("stream ended")
+
+    async def next_event(self, timeout: float = 20, skip: Callable[[SseEvent], bool] | None = None) -> SseEvent:
+        """The next real event, skipping comments (heartbeats, the connect notice)."""
+        while True:
+            ev = await self.next(timeout)
+            if ev.event != "comment" and not (skip and skip(ev)):
+                return ev
