@@ -78,11 +78,11 @@ class LoadedPolicy:
         self.module = module
         self.sha256 = sha256
         self._pool: list[_Instance] = []
-        inst = self._instantiate()
         try:
+            inst = self._instantiate()
             self.meta, self.base = self._read_header(inst)
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
-            raise AbiError(f"reading the policy metadata failed: {_one_line(exc)}") from None
+            raise AbiError(f"instantiating the module and reading its metadata failed: {_one_line(exc)}") from None
         self.encoder = Encoder(self.meta)
         self._pool.append(inst)
 
@@ -131,7 +131,7 @@ class LoadedPolicy:
         except wasmtime.Trap as exc:
             if exc.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
                 return self._deny(f"fuel exhausted: the policy ran past {self.runtime.limits.fuel} fuel units")
-            return self._deny(f"the policy trapped: {_one_line(exc)}")
+            return self._deny(f"the policy trapped: {_trap_text(exc)}")
         except (wasmtime.WasmtimeError, AbiError) as exc:
             return self._deny(_one_line(exc))
         if len(self._pool) < self.runtime.limits.pool_size:
@@ -193,3 +193,11 @@ class PolicyRuntime:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _trap_text(trap: wasmtime.Trap) -> str:
+    code = trap.trap_code
+    if code is not None:
+        return code.name.lower().replace("_", " ")
+    lines = [ln.strip() for ln in str(trap).splitlines() if ln.strip()]
+    return lines[-1] if lines else "trap"
