@@ -1,0 +1,206 @@
+"""Router processes (`vsm-mcp serve`) replicating beliefs over RabbitMQ, sharing one PostgreSQL.
+
+Each test gets a fresh database (so its own tenant ids, hence its own bus topics: parallel runs
+do not interfere). Nodes have separate homes, hence separate replica ids.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from mcp import Client
+
+from tests.conftest import RABBITMQ_URL
+from vsm_mcp import migrate
+from vsm_mcp.config import load_settings
+from vsm_mcp.db import Database
+from vsm_mcp.tenants import ensure_tenant
+
+pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Router:
+    """One `vsm-mcp serve` subprocess."""
+
+    def __init__(self, name: str, tmp: Path, owner_url: str, app_url: str) -> None:
+        self.name = name
+        self.home = tmp / name
+        self.port = free_port()
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "VSM_HOME": str(self.home),
+            "VSM_PORT": str(self.port),
+            "VSM_DATABASE_URL": app_url,
+            "VSM_MIGRATION_DATABASE_URL": owner_url,
+            "VSM_BUS_URL": RABBITMQ_URL,
+            "VSM_EMBEDDER": "hash",
+            "VSM_BELIEFS_ANTI_ENTROPY_S": "0.5",
+            "VSM_LOG_LEVEL": "warning",
+        }
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.home.mkdir(parents=True, exist_ok=True)
+        log = open(self.home / "serve.log", "ab")  # noqa: SIM115  (closed with the process)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "vsm_mcp.cli", "serve"], env=self.env, cwd=self.home,
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        log.close()
+
+    async def ready(self, timeout: float = 90) -> None:
+        async with httpx.AsyncClient() as http:
+            with_deadline = asyncio.get_running_loop().time() + timeout
+            while asyncio.get_running_loop().time() < with_deadline:
+                assert self.proc is not None and self.proc.poll() is None, self.log_tail()
+                try:
+                    r = await http.get(f"{self.url}/readyz", timeout=2)
+                    if r.status_code == 200 and r.json()["checks"]["upstreams"]["beliefs"]["ok"]:
+                        return
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.2)
+        raise AssertionError(f"{self.name} not ready: {self.log_tail()}")
+
+    def log_tail(self) -> str:
+        p = self.home / "serve.log"
+        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+async def call(router: Router, tool: str, **args: Any) -> dict[str, Any]:
+    async with Client(f"{router.url}/mcp", mode="legacy") as c:
+        res = await c.call_tool(f"beliefs__{tool}", args)
+    assert not res.is_error, res.content
+    assert isinstance(res.structured_content, dict)
+    return res.structured_content
+
+
+async def snapshot(router: Router) -> dict[str, Any]:
+    out = await call(router, "belief_query", limit=1000)
+    stats = await call(router, "belief_stats")
+    return {"beliefs": out["beliefs"], "digest": stats["digest"]}
+
+
+async def converged(routers: list[Router], timeout: float = 60) -> dict[str, Any]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        snaps = [await snapshot(r) for r in routers]
+        if all(s == snaps[0] for s in snaps[1:]):
+            return snaps[0]
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no convergence: {[s['digest'] for s in snaps]}")
+        await asyncio.sleep(0.3)
+
+
+@pytest.fixture
+def cluster(pg_owner_url: str, pg_app_url: str, tmp_path: Path) -> Any:
+    migrate.upgrade(pg_owner_url)
+
+    async def default_tenant() -> None:
+        db = Database(load_settings(database_url=pg_owner_url), pg_owner_url)
+        try:
+            await ensure_tenant(db, "default")
+        finally:
+            await db.aclose()
+
+    asyncio.run(default_tenant())
+    routers: list[Router] = []
+
+    def make(name: str) -> Router:
+        r = Router(name, tmp_path, pg_owner_url, pg_app_url)
+        routers.append(r)
+        return r
+
+    yield make
+    for r in routers:
+        r.stop(signal.SIGKILL)
+
+
+@pytest.mark.timeout(300)
+def test_routers_converge_late_joiner_catches_up_and_sigkill_loses_nothing(cluster: Any) -> None:
+    asyncio.run(_scenario(cluster))
+
+
+async def _scenario(cluster: Any) -> None:
+    a, b = cluster("a"), cluster("b")
+    a.start()
+    b.start()
+    await asyncio.gather(a.ready(), b.ready())
+
+    # 1. Concurrent writes on both routers, same keys, then one retract each.
+    async def writes(r: Router) -> None:
+        for i in range(12):
+            await call(r, "belief_assert", key=f"k{i % 4}", value=f"{r.name}{i}", source=r.name)
+        await call(r, "belief_retract", key=f"k{0 if r.name == 'a' else 1}")
+
+    await asyncio.gather(writes(a), writes(b))
+    state = await converged([a, b])
+    keys = {x["key"] for x in state["beliefs"]}
+    assert keys <= {"k0", "k1", "k2", "k3"} and {"k2", "k3"} <= keys
+
+    # 2. A third router started later catches up by anti-entropy (it saw none of the deltas).
+    c = cluster("c")
+    c.start()
+    await c.ready()
+    assert await converged([a, b, c]) == state
+    assert sorted((await call(a, "belief_stats"))["peers"]) == sorted(
+        [(await call(b, "belief_stats"))["node"], (await call(c, "belief_stats"))["node"]]
+    )
+
+    # 3. SIGKILL a router in the middle of a stream of writes; restart it: every write it
+    #    acknowledged is there. b and c are stopped first, so nothing can come back from them.
+    b.stop()
+    c.stop()
+    acked: dict[str, int] = {}
+    enough = asyncio.Event()
+
+    async def writer() -> None:
+        i = 0
+        while True:
+            await call(a, "belief_assert", key=f"durable/{i}", value=i)
+            acked[f"durable/{i}"] = i
+            i += 1
+            if i == 25:
+                enough.set()
+
+    task = asyncio.create_task(writer())
+    await asyncio.wait_for(enough.wait(), timeout=120)
+    a.stop(signal.SIGKILL)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    a.start()
+    await a.ready()
+    got = await call(a, "belief_query", prefix="durable/", limit=1000)
+    values = {x["key"]: x["value"] for x in got["beliefs"]}
+    missing = {k: v for k, v in acked.items() if values.get(k) != v}
+    assert not missing, f"acknowledged writes lost after SIGKILL: {sorted(missing)[:10]}"
