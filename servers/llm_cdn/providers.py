@@ -175,6 +175,7 @@ class Providers:
     async def _with_retries(self, spec: ModelSpec, call: Callable[[ModelSpec, float], Awaitable[Any]]) -> Any:
         timeout = spec.timeout_s or self.settings.llm_timeout_s
         attempts = self.settings.llm_retries + 1
+        await asyncio.to_thread(_litellm)  # the first import takes seconds: not on the call's clock
         for attempt in range(attempts):
             self.upstream_calls[spec.name] += 1
             try:
