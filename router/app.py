@@ -23,12 +23,13 @@ from mcp.server.sse import SseServerTransport
 from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from router.aggregate import Aggregate
-from router.authn import AuthMiddleware, make_authenticator, principal_of, send_error
+from router.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
+from router.edge.assembly import Edge, catalog_lister
 from router.fastpath import FastPath
 from router.guard import HostOriginGuard
 from router.manifest import UpstreamSpec
@@ -64,6 +65,12 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     ctx = ctx or ServerContext.create(settings)
     runtime = RouterRuntime(ctx, specs)
     authenticator = make_authenticator(settings, ctx.db)
+    edge = Edge(  # router/edge/: SSE events, /metrics, /healthz, /readyz, Telegram
+        settings, ctx, authenticate=lambda conn: authenticate(conn.scope, authenticator),
+        call_tool=lambda p, name, args: runtime.dispatcher.call_tool(p, name, args, source="telegram"),
+        list_tools=catalog_lister(runtime.catalog.tools), readiness=runtime.readiness,
+    )
+    runtime.dispatcher.add_observer(edge.observer)
     aggregate = Aggregate(runtime.catalog, runtime.dispatcher, _http_principal, expose=settings.expose)
     manager = StreamableHTTPSessionManager(
         app=aggregate.server,
@@ -97,6 +104,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         await ctx.bus.start()
         async with AsyncExitStack() as stack:
             stack.push_async_callback(ctx.aclose)
+            await edge.start()
+            stack.push_async_callback(edge.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
             try:
                 await runtime.start(tg)
@@ -110,27 +119,16 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
                 await proxies.aclose()
                 tg.cancel_scope.cancel()
 
-    async def healthz(_request: Request) -> JSONResponse:
-        return JSONResponse({"status": "ok"})
-
-    async def readyz(_request: Request) -> JSONResponse:
-        ok, detail = await ctx.db.health()
-        router = runtime.readiness()
-        checks: dict[str, Any] = {"database": {"ok": ok, "detail": detail}, "upstreams": router["upstreams"]}
-        ready = ok and router["ok"]
-        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
-
     async def not_allowed(_request: Request) -> Response:
         return Response(status_code=405)
 
     routes: list[BaseRoute] = [
-        Route("/healthz", healthz),
-        Route("/readyz", readyz),
         Route("/mcp", _AsgiEndpoint(protect(mcp_aggregate))),
         Route("/mcp/{server}", _AsgiEndpoint(protect(mcp_server))),
         Route("/sse", _AsgiEndpoint(protect(sse_connect))),
         Mount("/messages/", app=protect(sse.handle_post_message)),
         # Edge routes (router/edge/) are appended below this line.
+        *edge.routes(),
     ]
 
     app = Starlette(routes=routes, lifespan=lifespan)
@@ -141,6 +139,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     app.state.catalog = runtime.catalog
     app.state.aggregate = aggregate
     app.state.authenticator = authenticator
+    app.state.edge = edge
+    app.state.metrics = edge.metrics
     return app
 
 
