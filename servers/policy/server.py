@@ -8,17 +8,36 @@ router. Each change publishes ``policy.changed``; the router's authorizer reload
 from __future__ import annotations
 
 import base64
-from typing import Any
+import functools
+from collections.abc import Awaitable, Callable
+from typing import Any, ParamSpec, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from vsm_mcp.context import ServerContext
-from vsm_mcp.errors import InvalidArguments
+from vsm_mcp.errors import InvalidArguments, VsmError
 from vsm_mcp.models import Policy
 from vsm_mcp.policy.facts import normalize
 from vsm_mcp.policy.service import check_name, clock_of, prepare, runtime_of
 from vsm_mcp.policy.store import PolicyStore
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
+    """VsmError → ToolError: the caller reads what was wrong (the SDK hides other exceptions)."""
+
+    @functools.wraps(fn)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(*args, **kwargs)
+        except VsmError as exc:
+            raise ToolError(f"{exc.label}: {exc.message}") from exc
+
+    return wrapper
 
 
 def _summary(row: Policy) -> dict[str, Any]:
@@ -45,6 +64,7 @@ def build(ctx: ServerContext) -> MCPServer:
     )
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False))
+    @tool_errors
     async def policy_put(
         name: str,
         mcp_ctx: Context,
@@ -66,6 +86,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return _summary(row)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
+    @tool_errors
     async def policy_get(
         name: str, mcp_ctx: Context, version: int | None = None, include_wasm: bool = False
     ) -> dict[str, Any]:
@@ -77,6 +98,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return out
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
+    @tool_errors
     async def policy_list(mcp_ctx: Context, all_versions: bool = False) -> dict[str, Any]:
         """The tenant's policies: the active (else latest) version of each name, or every version."""
         rows = await store.versions(await ctx.tenant_of(mcp_ctx))
@@ -90,6 +112,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"policies": [_summary(r) for r in rows]}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
+    @tool_errors
     async def policy_test(
         input: dict[str, Any],
         mcp_ctx: Context,
@@ -122,6 +145,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"effect": verdict, "decisions": decisions, "denied_by": denied}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
+    @tool_errors
     async def policy_delete(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete every version of policy ``name``; the router stops enforcing it at once."""
         count = await store.delete(await ctx.tenant_of(mcp_ctx), name)

@@ -1,0 +1,102 @@
+"""The router's authorize step against stored policies, on PostgreSQL (RLS, as vsm_app) and
+SQLite: decisions, tenant isolation, hot reload on ``policy.changed`` and failing closed."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tests.integration.policy.conftest import Env
+from vsm_mcp.auth import Principal
+from vsm_mcp.errors import PolicyDenied
+from vsm_mcp.hooks import CallInfo
+from vsm_mcp.models import Policy
+from vsm_mcp.policy import compile_policy
+from vsm_mcp.policy.service import authorizer_of, prepare, runtime_of
+from vsm_mcp.policy.store import PolicyStore
+
+pytestmark = pytest.mark.anyio
+
+HOURS = """
+default allow
+deny after_hours "deletes only 09-17 UTC" when tool.name == "storage_delete" and (context.hour < 9 or context.hour >= 17)
+"""
+
+
+def call(tenant: str, tool: str) -> CallInfo:
+    return CallInfo(Principal(tenant, frozenset({"*"}), "k1"), f"storage__{tool}", "storage", tool, {"key": "x"})
+
+
+async def denied(auth: object, info: CallInfo) -> str | None:
+    try:
+        await auth.authorize(info)  # type: ignore[attr-defined]
+    except PolicyDenied as exc:
+        return exc.message
+    return None
+
+
+async def eventually_denied(auth: object, info: CallInfo, want: bool) -> str | None:
+    """Poll until the decision flips (the reload runs on the bus subscriber task)."""
+    for _ in range(500):
+        msg = await denied(auth, info)
+        if (msg is not None) == want:
+            return msg
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"decision did not become {'deny' if want else 'allow'}")
+
+
+async def _scenario(env: Env) -> None:
+    auth = authorizer_of(env.ctx)
+    await auth.start()
+    store = PolicyStore(env.ctx.db, env.ctx.bus)
+    try:
+        assert await denied(auth, call(env.a, "storage_delete")) is None  # no policies: allowed
+        p = prepare(runtime_of(env.ctx), "hours", source=HOURS)
+        await store.put(env.a, "hours", source=p.source, wasm=p.wasm, meta=p.meta())
+        env.clock.now = 1_764_190_800.0  # 2025-11-26T21:00:00Z
+        msg = await eventually_denied(auth, call(env.a, "storage_delete"), True)
+        assert msg == "denied by policy 'hours' rule 'after_hours': deletes only 09-17 UTC"
+        assert await denied(auth, call(env.a, "storage_get")) is None
+        assert await denied(auth, call(env.b, "storage_delete")) is None  # another tenant
+        env.clock.now = 1_764_151_200.0  # 10:00 again
+        assert await denied(auth, call(env.a, "storage_delete")) is None
+        # Update: a new version with another window applies without a restart.
+        env.clock.now = 1_764_190_800.0
+        p2 = prepare(runtime_of(env.ctx), "hours", source=HOURS.replace("17", "22"))
+        await store.put(env.a, "hours", source=p2.source, wasm=p2.wasm, meta=p2.meta())
+        await eventually_denied(auth, call(env.a, "storage_delete"), False)
+        await store.delete(env.a, "hours")
+        env.clock.now = 1_764_219_600.0  # 05:00
+        await eventually_denied(auth, call(env.a, "storage_delete"), False)
+    finally:
+        await auth.aclose()
+
+
+async def test_authorizer_on_sqlite(sqlite_env: Env) -> None:
+    await _scenario(sqlite_env)
+
+
+@pytest.mark.postgres
+async def test_authorizer_on_postgres(pg_env: Env) -> None:
+    await _scenario(pg_env)
+
+
+async def test_a_stored_module_that_no_longer_loads_fails_closed(sqlite_env: Env) -> None:
+    env = sqlite_env
+    async with env.ctx.db.tenant(env.a) as s:
+        s.add(Policy(tenant_id=env.a, name="corrupt", source="", wasm=b"\0asm\x01\0\0\0garbage", meta={}))
+    auth = authorizer_of(env.ctx)
+    msg = await denied(auth, call(env.a, "storage_get"))
+    assert msg is not None and "policy 'corrupt' rule 'sandbox'" in msg and "failing closed" in msg
+    assert await denied(auth, call(env.b, "storage_get")) is None
+
+
+async def test_every_active_policy_must_allow(sqlite_env: Env) -> None:
+    env = sqlite_env
+    store = PolicyStore(env.ctx.db)
+    for name, src in [("a-open", "default allow"), ("b-closed", 'default deny "closed by default"')]:
+        c = compile_policy(src, name=name)
+        await store.put(env.a, name, source=src, wasm=c.wasm, meta={})
+    auth = authorizer_of(env.ctx)
+    assert await denied(auth, call(env.a, "x")) == "denied by policy 'b-closed' rule 'default': closed by default"
