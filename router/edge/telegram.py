@@ -101,11 +101,18 @@ class TelegramBot:
         self.scopes = frozenset(validate_scopes(settings.telegram_scopes.split(",")))
         per_s = settings.telegram_rate_per_min / 60
         self.limiter = RateLimiter(per_s, max(1.0, settings.telegram_rate_per_min))
-        self.http = http or httpx.AsyncClient(timeout=10)
+        self._http = http  # created on first use: an app that never receives an update holds no client
         self._principals: dict[int, Principal] = {}
 
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=10)
+        return self._http
+
     async def aclose(self) -> None:
-        await self.http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def handle(self, request: Request) -> Response:
         """The webhook endpoint."""
