@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from router.aggregate import Aggregate
 from router.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
 from router.edge.assembly import Edge, catalog_lister
+from router.edge.storage_http import storage_routes
 from router.fastpath import FastPath
 from router.guard import HostOriginGuard
 from router.manifest import UpstreamSpec
@@ -129,6 +130,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         Mount("/messages/", app=protect(sse.handle_post_message)),
         # Edge routes (router/edge/) are appended below this line.
         *edge.routes(),
+        *storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator)),  # /v1/storage
     ]
 
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,106 @@
+"""Through the router: the storage tools via /mcp (real SDK client over streamable HTTP, real
+uvicorn) and via ``vsm-mcp stdio`` (subprocess), mounted from manifests/default.yaml's entry."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from mcp import Client, StdioServerParameters
+
+from router.app import create_app
+from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from vsm_mcp import migrate
+from vsm_mcp.config import load_settings
+
+pytestmark = pytest.mark.anyio
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def storage_manifest(tmp_path: Path) -> Path:
+    """A manifest holding only the storage entry of the packaged default.yaml."""
+    entries = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] == "storage"]
+    assert len(entries) == 1, "manifests/default.yaml must mount storage"
+    path = tmp_path / "storage.yaml"
+    path.write_text(yaml.safe_dump({"upstreams": entries}))
+    return path
+
+
+@asynccontextmanager
+async def serve(app: Any) -> AsyncIterator[str]:
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        for _ in range(3000):
+            if server.started:
+                break
+            await asyncio.sleep(0.01)
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 30)
+        sock.close()
+
+
+async def exercise(client: Client) -> None:
+    """The same walk over the public (aggregated) tool names, whatever the transport."""
+    names = {t.name for t in (await client.list_tools()).tools}
+    assert {"storage__storage_put", "storage__storage_get", "storage__bucket_create"} <= names
+
+    async def call(tool: str, **args: Any) -> dict[str, Any]:
+        res = await client.call_tool(f"storage__{tool}", args)
+        assert not res.is_error, res.content
+        assert res.structured_content is not None
+        return res.structured_content
+
+    await call("bucket_create", name="notes", quota_objects=5)
+    await call("storage_put", bucket="notes", key="day/1.md", text="# one")
+    assert (await call("storage_get", bucket="notes", key="day/1.md"))["text"] == "# one"
+    await call("storage_put", bucket="notes", key="day/1.md", text="# one, edited")
+    assert (await call("storage_get", bucket="notes", key="day/1.md"))["text"] == "# one, edited"  # not cached
+    assert [o["key"] for o in (await call("storage_list", bucket="notes"))["objects"]] == ["day/1.md"]
+    assert (await call("bucket_usage", name="notes"))["usage"]["objects"] == 1
+    bad = await client.call_tool("storage__storage_put", {"bucket": "notes", "key": "../x", "text": "x"})
+    assert bad.is_error and "invalid" in json.dumps(bad.model_dump(mode="json"))
+    assert (await call("storage_delete", bucket="notes", key="day/1.md"))["deleted"] is True
+
+
+async def test_tools_via_mcp_endpoint(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path / ".vsm", manifests=[str(storage_manifest(tmp_path))],
+                             storage_sweep_interval_s=0)
+    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
+    specs = parse_manifest(yaml.safe_load(storage_manifest(tmp_path).read_text()), "storage.yaml")
+    async with serve(create_app(settings, specs=specs)) as url:
+        async with Client(f"{url}/mcp", mode="legacy") as client:  # the aggregate speaks the pre-2026 protocol
+            await exercise(client)
+            await client.call_tool("storage__storage_put", {"bucket": "shared", "key": "via-mcp", "text": "hi"})
+        # the same objects over the app's HTTP edge (anonymous loopback caller = the default tenant)
+        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+            assert (await http.get("/v1/storage/shared/via-mcp")).text == "hi"
+            body = os.urandom(2 * 1024 * 1024)
+            assert (await http.put("/v1/storage/shared/big", content=body)).status_code == 201
+            got = await http.get("/v1/storage/shared/big", headers={"range": "bytes=1048576-"})
+            assert got.status_code == 206 and got.content == body[1048576:]
+
+
+async def test_tools_via_vsm_mcp_stdio(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VSM_")}
+    env |= {"VSM_HOME": str(tmp_path / ".vsm"), "VSM_MANIFESTS": str(storage_manifest(tmp_path)),
+            "VSM_STORAGE_SWEEP_INTERVAL_S": "0", "PYTHONPATH": str(ROOT)}
+    params = StdioServerParameters(command=sys.executable, args=["-m", "vsm_mcp.cli", "stdio"], env=env,
+                                   cwd=str(tmp_path))
+    async with Client(params, mode="legacy") as client:
+        await exercise(client)
