@@ -62,8 +62,6 @@ class Metrics:
                                    ["upstream"], registry=r)
         self.db_pool = Gauge("vsm_db_pool_connections", "Database pool connections by state (size, checked_out).",
                              ["state"], registry=r)
-        self.http_requests = Counter("vsm_http_requests", "Edge HTTP requests by route and status class.",
-                                     ["route", "status"], registry=r)
         self._hooks: list[CollectHook] = []
 
     def add_collect_hook(self, hook: CollectHook) -> None:
