@@ -12,7 +12,8 @@ rerank=100, train_min=None, exact_limit=20_000)``):
 
 * ``path`` — directory holding ``vectors.f32`` (default: a temporary directory that lives as long
   as the object); ``save(path)`` to the same directory only adds the small files;
-* ``m`` must divide ``dim``; ``train_min`` (default ``39 * nlist``) — until that many vectors exist
+* ``m`` must divide ``dim``; ``train_min`` (default ``39 * nlist``, never below ``nlist`` or
+  ``2**nbits``) — until that many vectors exist
   the index is not trained and searches scan the vectors on disk exactly (small collections
   need no codebooks); the first upsert that reaches it trains on a sample and encodes everything.
 
@@ -61,7 +62,8 @@ class PQIndex:
             raise InvalidArguments("pq: nbits must be 1..16 and nlist, nprobe, rerank positive")
         self.dim, self.metric = dim, metric
         self.nlist, self.m, self.nbits, self.nprobe, self.rerank = nlist, m, nbits, nprobe, rerank
-        self.train_min = train_min if train_min is not None else 39 * nlist
+        # k-means needs at least one point per centroid: nlist coarse cells, 2**nbits PQ codes.
+        self.train_min = max(train_min if train_min is not None else 39 * nlist, nlist, 1 << nbits)
         self.exact_limit = exact_limit
         self._tmp = tempfile.TemporaryDirectory(prefix="vsm-pq-") if path is None else None
         self.path = Path(self._tmp.name if self._tmp else path)  # type: ignore[arg-type]

@@ -1,0 +1,52 @@
+"""A search server on a migrated database (SQLite by default, PostgreSQL with RLS when asked)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import mcp
+import pytest
+
+from servers.search.server import build
+from vsm_mcp import migrate
+from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.context import TENANT_META_KEY, ServerContext
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def meta(tenant: str) -> dict[str, Any]:
+    return {TENANT_META_KEY: tenant}
+
+
+async def open_server(settings: Settings) -> tuple[ServerContext, mcp.Client]:
+    await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
+    ctx = ServerContext.create(settings)
+    return ctx, mcp.Client(build(ctx))
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[mcp.Client]:
+    settings = load_settings(home=tmp_path / ".vsm", embedder="hash:64")
+    ctx, client = await open_server(settings)
+    async with client:
+        yield client
+    await ctx.aclose()
+
+
+async def call(client: mcp.Client, tool: str, args: dict[str, Any], tenant: str = "ta") -> Any:
+    """Call a tool; return its structured result, or raise AssertionError with the tool error text."""
+    result = await client.call_tool(tool, args, meta=meta(tenant))
+    if result.is_error:
+        raise ToolFailed(result.content[0].text)  # type: ignore[union-attr]
+    return result.structured_content
+
+
+class ToolFailed(AssertionError):
+    pass
