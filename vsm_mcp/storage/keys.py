@@ -55,7 +55,10 @@ def validate_prefix(prefix: object) -> str:
         return ""
     if not isinstance(prefix, str):
         raise InvalidArguments("invalid prefix: must be a string", data={"field": "prefix"})
-    validate_key(prefix.removesuffix("/") or "x")
+    try:
+        validate_key(prefix.removesuffix("/"))  # "/" alone leaves "" and is refused like any absolute path
+    except InvalidArguments as exc:
+        raise InvalidArguments(exc.message.replace("object key", "prefix", 1), data={"field": "prefix"}) from None
     return prefix
 
 

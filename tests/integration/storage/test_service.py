@@ -151,15 +151,15 @@ async def test_orphan_blobs_are_reaped(storage_env: Env) -> None:
     assert len(await blobs(svc, a)) == 1 and (await svc.read(a, "b1", "real"))[1] == b"keep"
 
 
-@pytest.mark.parametrize("key", MALICIOUS_KEYS)
-async def test_traversal_keys_rejected(storage_env: Env, key: str) -> None:
+async def test_traversal_keys_rejected(storage_env: Env) -> None:
     svc, a, _ = storage_env
-    with pytest.raises(InvalidArguments):
-        await svc.put(a, "b1", key, b"pwned")
     await svc.put(a, "b1", "fine", b"ok")
-    for op in (svc.read, svc.stat, svc.delete):
+    for key in MALICIOUS_KEYS:  # one loop, not one test each: the fixture is the expensive part
         with pytest.raises(InvalidArguments):
-            await op(a, "b1", key)
+            await svc.put(a, "b1", key, b"pwned")
+        for op in (svc.read, svc.stat, svc.delete):
+            with pytest.raises(InvalidArguments):
+                await op(a, "b1", key)
     assert len(await blobs(svc, a)) == 1
 
 
