@@ -161,3 +161,35 @@ async def test_replication_tasks_stop_with_the_lifespan(make_node: Any, bus: Mem
     await asyncio.sleep(0)
     assert not any(t.get_name().startswith("beliefs-") for t in asyncio.all_tasks())
     assert bus.subscriber_count == 0
+
+
+async def test_local_writes_announce_beliefs_changed(make_node: Any, bus: MemoryBus) -> None:
+    async with make_node("a", bus) as a:
+        sub = await bus.subscribe(["beliefs.changed"])
+        await a.call("belief_assert", tenant="t-ev", key="k", value=1)
+        await a.call("belief_retract", tenant="t-ev", key="k")
+        seen = []
+        async for ev in sub:
+            seen.append((ev.tenant, ev.data["keys"], ev.data["op"]))
+            if len(seen) == 2:
+                break
+        await sub.aclose()
+        assert seen == [("t-ev", ["k"], "assert"), ("t-ev", ["k"], "retract")]
+
+
+async def test_runs_alone_over_stdio(tmp_path: Any) -> None:
+    import os
+    import sys
+
+    from mcp import Client, StdioServerParameters
+
+    root = str(__import__("pathlib").Path(__file__).resolve().parents[3])
+    params = StdioServerParameters(
+        command=sys.executable, args=["-m", "servers.beliefs", "--transport", "stdio"], cwd=str(tmp_path),
+        env={**os.environ, "PYTHONPATH": root, "VSM_HOME": str(tmp_path / "alone")},
+    )
+    async with Client(params) as c:
+        res = await c.call_tool("belief_assert", {"key": "solo", "value": [1]})
+        assert not res.is_error
+        res = await c.call_tool("belief_get", {"key": "solo"})
+        assert res.structured_content is not None and res.structured_content["found"]

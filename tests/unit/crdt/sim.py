@@ -23,16 +23,28 @@ from vsm_mcp.crdt import (
 KEYS = ("a", "b", "c")
 NODES = 3
 
-put_op = st.tuples(
-    st.just("put"), st.integers(0, NODES - 1), st.sampled_from(KEYS), st.integers(0, 3), st.integers(0, 2)
-)
-del_op = st.tuples(st.just("del"), st.integers(0, NODES - 1), st.sampled_from(KEYS))
-sync_op = st.tuples(st.just("sync"), st.integers(0, NODES - 1), st.integers(0, NODES - 1))
-# Deliver / duplicate / drop an in-flight delta, chosen by index modulo the queue length.
-net_op = st.tuples(st.sampled_from(["deliver", "dup", "drop"]), st.integers(0, 50))
+NET_KINDS = ("deliver", "dup", "drop")
 
-history = st.lists(st.one_of(put_op, del_op, sync_op), max_size=14)
-network_history = st.lists(st.one_of(put_op, put_op, del_op, net_op, net_op), max_size=24)
+
+def decode_op(n: int, network: bool) -> tuple[Any, ...]:
+    """One operation from one integer (much cheaper for hypothesis to draw than nested tuples;
+    smaller integers shrink to simpler operations)."""
+    n, r = divmod(n, NODES)
+    n, k = divmod(n, len(KEYS))
+    n, kind = divmod(n, 5)
+    if kind <= 1 or (kind == 4 and not network):
+        return ("put", r, KEYS[k], n % 4, (n // 4) % 3)
+    if kind == 2:
+        return ("del", r, KEYS[k])
+    if not network:
+        return ("sync", r, k % NODES)
+    return (NET_KINDS[n % 3], n // 3)
+
+
+# A history of puts, dels and full-state syncs between replicas.
+history = st.lists(st.integers(0, 1 << 16), max_size=14).map(lambda xs: [decode_op(x, False) for x in xs])
+# Puts and dels whose deltas are delivered, duplicated or dropped (by index into the in-flight queue).
+network_history = st.lists(st.integers(0, 1 << 16), max_size=24).map(lambda xs: [decode_op(x, True) for x in xs])
 
 
 class Cluster:
@@ -70,6 +82,12 @@ class Cluster:
 
     def states(self) -> list[BeliefSet]:
         return [r.state for r in self.replicas]
+
+    def sync_all(self) -> None:
+        """Bring every replica to the join of all states (a full-state exchange)."""
+        everything = join_all(self.states())
+        for r in self.replicas:
+            r.join(everything)
 
     def anti_entropy(self, max_rounds: int = 6) -> int:
         """Digest exchange rounds (through the codec) until all replicas are equal; returns rounds used."""

@@ -12,7 +12,7 @@ from vsm_mcp.crdt import Belief, BeliefSet, Replica, decode, encode, to_obj
 from vsm_mcp.errors import InvalidArguments
 
 
-@settings(max_examples=1000, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(network_history)
 def test_round_trip_is_exact_and_deterministic(ops: list[tuple[Any, ...]]) -> None:
     cluster = run(ops)
