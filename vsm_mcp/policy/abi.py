@@ -13,7 +13,8 @@ Exports (nothing may be imported)::
 
 Input record at ``base``: one 16-byte slot per ``meta.slots`` entry, then variable data::
 
-    string  i32 id, i32 ptr, i32 len (UTF-8 bytes), i32 present
+    string  i32 id, i32 ptr, i32 len (UTF-8 bytes), i32 present   (ptr = len = 0 when the
+                                                             slot says "bytes": false)
     number  f64 value,       i32 0,                 i32 present
     bool    i32 0|1,         i32 0, i32 0,          i32 present
     set     i32 ptr, i32 count, i32 0,              i32 present   (count distinct i32 ids, ascending)
@@ -58,6 +59,7 @@ class RuleMeta:
 class Slot:
     path: str
     type: Type
+    bytes: bool = True  # string slots: False = the module compares ids only, skip the UTF-8 copy
 
     @property
     def parts(self) -> tuple[str, ...]:
@@ -81,7 +83,7 @@ class PolicyMeta:
             "default": {"effect": self.default.effect, "reason": self.default.reason},
             "rules": [{"id": r.id, "effect": r.effect, "reason": r.reason} for r in self.rules],
             "strings": list(self.strings),
-            "slots": [{"path": s.path, "type": s.type} for s in self.slots],
+            "slots": [_slot_json(s) for s in self.slots],
         }
         return json.dumps(doc, ensure_ascii=False, separators=(",", ":"))
 
@@ -109,6 +111,13 @@ class PolicyMeta:
         return cls(name, default, rules, tuple(strings_raw), slots)
 
 
+def _slot_json(s: Slot) -> dict[str, Any]:
+    out: dict[str, Any] = {"path": s.path, "type": s.type}
+    if s.type == "string" and not s.bytes:
+        out["bytes"] = False
+    return out
+
+
 def _list(doc: dict[str, Any], key: str, limit: int) -> list[Any]:
     value = doc.get(key, [])
     if not isinstance(value, list) or len(value) > limit:
@@ -134,7 +143,10 @@ def _slot(raw: Any, i: int) -> Slot:
         raise AbiError(f"policy metadata slots[{i}] path {path!r} must start with one of {', '.join(ROOTS)}")
     if ty not in ("string", "number", "bool", "set"):
         raise AbiError(f"policy metadata slots[{i}] type {ty!r} must be string, number, bool or set")
-    return Slot(path, cast(Type, ty))
+    want_bytes = raw.get("bytes", True)
+    if not isinstance(want_bytes, bool):
+        raise AbiError(f"policy metadata slots[{i}] 'bytes' must be true or false")
+    return Slot(path, cast(Type, ty), want_bytes)
 
 
 def decode_result(code: int, meta: PolicyMeta) -> RuleMeta:

@@ -68,13 +68,14 @@ class _Emitter:
         self.types = types
         self.strings: dict[str, int] = {}
         self.slots: dict[str, int] = {}
+        self.byte_paths: set[str] = set()  # string facts read byte-wise (prefix/suffix/contains)
         self._collect_rules()
         self.meta = PolicyMeta(
             name=doc.name,
             default=RuleMeta("default", doc.default.effect, doc.default.reason),
             rules=tuple(RuleMeta(r.id, r.effect, r.reason) for r in doc.rules),
             strings=tuple(self.strings),
-            slots=tuple(Slot(p, types[p]) for p in self.slots),
+            slots=tuple(Slot(p, types[p], p in self.byte_paths) for p in self.slots),
         )
         self.meta_bytes = self.meta.to_json().encode()
         self.lit_addr: dict[int, tuple[int, int]] = {}
@@ -103,6 +104,10 @@ class _Emitter:
         elif isinstance(e, Not):
             self._collect(e.operand)
         elif isinstance(e, BoolOp | Compare | Match):
+            if isinstance(e, Match) and e.op in ("contains", "starts_with", "ends_with"):
+                for side in (e.left, e.right):
+                    if isinstance(side, Path):
+                        self.byte_paths.add(side.dotted)
             self._collect(e.left)
             self._collect(e.right)
         elif isinstance(e, Call):

@@ -3,73 +3,155 @@
 Strings are interned per evaluation (literal strings keep the ids the module was compiled
 with), sets are written as ascending arrays of distinct string ids so the module can
 binary-search and merge them.
+
+This runs on every tool call, so for each module the encoder is generated as one straight-
+line Python function over its slot list (no per-slot dispatch), ending in a single
+``struct.pack``. The generated source contains no text from the module: paths and literals
+are passed in as constants. What a fact reads as (absent / mistyped → zero value) must match
+``facts.read_fact`` exactly; the differential tests hold the two together.
 """
 
 from __future__ import annotations
 
 import struct
-from collections.abc import Mapping
+import sys
+from array import array
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from vsm_mcp.policy.abi import SLOT_SIZE, PolicyMeta
-from vsm_mcp.policy.ast import Type
-from vsm_mcp.policy.facts import ZERO, Value, coerce
 
-_SLOT = struct.Struct("<iiii")
-_NUM = struct.Struct("<dii")
+MISSING: Any = object()
+_FORMATS = {"string": "iiii", "number": "dii", "bool": "iiii", "set": "iiii"}
+_SET_TYPES = (list, tuple, set, frozenset)
 
 
-def _read(facts: Mapping[str, Any], parts: tuple[str, ...], ty: Type) -> tuple[Value, bool]:
-    node: Any = facts
+def lookup(node: Any, parts: tuple[str, ...]) -> Any:
+    """The raw value at ``parts`` or ``MISSING`` (only mappings are walked)."""
     for part in parts:
-        if not isinstance(node, Mapping) or part not in node:
-            return ZERO[ty], False
-        node = node[part]
-    return coerce(node, ty)
+        if type(node) is not dict and not isinstance(node, Mapping):
+            return MISSING
+        node = node.get(part, MISSING)
+        if node is MISSING:
+            return MISSING
+    return node
+
+
+def as_number(raw: Any) -> float | None:
+    if type(raw) is float:
+        return raw
+    if type(raw) is bool or not isinstance(raw, int | float):
+        return None
+    try:
+        return float(raw)
+    except OverflowError:
+        return None
+
+
+def _fetch(i: int, parts: tuple[str, ...], roots: dict[str, int]) -> str:
+    """Source reading slot ``i``: the root mapping once per root, then a dict fast path."""
+    out = ""
+    if len(parts) == 1:
+        return f"    v{i} = lookup(facts, K[{i}])\n"
+    r = roots.get(parts[0])
+    if r is None:
+        r = roots[parts[0]] = len(roots)
+        out += f"    R{r} = facts.get(K[{i}][0], MISSING) if type(facts) is dict else lookup(facts, K[{i}][:1])\n"
+    if len(parts) == 2:
+        return out + f"    v{i} = R{r}.get(K[{i}][1], MISSING) if type(R{r}) is dict else lookup(R{r}, K[{i}][1:])\n"
+    return out + f"    v{i} = lookup(R{r}, K[{i}][1:])\n"
+
+
+def _slot_source(i: int, ty: str, fetch: str, want_bytes: bool) -> str:
+    """Source encoding slot ``i``. Interning is ``sd(text, len(ids))`` on a per-call copy of
+    the literal table: literals keep their ids, a new string gets the next free id."""
+    v = f"v{i}"
+    if ty == "string":
+        copy = (
+            f"    b{i} = {v}.encode('utf-8', 'surrogatepass')\n"
+            f"    c{i} = T + len(tail)\n    tail += b{i}\n    d{i} = len(b{i})\n"
+        )
+        return (
+            fetch
+            + f"    if type({v}) is str or isinstance({v}, str):\n        p{i} = 1\n"
+            + f"    else:\n        p{i} = 0\n        {v} = ''\n"
+            + f"    a{i} = sd({v}, len(table))\n"
+            + (copy if want_bytes else f"    c{i} = d{i} = 0\n")
+        )
+    if ty == "number":
+        return (
+            fetch
+            + f"    if type({v}) is float:\n        a{i} = {v}\n        p{i} = 1\n    else:\n"
+            + f"        a{i} = as_number({v})\n        p{i} = 0 if a{i} is None else 1\n"
+            + f"        if a{i} is None:\n            a{i} = 0.0\n"
+        )
+    if ty == "bool":
+        return fetch + f"    p{i} = 1 if ({v} is True or {v} is False) else 0\n    a{i} = 1 if {v} is True else 0\n"
+    return (
+        fetch
+        + f"    if (type({v}) in SET_TYPES or isinstance({v}, SET_TYPES)) and "
+        + f"({{*map(type, {v})}} <= ONLY_STR or all(isinstance(s, str) for s in {v})):\n"
+        + f"        p{i} = 1\n        ids = sorted({{sd(s, len(table)) for s in {v}}})\n"
+        + f"    else:\n        p{i} = 0\n        ids = ()\n"
+        + "    tail += ZEROS[-len(tail) % 4]\n"
+        + f"    a{i} = T + len(tail)\n    d{i} = len(ids)\n"
+        + "    if ids:\n        tail += pack_ids(ids)\n"
+    )
+
+
+def _pack_args(i: int, ty: str) -> str:
+    if ty == "number":
+        return f"a{i}, 0, p{i}"
+    if ty == "string":
+        return f"a{i}, c{i}, d{i}, p{i}"
+    if ty == "bool":
+        return f"a{i}, 0, 0, p{i}"
+    return f"a{i}, d{i}, 0, p{i}"
+
+
+def _pack_ids(ids: list[int]) -> bytes:  # ids are distinct and ascending
+    arr = array("i", ids)
+    if sys.byteorder != "little":  # the ABI is little-endian
+        arr.byteswap()
+    return arr.tobytes()
 
 
 class Encoder:
     """Encodes decision documents for one module's slot list."""
 
     def __init__(self, meta: PolicyMeta) -> None:
-        self.plan = tuple((s.parts, s.type) for s in meta.slots)
         self.literals = {s: i for i, s in enumerate(meta.strings)}
-        self.fixed = SLOT_SIZE * len(self.plan)
+        self.fixed = SLOT_SIZE * len(meta.slots)
+        types = [s.type for s in meta.slots]
+        layout = struct.Struct("<" + "".join(_FORMATS[t] for t in types))
+        roots: dict[str, int] = {}
+        body = "".join(
+            _slot_source(i, s.type, _fetch(i, s.parts, roots), s.bytes) for i, s in enumerate(meta.slots)
+        )
+        args = ", ".join(_pack_args(i, t) for i, t in enumerate(types))
+        source = (
+            "def encode(facts, base):\n"
+            "    table = LITERALS.copy()\n    sd = table.setdefault\n    tail = bytearray()\n    T = base + FIXED\n"
+            + body
+            + f"    return PACK({args}) + tail\n"
+        )
+        namespace: dict[str, Any] = {
+            "K": tuple(s.parts for s in meta.slots),
+            "LITERALS": self.literals,
+            "ONLY_STR": frozenset({str}),
+            "FIXED": self.fixed,
+            "PACK": layout.pack,
+            "ZEROS": (b"", b"\0", b"\0\0", b"\0\0\0"),
+            "lookup": lookup,
+            "MISSING": MISSING,
+            "as_number": as_number,
+            "SET_TYPES": _SET_TYPES,
+            "pack_ids": _pack_ids,
+        }
+        exec(compile(source, "<policy-encoder>", "exec"), namespace)  # noqa: S102 - our own generated code
+        self._encode: Callable[[Mapping[str, Any], int], bytes] = namespace["encode"]
+        self.source = source
 
-    def encode(self, facts: Mapping[str, Any], base: int) -> bytearray:
+    def encode(self, facts: Mapping[str, Any], base: int) -> bytes:
         """The bytes to write at ``base``; pointers inside are absolute addresses."""
-        buf = bytearray(self.fixed)
-        literals = self.literals
-        dynamic: dict[str, int] = {}
-        next_id = len(literals)
-
-        def intern(s: str) -> int:
-            nonlocal next_id
-            found = literals.get(s)
-            if found is None:
-                found = dynamic.get(s)
-                if found is None:
-                    found = dynamic[s] = next_id
-                    next_id += 1
-            return found
-
-        for i, (parts, ty) in enumerate(self.plan):
-            value, present = _read(facts, parts, ty)
-            off = i * SLOT_SIZE
-            if ty == "string":
-                assert isinstance(value, str)
-                raw = value.encode("utf-8", "surrogatepass")
-                _SLOT.pack_into(buf, off, intern(value), base + len(buf), len(raw), present)
-                buf += raw
-            elif ty == "number":
-                _NUM.pack_into(buf, off, value, 0, present)
-            elif ty == "bool":
-                _SLOT.pack_into(buf, off, 1 if value else 0, 0, 0, present)
-            else:
-                assert isinstance(value, frozenset)
-                ids = sorted(intern(s) for s in value)
-                pad = -len(buf) % 4
-                buf += bytes(pad)
-                _SLOT.pack_into(buf, off, base + len(buf), len(ids), 0, present)
-                buf += struct.pack(f"<{len(ids)}i", *ids)
-        return buf
+        return self._encode(facts, base)

@@ -26,6 +26,8 @@ from vsm_mcp.policy.abi import ABI_VERSION, FUNC_EXPORTS, PolicyMeta, decode_res
 from vsm_mcp.policy.decision import Decision
 from vsm_mcp.policy.diagnostics import AbiError
 from vsm_mcp.policy.encoder import Encoder
+from vsm_mcp.policy.fastcall import AVAILABLE as FAST_AVAILABLE
+from vsm_mcp.policy.fastcall import FastCall, OutOfMemory
 
 PAGE = 65536
 
@@ -45,6 +47,7 @@ class _Instance:
     memory: wasmtime.Memory
     evaluate: wasmtime.Func
     exports: Any
+    fast: FastCall | None = None
 
 
 def check_exports(module: wasmtime.Module) -> None:
@@ -84,6 +87,11 @@ class LoadedPolicy:
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise AbiError(f"instantiating the module and reading its metadata failed: {_one_line(exc)}") from None
         self.encoder = Encoder(self.meta)
+        # Every valid result code → its (immutable) Decision, built once: no per-call decoding.
+        self._decisions: dict[int, Decision] = {}
+        for index, rule in enumerate((self.meta.default, *self.meta.rules)):
+            code = (index << 1) | (1 if rule.effect == "deny" else 0)
+            self._decisions[code] = Decision(rule.effect, rule.id, rule.reason, self.meta.name)
         self._pool.append(inst)
 
     @property
@@ -98,7 +106,8 @@ class LoadedPolicy:
         exports = instance.exports(store)
         memory, evaluate = exports["memory"], exports["vsm_evaluate"]
         assert isinstance(memory, wasmtime.Memory) and isinstance(evaluate, wasmtime.Func)
-        return _Instance(store, memory, evaluate, exports)
+        fast = FastCall(store, memory, evaluate) if FAST_AVAILABLE and self.runtime.fast_calls else None
+        return _Instance(store, memory, evaluate, exports, fast)
 
     def _read_header(self, inst: _Instance) -> tuple[PolicyMeta, int]:
         exports = inst.exports
@@ -127,7 +136,10 @@ class LoadedPolicy:
                 return self._deny(f"the policy module could not be instantiated: {_one_line(exc)}")
         try:
             code = self._run(inst, payload)
-            rule = decode_result(code, self.meta)
+            decision = self._decisions.get(code)
+            if decision is None:
+                decode_result(code, self.meta)  # raises AbiError saying what is wrong with it
+                raise AbiError(f"vsm_evaluate returned {code}, which is not a decision")
         except wasmtime.Trap as exc:
             if exc.trap_code == wasmtime.TrapCode.OUT_OF_FUEL:
                 return self._deny(f"fuel exhausted: the policy ran past {self.runtime.limits.fuel} fuel units")
@@ -136,22 +148,34 @@ class LoadedPolicy:
             return self._deny(_one_line(exc))
         if len(self._pool) < self.runtime.limits.pool_size:
             self._pool.append(inst)
-        return Decision(rule.effect, rule.id, rule.reason, self.meta.name)
+        return decision
 
-    def _run(self, inst: _Instance, payload: bytearray) -> int:
-        need = self.base + len(payload)
-        have = inst.memory.data_len(inst.store)
-        if need > have:
-            limit = self.runtime.limits.memory_bytes
-            if need > limit:
-                raise AbiError(f"the input needs {need} bytes of policy memory; the limit is {limit}")
-            inst.memory.grow(inst.store, (need - have + PAGE - 1) // PAGE)
+    def _run(self, inst: _Instance, payload: bytes) -> int:
+        fuel = self.runtime.limits.fuel
+        if inst.fast is not None:
+            try:
+                return inst.fast(payload, self.base, fuel)
+            except OutOfMemory:
+                self._grow(inst, len(payload))
+                return inst.fast(payload, self.base, fuel)
+        self._grow(inst, len(payload))
         inst.memory.write(inst.store, payload, self.base)
-        inst.store.set_fuel(self.runtime.limits.fuel)
+        inst.store.set_fuel(fuel)
         code = inst.evaluate(inst.store, len(payload))
         if not isinstance(code, int):
             raise AbiError(f"vsm_evaluate returned {code!r}, not an i32")
         return code
+
+    def _grow(self, inst: _Instance, size: int) -> None:
+        """Grow the instance's memory so ``size`` input bytes fit at the base (within the limit)."""
+        need = self.base + size
+        have = inst.memory.data_len(inst.store)
+        if need <= have:
+            return
+        limit = self.runtime.limits.memory_bytes
+        if need > limit:
+            raise AbiError(f"the input needs {need} bytes of policy memory; the limit is {limit}")
+        inst.memory.grow(inst.store, (need - have + PAGE - 1) // PAGE)
 
     def _deny(self, error: str) -> Decision:
         return Decision("deny", "sandbox", f"policy {self.meta.name!r} failed closed: {error}", self.meta.name, error)
@@ -160,10 +184,13 @@ class LoadedPolicy:
 class PolicyRuntime:
     """The wasmtime engine and the module cache (LRU by sha256)."""
 
-    def __init__(self, limits: Limits | None = None, cache_size: int = 256) -> None:
+    def __init__(self, limits: Limits | None = None, cache_size: int = 256, *, fast_calls: bool = True) -> None:
         self.limits = limits or Limits()
+        self.fast_calls = fast_calls  # False: only wasmtime-py's public API (tests compare both)
         config = wasmtime.Config()
         config.consume_fuel = True
+        # Linear memory stays at one address for its life, so the hot path can cache it.
+        config.memory_may_move = False
         self.engine = wasmtime.Engine(config)
         self.cache_size = cache_size
         self._cache: OrderedDict[str, LoadedPolicy] = OrderedDict()
