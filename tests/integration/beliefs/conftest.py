@@ -4,6 +4,7 @@ they share one in-process bus, like replicas sharing RabbitMQ."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
@@ -56,9 +57,17 @@ class ToolFailed(Exception):
 NodeFactory = Callable[..., Any]
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One SQLite file migrated to heads; each node starts from a copy (migrating is slow)."""
+    path = tmp_path_factory.mktemp("beliefs-template") / "vsm.db"
+    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def make_node(tmp_path: Path) -> Callable[..., Any]:
-    """``async with make_node("a", bus) as node`` — migrated on first use of that home."""
+def make_node(tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Any]:
+    """``async with make_node("a", bus) as node`` — a fresh migrated database per home."""
 
     @asynccontextmanager
     async def factory(name: str, bus: Bus, db_url: str | None = None, **settings: Any) -> AsyncIterator[Node]:
@@ -67,8 +76,12 @@ def make_node(tmp_path: Path) -> Callable[..., Any]:
         if db_url:
             opts["database_url"] = db_url
         s = load_settings(**opts)
-        if db_url is None:
-            await anyio.to_thread.run_sync(migrate.upgrade, s.migration_database_url)
+        if db_url is None and not (home / "vsm.db").exists():
+            home.mkdir(parents=True, exist_ok=True)
+            for suffix in ("", "-wal", "-shm"):
+                src = migrated_sqlite.with_name(migrated_sqlite.name + suffix)
+                if src.exists():
+                    shutil.copy(src, home / f"vsm.db{suffix}")
         ctx = ServerContext(settings=s, db=Database(s), bus=bus)
         async with AsyncExitStack() as stack:
             stack.push_async_callback(ctx.db.aclose)
