@@ -39,6 +39,7 @@ from router.runtime import RouterRuntime
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
+from vsm_mcp.policy.service import authorizer_of
 from vsm_mcp.errors import Internal, Unauthorized
 
 SESSION_IDLE_S = 30 * 60
@@ -72,6 +73,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         list_tools=catalog_lister(runtime.catalog.tools), readiness=runtime.readiness,
     )
     runtime.dispatcher.add_observer(edge.observer)
+    policy = authorizer_of(ctx)  # tenant policies (WASM) at the authorize step, vsm_mcp/policy
+    runtime.dispatcher.add_authorizer(policy)
     aggregate = Aggregate(runtime.catalog, runtime.dispatcher, _http_principal, expose=settings.expose)
     manager = StreamableHTTPSessionManager(
         app=aggregate.server,
@@ -107,6 +110,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
             stack.push_async_callback(ctx.aclose)
             await edge.start()
             stack.push_async_callback(edge.aclose)
+            await policy.start()  # follows policy.changed: policy updates apply without a restart
+            stack.push_async_callback(policy.aclose)
             tg = await stack.enter_async_context(anyio.create_task_group())
             try:
                 await runtime.start(tg)

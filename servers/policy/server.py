@@ -20,7 +20,7 @@ from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments, VsmError
 from vsm_mcp.models import Policy
 from vsm_mcp.policy.facts import normalize
-from vsm_mcp.policy.service import check_name, clock_of, prepare, runtime_of
+from vsm_mcp.policy.service import AUTHORIZER_KEY, check_name, clock_of, prepare, runtime_of
 from vsm_mcp.policy.store import PolicyStore
 
 P = ParamSpec("P")
@@ -57,6 +57,12 @@ def _summary(row: Policy) -> dict[str, Any]:
 def build(ctx: ServerContext) -> MCPServer:
     store = PolicyStore(ctx.db, ctx.bus)
     runtime = runtime_of(ctx)
+
+    def changed(tenant: str) -> None:
+        # The bus event reaches every replica; the router in this process reloads at once.
+        auth = ctx.extras.get(AUTHORIZER_KEY)
+        if auth is not None:
+            auth.invalidate(tenant)
     server = MCPServer(
         "policy",
         instructions="Tenant policies for tool calls: a small rule language compiled to WebAssembly "
@@ -83,6 +89,7 @@ def build(ctx: ServerContext) -> MCPServer:
         row = await store.put(
             tenant, name, source=prepared.source, wasm=prepared.wasm, meta=prepared.meta(), active=active
         )
+        changed(tenant)
         return _summary(row)
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True))
@@ -148,7 +155,9 @@ def build(ctx: ServerContext) -> MCPServer:
     @tool_errors
     async def policy_delete(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete every version of policy ``name``; the router stops enforcing it at once."""
-        count = await store.delete(await ctx.tenant_of(mcp_ctx), name)
+        tenant = await ctx.tenant_of(mcp_ctx)
+        count = await store.delete(tenant, name)
+        changed(tenant)
         return {"name": name, "deleted_versions": count}
 
     return server
