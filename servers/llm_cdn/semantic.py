@@ -11,6 +11,7 @@ The index is in memory, per process (answers themselves stay in the exact cache 
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
@@ -35,6 +36,20 @@ def last_user_text(request: Mapping[str, Any]) -> str | None:
     if isinstance(content, list) and all(isinstance(p, Mapping) and p.get("type") == "text" for p in content):
         return "".join(str(p.get("text", "")) for p in content)
     return None
+
+
+_CONTRACTIONS = ((r"\bwhat's\b", "what is"), (r"\bit's\b", "it is"), (r"\bhow's\b", "how is"),
+                 (r"n't\b", " not"), (r"'re\b", " are"), (r"'m\b", " am"), (r"'ll\b", " will"), (r"'ve\b", " have"))
+
+
+def normalize_text(text: str) -> str:
+    """What the embedder sees: lower case, common contractions expanded, edge punctuation and
+    repeated whitespace removed (differences no answer depends on)."""
+    t = text.strip().lower()
+    for pattern, repl in _CONTRACTIONS:
+        t = re.sub(pattern, repl, t)
+    t = re.sub(r"\s+", " ", t)
+    return t.strip(" .?!")
 
 
 def eligible(request: Mapping[str, Any]) -> bool:
@@ -65,7 +80,7 @@ class SemanticIndex:
         self._buckets: OrderedDict[tuple[str, str], _Bucket] = OrderedDict()
 
     def embed(self, text: str) -> npt.NDArray[np.float32]:
-        vec: npt.NDArray[np.float32] = self.embedder.embed([text])[0]
+        vec: npt.NDArray[np.float32] = self.embedder.embed([normalize_text(text)])[0]
         return vec
 
     def lookup(self, tenant: str, bucket: str, vector: npt.NDArray[np.float32]) -> tuple[str, float] | None:
