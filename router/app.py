@@ -30,6 +30,7 @@ from starlette.types import Receive, Scope, Send
 from router.aggregate import Aggregate
 from router.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
 from router.edge.assembly import Edge, catalog_lister
+from router.edge.openai import openai_routes
 from router.edge.storage_http import storage_routes
 from router.fastpath import FastPath
 from router.guard import HostOriginGuard
@@ -136,6 +137,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         # Edge routes (router/edge/) are appended below this line.
         *edge.routes(),
         *storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator)),  # /v1/storage
+        # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
+        *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator)),
     ]
 
     app = Starlette(routes=routes, lifespan=lifespan)
