@@ -184,6 +184,18 @@ class Settings(BaseSettings):
         1000, ge=1, description="Beliefs write-ahead log rows after which a replica's state is snapshotted and the log trimmed."
     )
 
+    # --- policy (issue 10) ------------------------------------------------------------------
+    policy_fuel: int = Field(
+        1_000_000, ge=1000, description="Fuel (WebAssembly instructions, roughly) one policy evaluation may burn."
+    )
+    policy_memory_bytes: int = Field(
+        16 * 1024 * 1024, ge=65536, description="Linear memory limit of one policy instance, in bytes."
+    )
+    policy_cache_ttl_s: float = Field(
+        300.0, ge=0, description="Seconds a tenant's loaded policies are trusted before re-reading them "
+        "(policy.changed events reload at once; 0 = only on events).",
+    )
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:

@@ -160,13 +160,15 @@ def make_index(backend: str, dim: int, metric: str = "cos", **params: Any) -> Ve
 
 
 def open_index(path: str | Path, **params: Any) -> VectorIndex:
-    """Load an index saved with ``save(path)``; the backend is read from ``path/manifest.json``."""
+    """Load an index saved with ``save(path)``; the backend is read from ``path/manifest.json``
+    (``pgvector`` keeps its data in PostgreSQL and needs ``dsn=…`` here)."""
     import json
 
     manifest_path = Path(path) / "manifest.json"
     if not manifest_path.is_file():
         raise InvalidArguments(f"no saved vector index at {path} (manifest.json missing)")
-    backend = json.loads(manifest_path.read_text())["backend"]
+    manifest = json.loads(manifest_path.read_text())
+    backend = manifest["backend"]
     if backend == "usearch":
         from vsm_mcp.vectors_usearch import UsearchIndex
 
@@ -175,4 +177,10 @@ def open_index(path: str | Path, **params: Any) -> VectorIndex:
         from vsm_mcp.vectors_pq import PQIndex
 
         return PQIndex.load(path, **params)
-    raise ConfigError(f"vector backend {backend!r} in {manifest_path} cannot be opened from a file")
+    if backend == "pgvector":
+        from vsm_mcp.vectors_pg import PgVectorIndex
+
+        knobs = {k: manifest[k] for k in ("table", "m", "ef_construction", "ef_search")}
+        index: VectorIndex = PgVectorIndex(int(manifest["dim"]), manifest["metric"], **{**knobs, **params})
+        return index
+    raise ConfigError(f"unknown vector backend {backend!r} in {manifest_path}")
