@@ -1,0 +1,346 @@
+"""SSE fan-out: N concurrent /v1/events connections on 127.0.0.1, events published at a fixed rate.
+
+Measures, for our SSE edge (router/edge/sse.py: hub + event log + per-connection bounded buffer)
+and, in the same run, for a baseline minimal Starlette SSE endpoint fed by one asyncio.Queue
+per client:
+
+* publish → receipt latency p50/p99 (wall clock; server and clients run on this machine),
+* delivered / lost events (expected = events × connections),
+* server RSS after all connections are open, and KB per connection (RSS growth / N).
+
+Each server runs in its own process under uvicorn; the clients run in ``--clients`` separate
+processes (raw asyncio streams) so one Python process does not bottleneck the load on 2 cores.
+
+    python benchmarks/sse_fanout.py --json                      # 10,000 connections
+    python benchmarks/sse_fanout.py --connections 200 --events 5 --json
+
+The last line of output is a JSON object (``--json``). Goals: 0 lost, p99 < 100 ms, < 20 KB/conn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def raise_nofile() -> int:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    return hard
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- servers -------------------------------------------------------------------------------
+
+def baseline_app() -> Any:
+    """The minimal SSE endpoint: a StreamingResponse per client, fed by its own asyncio.Queue."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, StreamingResponse
+    from starlette.routing import Route
+
+    queues: set[asyncio.Queue[dict[str, Any]]] = set()
+
+    async def events(_request: Request) -> StreamingResponse:
+        q: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        queues.add(q)
+
+        async def stream() -> Any:
+            try:
+                yield b": connected\n\n"
+                while True:
+                    e = await q.get()
+                    yield f"id: {e['id']}\nevent: bench.tick\ndata: {json.dumps(e)}\n\n".encode()
+            finally:
+                queues.discard(q)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def start(request: Request) -> JSONResponse:
+        spec = await request.json()
+
+        async def publish() -> None:
+            for seq in range(spec["events"]):
+                event = {"id": f"{seq:08d}", "data": {"seq": seq, "sent_at": time.time()}}
+                for q in list(queues):
+                    q.put_nowait(event)
+                await asyncio.sleep(1 / spec["rate"])
+
+        asyncio.get_running_loop().create_task(publish())
+        return JSONResponse({"connections": len(queues)})
+
+    return Starlette(routes=[Route("/v1/events", events), Route("/start", start, methods=["POST"])])
+
+
+def ours_app(home: str) -> Any:
+    """Our edge exactly as router/app.py mounts it (hub, event log, rate-limit middleware)."""
+    from contextlib import AsyncExitStack, asynccontextmanager
+
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from router.edge._auth import bearer
+    from router.edge.assembly import Edge
+    from vsm_mcp import migrate
+    from vsm_mcp.config import load_settings
+    from vsm_mcp.context import ServerContext
+    from vsm_mcp.events import Event
+    from vsm_mcp.tenants import Authenticator
+
+    # One address opens every connection here, so the per-IP edge limit is lifted for the run.
+    settings = load_settings(home=home, edge_rate_per_s=1e9, edge_rate_burst=10**9, sse_queue_size=256)
+    migrate.upgrade(settings.migration_database_url)
+    ctx = ServerContext.create(settings)
+    authenticator = Authenticator(ctx.db, default_tenant="default", allow_anonymous=True)
+    edge = Edge(settings, ctx, authenticate=bearer(authenticator))
+
+    async def start(request: Request) -> JSONResponse:
+        spec = await request.json()
+        tenant = await ctx.default_tenant_id()
+
+        async def publish() -> None:
+            for seq in range(spec["events"]):
+                await ctx.bus.publish(
+                    Event(topic="bench.tick", tenant=tenant, data={"seq": seq, "sent_at": time.time()})
+                )
+                await asyncio.sleep(1 / spec["rate"])
+
+        asyncio.get_running_loop().create_task(publish())
+        return JSONResponse({"connections": edge.hub.connections})
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> Any:
+        async with AsyncExitStack() as stack:
+            stack.push_async_callback(ctx.aclose)
+            await edge.start()
+            stack.push_async_callback(edge.aclose)
+            yield
+
+    routes = [*edge.routes(health=False), Route("/start", start, methods=["POST"])]
+    return Starlette(routes=routes, lifespan=lifespan)
+
+
+def serve(kind: str, port: int, home: str) -> None:
+    import uvicorn
+
+    raise_nofile()
+    app = baseline_app() if kind == "baseline" else ours_app(home)
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096, timeout_keep_alive=600)
+
+
+# --- clients -------------------------------------------------------------------------------
+
+async def client_main(port: int, conns: int, events: int, deadline_s: float) -> None:
+    """Open ``conns`` SSE connections, print READY, then collect until every connection has
+    ``events`` events (or the deadline); print one JSON line of results."""
+    raise_nofile()
+    latencies: list[float] = []
+    counts = [0] * conns
+    overflows = 0
+    connected = 0
+    all_connected = asyncio.Event()
+    done = asyncio.Event()
+    finished = 0
+    gate = asyncio.Semaphore(200)
+
+    async def one(i: int) -> None:
+        nonlocal connected, overflows, finished
+        async with gate:
+            for attempt in range(20):
+                try:
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1 * (attempt + 1))
+            else:
+                raise SystemExit("cannot connect")
+            writer.write(b"GET /v1/events?topics=bench.%23 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
+            while (await reader.readline()).strip() != b": connected":
+                pass
+        connected += 1
+        if connected == conns:
+            all_connected.set()
+        seen: set[int] = set()
+        try:
+            while len(seen) < events:
+                line = await reader.readline()
+                if not line:
+                    break
+                if line.startswith(b"data: "):
+                    now = time.time()
+                    body = json.loads(line[6:])
+                    data = body["data"]
+                    if data["seq"] not in seen:
+                        seen.add(data["seq"])
+                        latencies.append((now - data["sent_at"]) * 1000)
+                elif line.startswith(b"event: overflow"):
+                    overflows += 1
+                    break
+        finally:
+            counts[i] = len(seen)
+            writer.close()
+            finished += 1
+            if finished == conns:
+                done.set()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(conns)]
+    await all_connected.wait()
+    print("READY", flush=True)
+    try:
+        await asyncio.wait_for(done.wait(), deadline_s)
+    except TimeoutError:
+        pass
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    print(json.dumps({"delivered": sum(counts), "overflows": overflows,
+                      "latencies": [round(x, 3) for x in latencies]}), flush=True)
+
+
+# --- orchestration -------------------------------------------------------------------------
+
+def percentile(xs: list[float], p: float) -> float:
+    if not xs:
+        return float("nan")
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+def rss_mb(pid: int) -> float:
+    import psutil
+
+    return float(psutil.Process(pid).memory_info().rss) / 2**20
+
+
+def wait_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 120) -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise SystemExit("server did not start")
+
+
+def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
+    import httpx
+
+    port = free_port()
+    home = tempfile.mkdtemp(prefix="vsm-sse-bench-")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    me = [sys.executable, str(Path(__file__).resolve())]
+    server = subprocess.Popen([*me, "--serve", kind, "--port", str(port), "--home", home], env=env)
+    clients: list[subprocess.Popen[bytes]] = []
+    try:
+        wait_port(port, server)
+        with httpx.Client(timeout=30) as http:  # one warm-up connection so lazy set-up is not counted
+            with http.stream("GET", f"http://127.0.0.1:{port}/v1/events") as r:
+                next(r.iter_lines())
+        time.sleep(0.5)
+        rss_before = rss_mb(server.pid)
+        per = [args.connections // args.clients + (1 if i < args.connections % args.clients else 0)
+               for i in range(args.clients)]
+        deadline = args.events / args.rate + 60
+        for n in per:
+            clients.append(subprocess.Popen(
+                [*me, "--client", "--port", str(port), "--conns", str(n), "--events", str(args.events),
+                 "--deadline", str(deadline)], env=env, stdout=subprocess.PIPE,
+            ))
+        for c in clients:
+            assert c.stdout is not None
+            line = c.stdout.readline()
+            if line.strip() != b"READY":
+                raise SystemExit(f"client failed to connect: {line!r}")
+        time.sleep(1.0)
+        rss_after = rss_mb(server.pid)
+        started = httpx.post(f"http://127.0.0.1:{port}/start", json={"rate": args.rate, "events": args.events},
+                             timeout=60).json()
+        results = [json.loads(c.communicate(timeout=deadline + 60)[0].decode().strip().splitlines()[-1])
+                   for c in clients]
+    finally:
+        for c in clients:
+            if c.poll() is None:
+                c.kill()
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    lat = [x for r in results for x in r["latencies"]]
+    delivered = sum(r["delivered"] for r in results)
+    expected = args.connections * args.events
+    return {
+        "connections": args.connections, "server_saw": started["connections"],
+        "delivered": delivered, "lost": expected - delivered, "overflows": sum(r["overflows"] for r in results),
+        "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
+        "max_ms": round(max(lat), 2) if lat else None,
+        "rss_mb": round(rss_after, 1), "kb_per_conn": round((rss_after - rss_before) * 1024 / args.connections, 2),
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--connections", type=int, default=10_000)
+    p.add_argument("--events", type=int, default=20, help="events published per run")
+    p.add_argument("--rate", type=float, default=2.0, help="events per second")
+    p.add_argument("--clients", type=int, default=4, help="client processes")
+    p.add_argument("--json", action="store_true", help="print the JSON result as the last line")
+    p.add_argument("--serve", choices=["ours", "baseline"], help=argparse.SUPPRESS)
+    p.add_argument("--home", default="", help=argparse.SUPPRESS)
+    p.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--port", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--conns", type=int, default=0, help=argparse.SUPPRESS)
+    p.add_argument("--deadline", type=float, default=60, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.serve:
+        serve(args.serve, args.port, args.home)
+        return
+    if args.client:
+        asyncio.run(client_main(args.port, args.conns, args.events, args.deadline))
+        return
+    limit = raise_nofile()
+    if args.connections + 100 > limit:
+        raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} is too low for {args.connections} connections")
+    baseline = run_one("baseline", args)
+    ours = run_one("ours", args)
+    out = {
+        **{k: ours[k] for k in ("connections", "delivered", "lost", "p50_ms", "p99_ms", "max_ms", "rss_mb",
+                                "kb_per_conn", "overflows")},
+        "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
+        "baseline_delivered": baseline["delivered"], "baseline_lost": baseline["lost"],
+        "baseline_p50_ms": baseline["p50_ms"], "baseline_p99_ms": baseline["p99_ms"],
+        "baseline_rss_mb": baseline["rss_mb"], "baseline_kb_per_conn": baseline["kb_per_conn"],
+        "p99_ratio": round(ours["p99_ms"] / baseline["p99_ms"], 3) if baseline["p99_ms"] else None,
+        "goal_met": ours["lost"] == 0 and ours["p99_ms"] < 100 and ours["kb_per_conn"] < 20,
+    }
+    if not args.json:
+        for name, r in (("baseline", baseline), ("ours", ours)):
+            print(f"{name:9s} " + "  ".join(f"{k}={v}" for k, v in r.items()))
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
