@@ -135,3 +135,33 @@ async def test_bad_pattern_is_rejected(bus: Bus) -> None:
 async def test_health(bus: Bus) -> None:
     ok, detail = await bus.health()
     assert ok, detail
+
+
+@pytest.mark.rabbitmq
+async def test_amqp_worker_that_dies_mid_event_gets_it_redelivered() -> None:
+    """Durable named queue: an event is acked only when the worker asks for the next one, so a
+    worker whose channel dies while holding it does not lose it."""
+    from tests.conftest import RABBITMQ_URL
+    from tests.integration.bus.conftest import _drop_exchange
+    from vsm_mcp.bus_amqp import AmqpBus
+
+    exchange, queue = f"vsm.test.{uuid.uuid4().hex[:10]}", f"test.redeliver.{uuid.uuid4().hex[:8]}"
+    bus = AmqpBus(RABBITMQ_URL, exchange=exchange)
+    await bus.start()
+    try:
+        dying = await bus.subscribe(["job.*"], queue=queue, maxsize=1)
+        sent = Event(topic="job.run", data={"n": 1})
+        await bus.publish(sent)
+        it = aiter(dying)
+        async with asyncio.timeout(20):
+            assert (await anext(it)).id == sent.id
+        await dying.channel.close()  # the worker "crashes" holding the unacked event
+        survivor = await bus.subscribe(["job.*"], queue=queue, maxsize=1)
+        async with asyncio.timeout(20):
+            assert (await anext(aiter(survivor))).id == sent.id
+        await survivor.aclose()
+        channel = await bus._conn.channel()  # type: ignore[union-attr]
+        await channel.queue_delete(queue)
+    finally:
+        await bus.aclose()
+        await _drop_exchange(exchange)
