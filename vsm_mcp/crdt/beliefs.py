@@ -130,20 +130,33 @@ class BeliefSet:
         """Merge ``other`` (a delta or a full state) into ``self``; returns the keys that changed."""
         changed: set[str] = set()
         mine, theirs, their_ctx = self.entries, other.entries, other.ctx
-        # (m1 − c2): drop what the other side saw and no longer has. Walk whichever is smaller.
-        if their_ctx.dot_count() <= len(mine):
-            gone = [d for d in their_ctx.dots() if d in mine and d not in theirs]
+        # (m1 − c2): drop what the other side saw and no longer has. Walk whichever is smaller
+        # (a delta's context is a handful of dots; a full state's covers everything).
+        vv, cloud = their_ctx.vv, their_ctx.cloud
+        gone: list[Dot] = []
+        if sum(vv.values()) + sum(map(len, cloud.values())) <= len(mine):
+            for node, top in vv.items():
+                for n in range(1, top + 1):
+                    d = (node, n)
+                    if d in mine and d not in theirs:
+                        gone.append(d)
+            for node, extra in cloud.items():
+                for n in extra:
+                    d = (node, n)
+                    if d in mine and d not in theirs:
+                        gone.append(d)
         else:
             contains = their_ctx.contains
             gone = [d for d in mine if d not in theirs and contains(d)]
-        for d in gone:
-            changed.add(self._drop(d))
-        # (m2 − c1): add what we have never seen.
+        # (m2 − c1): add what we have never seen. Before the drops: a replaced value then keeps
+        # its key's dot set instead of deleting and re-creating it.
         contains = self.ctx.contains
         for d, e in theirs.items():
             if d not in mine and not contains(d):
                 self._put(e)
                 changed.add(e.key)
+        for d in gone:
+            changed.add(self._drop(d))
         self.ctx.join(their_ctx)
         return changed
 
