@@ -208,18 +208,33 @@ class BeliefService:
     # -- replication -----------------------------------------------------------------------
     async def _receive_loop(self) -> None:
         while True:
-            sub = await self.bus.subscribe([f"{DELTA}.*", f"{SYNC}.*"], maxsize=10_000)
+            try:
+                sub = await self.bus.subscribe([f"{DELTA}.*", f"{SYNC}.*"], maxsize=10_000)
+            except (VsmError, OSError, ConnectionError) as exc:
+                log.warning("beliefs: cannot subscribe to the bus (%s); retrying", exc)
+                await asyncio.sleep(self.interval)
+                continue
             self._subscribed.set()
             try:
                 async for event in sub:
-                    try:
-                        await self._on_event(event)
-                    except VsmError as exc:
-                        log.warning("beliefs: ignored %s from the bus: %s", event.topic, exc)
+                    await self._handle(event)
             except Overflow:
                 log.warning("beliefs: fell behind the bus; resubscribing (anti-entropy repairs the gap)")
+            except (VsmError, OSError, ConnectionError) as exc:
+                log.warning("beliefs: bus subscription lost (%s); resubscribing", exc)
+                await asyncio.sleep(self.interval)
             finally:
                 await sub.aclose()
+
+    async def _handle(self, event: Event) -> None:
+        try:
+            await self._on_event(event)
+        except VsmError as exc:
+            log.warning("beliefs: ignored %s from the bus: %s", event.topic, exc)
+        except Exception:
+            # One bad message (or a bug it triggers) must not stop replication for every
+            # tenant; anti-entropy repairs whatever this message would have brought.
+            log.exception("beliefs: failed to handle %s", event.topic)
 
     async def _on_event(self, event: Event) -> None:
         data = event.data
@@ -270,6 +285,8 @@ class BeliefService:
                         await self.snapshot(tr)
                 except (VsmError, OSError, ConnectionError) as exc:
                     log.warning("beliefs: anti-entropy for tenant %s failed: %s", tr.tenant, exc)
+                except Exception:  # keep ticking for the other tenants; logged with its traceback
+                    log.exception("beliefs: anti-entropy for tenant %s failed", tr.tenant)
 
     async def snapshot(self, tr: TenantReplica) -> None:
         """Write the tenant's full state and trim the log it covers."""

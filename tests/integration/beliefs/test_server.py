@@ -193,3 +193,16 @@ async def test_runs_alone_over_stdio(tmp_path: Any) -> None:
         assert not res.is_error
         res = await c.call_tool("belief_get", {"key": "solo"})
         assert res.structured_content is not None and res.structured_content["found"]
+
+
+async def test_malformed_bus_messages_do_not_stop_replication(make_node: Any, bus: MemoryBus) -> None:
+    from vsm_mcp.events import Event
+
+    t = "tenant-garbage"
+    async with make_node("a", bus) as a, make_node("b", bus) as b:
+        for data in ({"node": "evil", "delta": {"v": 9}}, {"node": "evil", "kind": "digest", "digest": "x"},
+                     {"node": "evil", "kind": "live", "live": [["n", [[5, 1]]]]}):
+            await bus.publish(Event(topic=f"beliefs.delta.{t}", data=data))
+        await a.call("belief_assert", tenant=t, key="still", value="works")
+        await eventually(lambda: dump(b, t) == dump(a, t) != "")
+        assert b.service.is_running
