@@ -6,7 +6,9 @@ per client:
 
 * publish → receipt latency p50/p99 (wall clock; server and clients run on this machine),
 * delivered / lost events (expected = events × connections),
-* server RSS after all connections are open, and KB per connection (RSS growth / N).
+* server RSS after all connections are open, and KB per connection (RSS growth / N),
+* server CPU time per delivered event (user + system), which the machine's load does not inflate
+  the way it inflates wall-clock latency.
 
 Each server runs in its own process under uvicorn; the clients run in ``--clients`` separate
 processes (raw asyncio streams) so one Python process does not bottleneck the load on 2 cores.
@@ -227,6 +229,13 @@ def percentile(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
 
 
+def cpu_s(pid: int) -> float:
+    import psutil
+
+    t = psutil.Process(pid).cpu_times()
+    return float(t.user + t.system)
+
+
 def rss_mb(pid: int) -> float:
     import psutil
 
@@ -276,10 +285,12 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                 raise SystemExit(f"client failed to connect: {line!r}")
         time.sleep(1.0)
         rss_after = rss_mb(server.pid)
+        cpu_before = cpu_s(server.pid)
         started = httpx.post(f"http://127.0.0.1:{port}/start", json={"rate": args.rate, "events": args.events},
                              timeout=60).json()
         results = [json.loads(c.communicate(timeout=deadline + 60)[0].decode().strip().splitlines()[-1])
                    for c in clients]
+        cpu_used = cpu_s(server.pid) - cpu_before
     finally:
         for c in clients:
             if c.poll() is None:
@@ -297,6 +308,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         "delivered": delivered, "lost": expected - delivered, "overflows": sum(r["overflows"] for r in results),
         "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
         "max_ms": round(max(lat), 2) if lat else None,
+        "server_cpu_us_per_delivery": round(cpu_used * 1e6 / delivered, 2) if delivered else None,
         "rss_mb": round(rss_after, 1), "kb_per_conn": round((rss_after - rss_before) * 1024 / args.connections, 2),
     }
 
@@ -328,10 +340,11 @@ def main() -> None:
     ours = run_one("ours", args)
     out = {
         **{k: ours[k] for k in ("connections", "delivered", "lost", "p50_ms", "p99_ms", "max_ms", "rss_mb",
-                                "kb_per_conn", "overflows")},
+                                "kb_per_conn", "overflows", "server_cpu_us_per_delivery")},
         "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
         "baseline_delivered": baseline["delivered"], "baseline_lost": baseline["lost"],
         "baseline_p50_ms": baseline["p50_ms"], "baseline_p99_ms": baseline["p99_ms"],
+        "baseline_server_cpu_us_per_delivery": baseline["server_cpu_us_per_delivery"],
         "baseline_rss_mb": baseline["rss_mb"], "baseline_kb_per_conn": baseline["kb_per_conn"],
         "p99_ratio": round(ours["p99_ms"] / baseline["p99_ms"], 3) if baseline["p99_ms"] else None,
         "goal_met": ours["lost"] == 0 and ours["p99_ms"] < 100 and ours["kb_per_conn"] < 20,
