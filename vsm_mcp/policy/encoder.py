@@ -89,13 +89,22 @@ def _slot_source(i: int, ty: str, fetch: str, want_bytes: bool) -> str:
         return fetch + f"    p{i} = 1 if ({v} is True or {v} is False) else 0\n    a{i} = 1 if {v} is True else 0\n"
     return (
         fetch
-        + f"    if (type({v}) in SET_TYPES or isinstance({v}, SET_TYPES)) and "
-        + f"({{*map(type, {v})}} <= ONLY_STR or all(isinstance(s, str) for s in {v})):\n"
-        + f"        p{i} = 1\n        ids = sorted({{sd(s, len(table)) for s in {v}}})\n"
-        + f"    else:\n        p{i} = 0\n        ids = ()\n"
-        + "    tail += ZEROS[-len(tail) % 4]\n"
-        + f"    a{i} = T + len(tail)\n    d{i} = len(ids)\n"
-        + "    if ids:\n        tail += pack_ids(ids)\n"
+        + f"    d{i} = 0\n"
+        + f"    if type({v}) in SET_TYPES or isinstance({v}, SET_TYPES):\n        p{i} = 1\n"
+        + "        ids = []\n"
+        + f"        for s in {v}:\n"
+        + "            if type(s) is str or isinstance(s, str):\n"
+        + "                ids.append(sd(s, len(table)))\n"
+        + "            else:\n"
+        + f"                p{i} = 0\n                break\n"
+        + f"        if p{i} and ids:\n"
+        + "            tail += ZEROS[-len(tail) % 4]\n"
+        + "            ids = sorted(set(ids))\n"
+        + f"            d{i} = len(ids)\n"
+        + f"            a{i} = T + len(tail)\n"
+        + "            tail += IDS(ids)\n"
+        + f"        else:\n            a{i} = 0\n"
+        + f"    else:\n        p{i} = 0\n        a{i} = 0\n"
     )
 
 
@@ -109,11 +118,14 @@ def _pack_args(i: int, ty: str) -> str:
     return f"a{i}, d{i}, 0, p{i}"
 
 
-def _pack_ids(ids: list[int]) -> bytes:  # ids are distinct and ascending
+def _pack_ids_swapped(ids: list[int]) -> array[int]:
     arr = array("i", ids)
-    if sys.byteorder != "little":  # the ABI is little-endian
-        arr.byteswap()
-    return arr.tobytes()
+    arr.byteswap()  # the ABI is little-endian
+    return arr
+
+
+def _pack_ids(ids: list[int]) -> array[int]:
+    return array("i", ids)
 
 
 class Encoder:
@@ -146,7 +158,7 @@ class Encoder:
             "MISSING": MISSING,
             "as_number": as_number,
             "SET_TYPES": _SET_TYPES,
-            "pack_ids": _pack_ids,
+            "IDS": _pack_ids if sys.byteorder == "little" else _pack_ids_swapped,
         }
         exec(compile(source, "<policy-encoder>", "exec"), namespace)  # noqa: S102 - our own generated code
         self._encode: Callable[[Mapping[str, Any], int], bytes] = namespace["encode"]

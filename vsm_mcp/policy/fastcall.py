@@ -3,9 +3,9 @@
 The public ``Func.__call__`` of wasmtime-py re-reads the function type and boxes every value
 on each call; for the one function we call per decision (``vsm_evaluate: (i32) -> i32``, its
 type checked when the module was loaded) that overhead dominates a decision. ``FastCall``
-binds the C entry points once: set fuel, copy the input into linear memory, call unchecked.
-If the bindings are not what we expect, ``AVAILABLE`` is false and the runtime uses the
-public API instead.
+binds the C entry points once, with plain-address prototypes so ctypes converts nothing but
+integers: set fuel, copy the input into linear memory, call unchecked. If the bindings are
+not what we expect, ``AVAILABLE`` is false and the runtime uses the public API instead.
 """
 
 from __future__ import annotations
@@ -16,16 +16,21 @@ from typing import Any
 
 import wasmtime
 
+_P = ctypes.c_void_p
 try:
     _b: Any = importlib.import_module("wasmtime._bindings")
-    _CALL = _b._wasmtime_func_call_unchecked
-    _SET_FUEL = _b._wasmtime_context_set_fuel
-    _MEM_SIZE = _b._wasmtime_memory_data_size
-    # Our own prototype of wasmtime_memory_data returning a plain address (int): the shared
-    # one returns a ctypes pointer that costs a cast per call.
-    _MEM_DATA = _b.dll["wasmtime_memory_data"]
-    _MEM_DATA.restype = ctypes.c_void_p
-    _MEM_DATA.argtypes = _b._wasmtime_memory_data.argtypes
+
+    def _proto(name: str, restype: Any, *argtypes: Any) -> Any:
+        fn = _b.dll[name]  # a fresh function object: wasmtime-py's own prototypes stay as they are
+        fn.restype = restype
+        fn.argtypes = list(argtypes)
+        return fn
+
+    _CALL = _proto("wasmtime_func_call_unchecked", _P, _P, _P, _P, ctypes.c_size_t, _P)
+    _SET_FUEL = _proto("wasmtime_context_set_fuel", _P, _P, ctypes.c_uint64)
+    _MEM_SIZE = _proto("wasmtime_memory_data_size", ctypes.c_size_t, _P, _P)
+    _MEM_DATA = _proto("wasmtime_memory_data", _P, _P, _P)
+    _ERROR_PTR = ctypes.POINTER(_b.wasmtime_error_t)
     _VAL_RAW = _b.wasmtime_val_raw
     _TRAP_PTR = ctypes.POINTER(_b.wasm_trap_t)
     AVAILABLE = True
@@ -41,38 +46,43 @@ class FastCall:
     """Calls ``vsm_evaluate`` of one instance with minimal per-call work."""
 
     def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory, func: wasmtime.Func) -> None:
-        self._store = store  # keeps the store (and so the context pointer) alive
-        self._ctx = store._context()
-        self._func = ctypes.byref(func._func)
-        self._mem = ctypes.byref(memory._memory)
+        self._keep = (store, memory, func)  # the addresses below point into these
+        self._ctx = ctypes.cast(store._context(), _P).value
+        self._func = ctypes.addressof(func._func)
+        self._mem = ctypes.addressof(memory._memory)
         self._args = (_VAL_RAW * 1)()
+        self._args_addr = ctypes.addressof(self._args)
         self._trap = _TRAP_PTR()
-        self._trap_ref = ctypes.byref(self._trap)
+        self._trap_addr = ctypes.addressof(self._trap)
+        self._refresh()
+
+    def _refresh(self) -> None:
         # Memory only grows, so a size read once is a safe lower bound for the bounds check;
         # the engine is configured with memory_may_move = False, so the address is stable.
-        self._known_size = int(_MEM_SIZE(self._ctx, self._mem))
-        self._addr = int(_MEM_DATA(self._ctx, self._mem) or 0)
+        size = int(_MEM_SIZE(self._ctx, self._mem))
+        addr = int(_MEM_DATA(self._ctx, self._mem) or 0)
+        self._size = size
+        self._view = memoryview((ctypes.c_ubyte * size).from_address(addr)).cast("B") if size else None
 
     def __call__(self, payload: bytes, base: int, fuel: int) -> int:
-        ctx = self._ctx
-        n = len(payload)
-        if base + n > self._known_size:
-            self._known_size = int(_MEM_SIZE(ctx, self._mem))
-            self._addr = int(_MEM_DATA(ctx, self._mem) or 0)
-            if base + n > self._known_size:
+        end = base + len(payload)
+        if end > self._size:
+            self._refresh()
+            if end > self._size:
                 raise OutOfMemory
-        err = _SET_FUEL(ctx, fuel)
+        err = _SET_FUEL(self._ctx, fuel)
         if err:
-            raise wasmtime.WasmtimeError._from_ptr(err)
-        ctypes.memmove(self._addr + base, payload, n)
+            raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR))
+        assert self._view is not None
+        self._view[base:end] = payload
         args = self._args
-        args[0].i32 = n
-        err = _CALL(ctx, self._func, args, 1, self._trap_ref)
+        args[0].i32 = len(payload)
+        err = _CALL(self._ctx, self._func, self._args_addr, 1, self._trap_addr)
         if err:
-            raise wasmtime.WasmtimeError._from_ptr(err)
+            raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR))
         if self._trap:
             trap = wasmtime.Trap._from_ptr(self._trap)
-            self._trap = _TRAP_PTR()  # Trap now owns the old pointer
-            self._trap_ref = ctypes.byref(self._trap)
+            self._trap = _TRAP_PTR()  # the Trap object owns the old pointer now
+            self._trap_addr = ctypes.addressof(self._trap)
             raise trap
         return int(args[0].i32)
