@@ -138,7 +138,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         *edge.routes(),
         *storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator)),  # /v1/storage
         # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
-        *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator)),
+        *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
     ]
 
     app = Starlette(routes=routes, lifespan=lifespan)

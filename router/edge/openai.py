@@ -126,9 +126,48 @@ def _default_authenticate(ctx: ServerContext) -> Authenticate:
     return authenticate
 
 
-def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None) -> list[Route]:
-    """The /v1 routes; ``authenticate`` maps a request to its principal (Bearer API key by default)."""
+class LlmCollector:
+    """Prometheus collector: the LLM-CDN counters, read from the engine at scrape time."""
+
+    def __init__(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+
+    def describe(self) -> list[Any]:
+        return []  # no fixed description: the families exist only once the llm server is loaded
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        engine = self.ctx.extras.get(ENGINE_KEY)
+        if engine is None:
+            return
+        snap = engine.snapshot()
+        lookups = CounterMetricFamily("vsm_llm_cache_lookups", "LLM-CDN requests by cache result.", labels=["result"])
+        for result, n in (("hit", snap["hits"]["exact"]), ("semantic", snap["hits"]["semantic"]),
+                          ("miss", snap["misses"]), ("shared", snap["shared"]), ("bypass", snap["bypass"])):
+            lookups.add_metric([result], n)
+        yield lookups
+        calls = CounterMetricFamily("vsm_llm_upstream_calls", "LLM provider calls by model.", labels=["model"])
+        errors = CounterMetricFamily("vsm_llm_upstream_errors", "Failed LLM provider calls by model.", labels=["model"])
+        for model, n in snap["upstream_calls"].items():
+            calls.add_metric([model], n)
+        for model, n in snap["upstream_errors"].items():
+            errors.add_metric([model], n)
+        yield calls
+        yield errors
+        yield CounterMetricFamily("vsm_llm_tokens_saved", "Tokens served from the LLM cache.", value=snap["tokens_saved"])
+        latency = GaugeMetricFamily("vsm_llm_latency_ms", "Recent LLM-CDN latency percentiles.", labels=["quantile"])
+        for name, v in snap["latency_ms"].items():
+            latency.add_metric([name], v)
+        yield latency
+
+
+def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, *, metrics: Any = None) -> list[Route]:
+    """The /v1 routes; ``authenticate`` maps a request to its principal (Bearer API key by default).
+    ``metrics`` (vsm_mcp.telemetry.Metrics) gets the LLM-CDN counters on its registry."""
     auth = authenticate or _default_authenticate(ctx)
+    if metrics is not None:
+        metrics.registry.register(LlmCollector(ctx))
     max_body = ctx.settings.max_body_bytes
 
     def engine() -> LlmEngine:

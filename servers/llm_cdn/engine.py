@@ -13,12 +13,13 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from servers.llm_cdn import semantic as sem
 from servers.llm_cdn.cache import CacheBackend, DiskBackend, Entry, PostgresBackend
+from servers.llm_cdn.events import EventPublisher
 from servers.llm_cdn.fingerprint import fingerprint
 from servers.llm_cdn.models_config import load_models
 from servers.llm_cdn.providers import Providers, warm_up
@@ -28,7 +29,6 @@ from vsm_mcp.bus import Bus
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments
-from vsm_mcp.events import Event
 
 Clock = Callable[[], float]
 
@@ -82,7 +82,7 @@ class Engine:
         self.clock = clock
         self.stats = Stats()
         self.flight: SingleFlight[tuple[dict[str, Any], str, str]] = SingleFlight()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self.events = EventPublisher(bus)
 
     @classmethod
     def from_context(cls, ctx: ServerContext) -> Engine:
@@ -135,6 +135,7 @@ class Engine:
         out = self.stats.snapshot()
         out["upstream_calls"] = dict(self.providers.upstream_calls)
         out["upstream_errors"] = dict(self.providers.upstream_errors)
+        out["events_dropped"] = self.events.dropped
         out["breakers"] = {name: b.state for name, b in self.providers.breakers.items()}
         out["storage"] = self.backend.usage()
         out["semantic_cache"] = self.semantic is not None
@@ -145,8 +146,7 @@ class Engine:
                 for m in self.providers.table.models.values()]
 
     async def aclose(self) -> None:
-        for task in list(self._tasks):
-            await task
+        await self.events.aclose()
         await self.backend.aclose()
 
     # --- the pipeline ----------------------------------------------------------------------
@@ -241,16 +241,7 @@ class Engine:
         return vector, _Found(match[0], entry)
 
     def _emit(self, what: str, tenant: str, data: dict[str, Any]) -> None:
-        """Publish ``llm.cache.<what>`` off the caller's path (a remote bus may be slow)."""
-        event = Event(topic=f"llm.cache.{what}", tenant=tenant, type=f"llm.cache.{what}", data=data)
-        self._spawn(self.bus.publish(event))
-
-    def _spawn(self, coro: Coroutine[Any, Any, Any] | Awaitable[Any]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        # A failed publish must not surface as "exception never retrieved"; events are best effort.
-        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        self.events.emit(what, tenant, data)
 
 
 @dataclass

@@ -68,7 +68,10 @@ async def test_mcp_tool_and_openai_edge_share_the_cache(fakes: Fakes, tmp_path: 
         async with httpx.AsyncClient(base_url=url, timeout=60) as http:
             r = await http.post("/v1/chat/completions", json={"model": "main", "messages": messages, "temperature": 0})
             models = await http.get("/v1/models")
+            metrics = (await http.get("/metrics")).text
     assert r.status_code == 200 and r.headers["x-vsm-cache"] == "hit"
     assert r.json()["choices"][0]["message"]["content"] == "main says: through the router [call 1]"
     assert "main" in {m["id"] for m in models.json()["data"]}
     assert fakes[1].calls["main"] == 1
+    assert 'vsm_llm_cache_lookups_total{result="hit"} 1.0' in metrics
+    assert 'vsm_llm_upstream_calls_total{model="main"} 1.0' in metrics
