@@ -1,8 +1,11 @@
 """Stream a large object through ``PUT/GET /v1/storage`` (file backend) vs ``cp`` of the same file.
 
-One run, side by side: a random source file of ``--size-mb`` MiB is copied with ``cp`` (the
-baseline), uploaded with ``PUT``, downloaded with ``GET`` into a file on the same filesystem.
-The server runs in its own process (uvicorn, the storage edge routes, SQLite metadata) so its
+One run, side by side: a random source file of ``--size-mb`` MiB is uploaded with ``PUT``, then
+``--rounds`` times, interleaved, copied with ``cp`` (the baseline) and downloaded with ``GET`` into
+a file on the same filesystem (medians reported; ``get_to_devnull_mb_s`` is the GET discarding
+the bytes, i.e. the server without the client's disk writes).
+The server runs in its own process (uvicorn serving the router app from router/app.py with
+the storage upstream mounted, SQLite metadata) so its
 RSS can be sampled every 20 ms during the transfers; the client is ``curl`` (so the figures
 measure our server, not a Python HTTP client). Peak RSS growth is over the server's RSS right
 before the transfers. Everything lives in a temp directory that is removed at the end.
@@ -19,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -31,27 +35,19 @@ MiB = 1024 * 1024
 
 
 def serve(home: str, port: int) -> None:
-    """The server process: the storage edge routes in a bare Starlette app, anonymous on loopback."""
+    """The server process: the real router app (router/app.py) with the storage upstream, anonymous on loopback."""
     sys.path.insert(0, str(ROOT))
     import uvicorn
-    from starlette.applications import Starlette
 
-    from router.edge.storage_http import storage_routes
+    from router.app import create_app
+    from router.manifest import load_manifests
     from vsm_mcp import migrate
     from vsm_mcp.config import load_settings
-    from vsm_mcp.context import ServerContext
-    from vsm_mcp.tenants import Authenticator
 
-    settings = load_settings(home=home, storage_url=f"file://{home}/objects")
+    settings = load_settings(home=home, storage_url=f"file://{home}/objects", storage_sweep_interval_s=0)
     migrate.upgrade(settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    auth = Authenticator(ctx.db, default_tenant="default", allow_anonymous=True)
-
-    async def authenticate(conn):  # type: ignore[no-untyped-def]
-        return await auth.authenticate(conn.headers.get("authorization"))
-
-    app = Starlette(routes=storage_routes(ctx, authenticate))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    app = create_app(settings, specs=[s for s in load_manifests() if s.name == "storage"])
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
 
 
 def rss_bytes(pid: int) -> int:
@@ -105,8 +101,8 @@ def wait_up(url: str, proc: subprocess.Popen[bytes]) -> None:
     raise SystemExit("server did not start")
 
 
-def run(size_mb: int) -> dict[str, float | int | str | bool]:
-    need = 3 * size_mb * MiB + 256 * MiB
+def run(size_mb: int, rounds: int) -> dict[str, float | int | str | bool]:
+    need = 4 * size_mb * MiB + 256 * MiB
     work = Path(tempfile.mkdtemp(prefix="vsm-storage-bench-"))
     if shutil.disk_usage(work).free < need:
         shutil.rmtree(work)
@@ -124,25 +120,32 @@ def run(size_mb: int) -> dict[str, float | int | str | bool]:
         subprocess.run(["curl", "-sf", "-X", "PUT", "--data-binary", "warm", f"{url}/v1/storage/bench/warm"],
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cat", str(src)], check=True, stdout=subprocess.DEVNULL)  # both sides start page-cached
-        cp_s = timed(["cp", str(src), str(cp_dst)])
-        cp_dst.unlink()
         base = rss_bytes(proc.pid)
+        cp_runs, get_runs, null_runs, ok = [], [], [], True
         with RssSampler(proc.pid) as sampler:
             put_s = timed(["curl", "-sf", "-X", "PUT", "-H", "content-type: application/octet-stream",
                            "-T", str(src), f"{url}/v1/storage/bench/big.bin"])
-            get_s = timed(["curl", "-sf", "-o", str(get_dst), f"{url}/v1/storage/bench/big.bin"])
-        ok = subprocess.run(["cmp", "-s", str(src), str(get_dst)]).returncode == 0
+            for _ in range(rounds):  # interleaved, so disk and CPU noise hit both sides alike
+                cp_runs.append(timed(["cp", str(src), str(cp_dst)]))
+                cp_dst.unlink()
+                get_runs.append(timed(["curl", "-sf", "-o", str(get_dst), f"{url}/v1/storage/bench/big.bin"]))
+                ok = ok and subprocess.run(["cmp", "-s", str(src), str(get_dst)]).returncode == 0
+                get_dst.unlink()
+                null_runs.append(timed(["curl", "-sf", "-o", "/dev/null", f"{url}/v1/storage/bench/big.bin"]))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
         shutil.rmtree(work, ignore_errors=True)
     mb = size_mb * MiB / 1e6
+    cp_s, get_s, null_s = (statistics.median(x) for x in (cp_runs, get_runs, null_runs))
     return {
-        "size_mib": size_mb, "put_mb_s": round(mb / put_s, 1), "get_mb_s": round(mb / get_s, 1),
-        "cp_mb_s": round(mb / cp_s, 1), "ratio_get": round(cp_s / get_s, 3), "ratio_put": round(cp_s / put_s, 3),
+        "size_mib": size_mb, "rounds": rounds, "put_mb_s": round(mb / put_s, 1), "get_mb_s": round(mb / get_s, 1),
+        "get_to_devnull_mb_s": round(mb / null_s, 1), "cp_mb_s": round(mb / cp_s, 1),
+        "ratio_get": round(cp_s / get_s, 3), "ratio_get_devnull": round(cp_s / null_s, 3),
+        "ratio_put": round(cp_s / put_s, 3),
         "server_rss_base_mb": round(base / 1e6, 1), "server_rss_peak_mb": round(sampler.peak / 1e6, 1),
         "rss_growth_mb": round((sampler.peak - base) / 1e6, 1), "bytes_identical": bool(ok),
-        "client": "curl", "server": "uvicorn (h11) + storage edge routes, SQLite, file backend",
+        "client": "curl", "server": "uvicorn (h11) + router/app.py create_app, SQLite, file backend",
     }
 
 
@@ -152,9 +155,10 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--size-mb", type=int, default=1024)
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved cp/GET repetitions (median taken)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on the last line")
     args = parser.parse_args()
-    result = run(args.size_mb)
+    result = run(args.size_mb, args.rounds)
     if args.json:
         print(json.dumps(result))
     else:

@@ -14,7 +14,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "storage_stream.py
 
 @pytest.mark.slow
 def test_storage_stream_benchmark_smoke() -> None:
-    out = subprocess.run([sys.executable, str(SCRIPT), "--size-mb", "4", "--json"], capture_output=True, text=True,
+    out = subprocess.run([sys.executable, str(SCRIPT), "--size-mb", "4", "--rounds", "1", "--json"], capture_output=True, text=True,
                          timeout=110, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["bytes_identical"] is True
