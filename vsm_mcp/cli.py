@@ -40,6 +40,11 @@ from vsm_mcp.policy.cli import policy_app  # noqa: E402  (issue 10: vsm-mcp poli
 
 app.add_typer(policy_app, name="policy")
 
+from router.cli_tools import bench_app, tools_app  # noqa: E402  (issue 5: vsm-mcp tools list|search, bench retrieval)
+
+app.add_typer(tools_app, name="tools")
+app.add_typer(bench_app, name="bench")
+
 err = Console(stderr=True, highlight=False)
 out = Console(highlight=False)
 

@@ -238,6 +238,22 @@ class _MiniLMWeights:
 
 _MODELS: dict[tuple[str, int], _MiniLMWeights] = {}
 _MODELS_LOCK = threading.Lock()
+_BLAS: Any = None
+
+
+def _blas_limit(threads: int) -> Any:
+    """Limit BLAS threads for one forward pass.
+
+    Measured on the shared 2-core machine: OpenBLAS's default thread pool made the forward pass
+    ~8x slower than one thread when the cores are busy (its threads spin waiting for each other),
+    and our batches are small, so one thread is the default.
+    """
+    global _BLAS
+    if _BLAS is None:
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=threads, user_api="blas")
 
 
 def _default_model_dir() -> Path:
@@ -257,10 +273,13 @@ class MiniLMEmbedder:
     name = "minilm"
     dim = 384
 
-    def __init__(self, model_dir: Path | None = None, batch_size: int = 32, max_length: int = 256) -> None:
+    def __init__(
+        self, model_dir: Path | None = None, batch_size: int = 32, max_length: int = 256, threads: int = 1
+    ) -> None:
         self._model_dir = model_dir
         self.batch_size = batch_size
         self.max_length = max_length
+        self.threads = threads
 
     def _weights(self) -> _MiniLMWeights:
         model_dir = self._model_dir or _default_model_dir()
@@ -279,6 +298,11 @@ class MiniLMEmbedder:
         model = self._weights()
         encodings = model.tokenizer.encode_batch([str(t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
+        with _blas_limit(self.threads):
+            self._forward(model, encodings, order, out)
+        return normalize_rows(out)
+
+    def _forward(self, model: _MiniLMWeights, encodings: Sequence[Any], order: list[int], out: Matrix) -> None:
         for start in range(0, len(order), self.batch_size):
             chunk = order[start : start + self.batch_size]
             length = max(len(encodings[i].ids) for i in chunk)
@@ -289,4 +313,3 @@ class MiniLMEmbedder:
                 ids[row, :n] = encodings[i].ids
                 mask[row, :n] = 1.0
             out[chunk] = model.encode_batch(ids, mask)
-        return normalize_rows(out)

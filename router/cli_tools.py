@@ -1,0 +1,166 @@
+"""CLI commands of the tool registry: ``vsm-mcp tools list|search`` and ``vsm-mcp bench retrieval``.
+
+Mounted by vsm_mcp/cli.py (the composition root). Heavy imports (the router, numpy, the model)
+happen inside the commands so ``vsm-mcp --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from vsm_mcp.errors import ConfigError, InvalidArguments, VsmError
+
+if TYPE_CHECKING:
+    from router.registry import SearchHit
+
+tools_app = typer.Typer(help="List and search the tools of every upstream (the semantic registry).", no_args_is_help=True)
+bench_app = typer.Typer(help="Benchmarks that run inside the CLI.", no_args_is_help=True)
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+ManifestOpt = Annotated[
+    list[str] | None,
+    typer.Option("--manifest", "-m", help="Manifest file or directory (repeatable); overrides VSM_MANIFESTS."),
+]
+
+
+T = TypeVar("T")
+
+
+def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """VsmError → one red line on stderr and a non-zero exit, like every vsm-mcp command."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except VsmError as exc:
+            err.print(f"[bold red]error:[/] {exc.message}", soft_wrap=True)
+            raise typer.Exit(2 if isinstance(exc, ConfigError) else 1) from None
+
+    return wrapper
+
+
+@contextmanager
+def embedding_progress(label: str, enabled: bool = True) -> Iterator[Any]:
+    """A rich progress bar on stderr fed by ``ToolRegistry(progress=...)`` callbacks."""
+    if not enabled:
+        yield None
+        return
+    columns = (TextColumn(label), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as progress:
+        task = progress.add_task(label, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        yield update
+
+
+def _hits_table(hits: list[SearchHit]) -> Table:
+    table = Table("score", "tool", "description")
+    for hit in hits:
+        desc = " ".join(hit.record.description.split())
+        table.add_row(f"{hit.score:.3f}", hit.record.public_name, desc[:120] + ("…" if len(desc) > 120 else ""))
+    return table
+
+
+async def _with_registry(settings: Any, query: str | None, **search: Any) -> tuple[list[Any], list[SearchHit]]:
+    from router.local import running_router
+    from router.meta_tools import attach_registry
+    from vsm_mcp.auth import grants
+
+    async with running_router(settings) as (runtime, principal):
+        entries = [e for e in runtime.catalog.tools() if grants(principal.scopes, e.tags)]
+        if query is None:
+            return entries, []
+        registry, feeder = attach_registry(settings, runtime.catalog)
+        with embedding_progress("embedding tools", enabled=err.is_terminal) as update:
+            registry.progress = update
+            await feeder.drain()
+        hits = registry.search(query, allowed=lambda r: grants(principal.scopes, r.tags), **search)
+        return entries, hits
+
+
+@tools_app.command("list")
+@handle_errors
+def tools_list(
+    server: Annotated[str | None, typer.Option("--server", help="Only this upstream's tools.")] = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """List every tool of every upstream (public name, availability, tags)."""
+    from vsm_mcp.cli import _router_settings, run_async
+
+    settings = _router_settings(manifest)
+    entries, _ = run_async(_with_registry(settings, None))
+    table = Table("tool", "available", "tags", "description")
+    for e in sorted(entries, key=lambda e: e.public_name):
+        if server is None or e.server == server:
+            desc = " ".join(e.description.split())
+            table.add_row(e.public_name, "yes" if e.available else "no", ",".join(e.tags), desc[:100])
+    out.print(table)
+
+
+@tools_app.command("search")
+@handle_errors
+def tools_search(
+    query: Annotated[str, typer.Argument(help="What you want to do, in plain words.")],
+    limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=100, help="How many tools.")] = 10,
+    server: Annotated[str | None, typer.Option("--server", help="Only this upstream's tools.")] = None,
+    mode: Annotated[str, typer.Option("--mode", help="hybrid, bm25 or embedding.")] = "hybrid",
+    manifest: ManifestOpt = None,
+) -> None:
+    """Rank tools for a natural-language query (the same search as the find_tools meta-tool)."""
+    from vsm_mcp.cli import _router_settings, run_async
+
+    if mode not in ("hybrid", "bm25", "embedding"):
+        raise InvalidArguments(f"--mode must be hybrid, bm25 or embedding (got {mode!r})")
+    settings = _router_settings(manifest)
+    _, hits = run_async(_with_registry(settings, query, limit=limit, server=server, mode=mode))
+    out.print(_hits_table(hits))
+
+
+@bench_app.command("retrieval")
+@handle_errors
+def bench_retrieval(
+    tools: Annotated[Path, typer.Option("--tools", help="tools.jsonl of a tool-retrieval set.")],
+    queries: Annotated[Path, typer.Option("--queries", help="queries.jsonl of the same set.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object as the last line.")] = False,
+    fusion: Annotated[str | None, typer.Option("--fusion", help="weighted or rrf (default VSM_SEARCH_FUSION).")] = None,
+) -> None:
+    """Tool-retrieval quality and latency of bm25, embedding and hybrid search, side by side."""
+    from router.bench_retrieval import run
+    from router.embedding_store import default_store
+    from router.registry import ToolRegistry
+    from vsm_mcp.cli import settings_from
+    from vsm_mcp.embeddings import make_embedder
+
+    settings = settings_from()
+    chosen = fusion or settings.search_fusion
+    if chosen not in ("weighted", "rrf"):
+        raise InvalidArguments(f"--fusion must be weighted or rrf (got {chosen!r})")
+    embedder = make_embedder(settings.embedder)
+    store = default_store(settings.home, embedder.name, embedder.dim)
+    with embedding_progress("embedding tools", enabled=err.is_terminal) as update:
+        result = run(tools, queries, lambda: ToolRegistry(embedder, store=store, fusion=chosen, progress=update))  # type: ignore[arg-type]
+    result["fusion"] = chosen
+    result["embedder"] = embedder.name
+    table = Table("mode", "recall@1", "recall@5", "MRR", "nDCG@10", "p50 ms", "p95 ms")
+    for mode in ("bm25", "embedding", "hybrid"):
+        m = result[mode]
+        table.add_row(mode, *(f"{m[k]:.4f}" for k in ("recall@1", "recall@5", "mrr", "ndcg@10")), f"{m['p50_ms']:.2f}", f"{m['p95_ms']:.2f}")
+    out.print(f"{result['n_tools']} tools, {result['n_queries']} queries, embedder {embedder.name}, fusion {chosen}")
+    out.print(table)
+    if as_json:
+        out.print(json.dumps(result), soft_wrap=True, markup=False, highlight=False)
