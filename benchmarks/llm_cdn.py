@@ -135,7 +135,7 @@ def labelled_pairs(seed: int = 11) -> list[tuple[str, str, bool]]:
 
 def settings_for(base: str, home: Path, **extra: Any) -> Settings:
     models = {"models": [{"name": "bench", "target": "openai/bench", "api_base": base, "api_key": "k"}]}
-    return load_settings(home=home, llm_models=json.dumps(models), llm_retries=0, llm_timeout_s=30, **extra)
+    return load_settings(home=home, llm_models=json.dumps(models), llm_timeout_s=30, **extra)
 
 
 def engine_for(settings: Settings, home: Path, semantic: sem.SemanticIndex | None = None) -> Engine:
@@ -241,7 +241,8 @@ async def run(args: argparse.Namespace, base: str, state: FakeState, home: Path)
 
     index = sem.SemanticIndex(make_embedder(args.embedder), s_settings.llm_semantic_threshold)
     s_engine = engine_for(s_settings, home / "semantic", index)
-    sem_figures = await semantic_eval(s_engine, labelled_pairs())
+    pairs = labelled_pairs()
+    sem_figures = await semantic_eval(s_engine, pairs[: args.pairs] if args.pairs else pairs)
     await s_engine.aclose()
     return {
         "requests": len(trace), "provider_latency_ms": args.latency_ms,
@@ -267,6 +268,7 @@ def main() -> None:
     p.add_argument("--hits", type=int, default=2000)
     p.add_argument("--miss-pairs", type=int, default=30)
     p.add_argument("--embedder", default="minilm")
+    p.add_argument("--pairs", type=int, default=0, help="use only the first N labelled pairs (0 = all)")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON object on the last line")
     args = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp, fake_openai() as (base, state):

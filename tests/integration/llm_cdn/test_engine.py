@@ -137,3 +137,33 @@ async def test_embeddings_cached_and_events_published(fakes: Fakes, tmp_path: Pa
     topics = [(await asyncio.wait_for(anext(events), 10)).topic for _ in range(4)]
     await sub.aclose()
     assert sorted(topics) == ["llm.cache.hit", "llm.cache.miss", "llm.cache.purge", "llm.cache.store"]
+
+
+async def test_semantic_cache_reuses_rewordings_but_never_with_tools_or_seed(
+    fakes: Fakes, tmp_path: Path, clock: Clock
+) -> None:
+    from servers.llm_cdn.semantic import SemanticIndex
+    from vsm_mcp.embeddings import make_embedder
+
+    settings = make_settings(fakes, llm_semantic_cache=True)
+    eng = make_engine(settings, tmp_path, clock)
+    eng.semantic = SemanticIndex(make_embedder("hash"), settings.llm_semantic_threshold)
+    sys_msg = {"role": "system", "content": "be brief"}
+
+    def req(text: str, **kw: Any) -> dict[str, Any]:
+        return {"model": "main", "messages": [sys_msg, {"role": "user", "content": text}], "temperature": 0, **kw}
+
+    first = await eng.complete("t1", req("What's the capital of France?"))
+    reworded = await eng.complete("t1", req("what is the capital of france"))
+    assert (first.cache, reworded.cache) == ("miss", "semantic") and reworded.body == first.body
+    assert (await eng.complete("t2", req("what is the capital of france"))).cache == "miss"  # per tenant
+    assert (await eng.complete("t1", req("what is the capital of france", max_tokens=5))).cache == "miss"  # params
+    other = await eng.complete("t1", req("Who wrote Hamlet?"))
+    assert other.cache == "miss"
+    tool = {"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}
+    await eng.complete("t1", req("What's the capital of Spain?", tools=[tool]))
+    assert (await eng.complete("t1", req("what is the capital of spain", tools=[tool]))).cache == "miss"
+    await eng.complete("t1", req("What's the capital of Italy?", seed=1))
+    assert (await eng.complete("t1", req("what is the capital of italy", seed=1))).cache == "miss"
+    assert eng.snapshot()["hits"]["semantic"] == 1
+    await eng.aclose()
