@@ -104,3 +104,18 @@ async def test_tools_via_vsm_mcp_stdio(tmp_path: Path) -> None:
                                    cwd=str(tmp_path))
     async with Client(params, mode="legacy") as client:
         await exercise(client)
+
+
+async def test_runs_alone_over_stdio(tmp_path: Path) -> None:
+    """``vsm-mcp server storage`` (``python -m servers.storage`` runs the same standalone.main)."""
+    argv = ["-m", "vsm_mcp.cli", "server", "storage"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VSM_")}
+    env |= {"VSM_HOME": str(tmp_path / ".vsm"), "VSM_STORAGE_SWEEP_INTERVAL_S": "0", "PYTHONPATH": str(ROOT)}
+    params = StdioServerParameters(command=sys.executable, args=[*argv, "--transport", "stdio"], env=env,
+                                   cwd=str(tmp_path))
+    async with Client(params) as client:  # alone: original tool names, the default tenant
+        res = await client.call_tool("storage_put", {"bucket": "solo", "key": "k", "text": "alone"})
+        assert not res.is_error, res.content
+        got = await client.call_tool("storage_get", {"bucket": "solo", "key": "k"})
+        assert got.structured_content is not None and got.structured_content["text"] == "alone"
+    assert (tmp_path / ".vsm" / "storage").is_dir()  # default VSM_STORAGE_URL = file://<home>/storage
