@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import anyio
+import faiss
 import mcp
 import pytest
 
@@ -19,6 +20,15 @@ from vsm_mcp.context import TENANT_META_KEY, ServerContext
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(autouse=True, scope="package")
+def _faiss_one_thread() -> Iterator[None]:
+    """See tests/unit/vectors/conftest.py: OpenMP spin-waiting on an oversubscribed machine."""
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)
+    yield
+    faiss.omp_set_num_threads(before)
 
 
 def meta(tenant: str) -> dict[str, Any]:

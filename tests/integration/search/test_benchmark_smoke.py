@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ def test_vector_benchmark_smoke(tmp_path: Path) -> None:
     out = subprocess.run(
         [sys.executable, str(script), "--n", "3000", "--dim", "16", "--queries", "20", "--text-n", "0",
          "--backends", "usearch,pq", "--json"],
-        capture_output=True, text=True, timeout=110, check=True,
+        capture_output=True, text=True, timeout=110, check=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     report = json.loads(out.stdout.strip().splitlines()[-1])
     rows = report["structured"]["results"]

@@ -10,13 +10,13 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 pytestmark = pytest.mark.anyio
+ROOT = str(Path(__file__).resolve().parents[3])
 
 
 async def test_runs_alone_over_stdio(tmp_path: Path) -> None:
-    root = str(Path(__file__).resolve().parents[3])
     params = StdioServerParameters(
         command=sys.executable, args=["-m", "servers.search", "--transport", "stdio"], cwd=str(tmp_path),
-        env={**os.environ, "PYTHONPATH": root, "VSM_HOME": str(tmp_path / "alone"), "VSM_EMBEDDER": "hash:32"},
+        env={**os.environ, "PYTHONPATH": ROOT, "VSM_HOME": str(tmp_path / "alone"), "VSM_EMBEDDER": "hash:32"},
     )
     async with Client(params) as c:
         assert not (await c.call_tool("collection_create", {"name": "solo"})).is_error

@@ -18,7 +18,7 @@ N = 1500
 # Small PQ settings so training is fast; re-rank makes the results exact on this size.
 PARAMS: dict[str, dict[str, Any]] = {
     "usearch": {},
-    "pq": {"nlist": 16, "m": 8, "nprobe": 16, "rerank": 64},
+    "pq": {"nlist": 16, "m": 8, "nbits": 6, "nprobe": 16, "rerank": 64},
 }
 BACKENDS = ["usearch", "pq"]
 
