@@ -49,16 +49,21 @@ def as_number(raw: Any) -> float | None:
 
 
 def _fetch(i: int, parts: tuple[str, ...], roots: dict[str, int]) -> str:
-    """Source reading slot ``i``: the root mapping once per root, then a dict fast path."""
-    out = ""
+    """Source reading slot ``i``: each root mapping once (made a dict, so every later read is
+    one ``.get``), then the rest of the path."""
     if len(parts) == 1:
         return f"    v{i} = lookup(facts, K[{i}])\n"
+    out = ""
     r = roots.get(parts[0])
     if r is None:
         r = roots[parts[0]] = len(roots)
-        out += f"    R{r} = facts.get(K[{i}][0], MISSING) if type(facts) is dict else lookup(facts, K[{i}][:1])\n"
+        out += (
+            f"    R{r} = facts.get(H{i}, MISSING)\n"
+            f"    if type(R{r}) is not dict:\n"
+            f"        R{r} = dict(R{r}) if isinstance(R{r}, Mapping) else EMPTY\n"
+        )
     if len(parts) == 2:
-        return out + f"    v{i} = R{r}.get(K[{i}][1], MISSING) if type(R{r}) is dict else lookup(R{r}, K[{i}][1:])\n"
+        return out + f"    v{i} = R{r}.get(L{i}, MISSING)\n"
     return out + f"    v{i} = lookup(R{r}, K[{i}][1:])\n"
 
 
@@ -81,7 +86,9 @@ def _slot_source(i: int, ty: str, fetch: str, want_bytes: bool) -> str:
     if ty == "number":
         return (
             fetch
-            + f"    if type({v}) is float:\n        a{i} = {v}\n        p{i} = 1\n    else:\n"
+            + f"    if type({v}) is float:\n        a{i} = {v}\n        p{i} = 1\n"
+            + f"    elif type({v}) is int and -1e300 < {v} < 1e300:\n        a{i} = float({v})\n        p{i} = 1\n"
+            + "    else:\n"
             + f"        a{i} = as_number({v})\n        p{i} = 0 if a{i} is None else 1\n"
             + f"        if a{i} is None:\n            a{i} = 0.0\n"
         )
@@ -143,12 +150,16 @@ class Encoder:
         args = ", ".join(_pack_args(i, t) for i, t in enumerate(types))
         source = (
             "def encode(facts, base):\n"
+            "    if type(facts) is not dict:\n        facts = dict(facts) if isinstance(facts, Mapping) else EMPTY\n"
             "    table = LITERALS.copy()\n    sd = table.setdefault\n    tail = bytearray()\n    T = base + FIXED\n"
             + body
             + f"    return PACK({args}) + tail\n"
         )
         namespace: dict[str, Any] = {
             "K": tuple(s.parts for s in meta.slots),
+            # Each slot's first and last path word as a plain global: no subscripts per call.
+            **{f"H{i}": s.parts[0] for i, s in enumerate(meta.slots)},
+            **{f"L{i}": s.parts[-1] for i, s in enumerate(meta.slots)},
             "LITERALS": self.literals,
             "ONLY_STR": frozenset({str}),
             "FIXED": self.fixed,
@@ -156,14 +167,16 @@ class Encoder:
             "ZEROS": (b"", b"\0", b"\0\0", b"\0\0\0"),
             "lookup": lookup,
             "MISSING": MISSING,
+            "Mapping": Mapping,
+            "EMPTY": {},
             "as_number": as_number,
             "SET_TYPES": _SET_TYPES,
             "IDS": _pack_ids if sys.byteorder == "little" else _pack_ids_swapped,
         }
         exec(compile(source, "<policy-encoder>", "exec"), namespace)  # noqa: S102 - our own generated code
-        self._encode: Callable[[Mapping[str, Any], int], bytes] = namespace["encode"]
+        self.generated: Callable[[Mapping[str, Any], int], bytes] = namespace["encode"]
         self.source = source
 
     def encode(self, facts: Mapping[str, Any], base: int) -> bytes:
         """The bytes to write at ``base``; pointers inside are absolute addresses."""
-        return self._encode(facts, base)
+        return self.generated(facts, base)

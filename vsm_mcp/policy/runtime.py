@@ -87,6 +87,9 @@ class LoadedPolicy:
         except (wasmtime.WasmtimeError, wasmtime.Trap) as exc:
             raise AbiError(f"instantiating the module and reading its metadata failed: {_one_line(exc)}") from None
         self.encoder = Encoder(self.meta)
+        self._encode = self.encoder.generated  # bound once: one Python call less per decision
+        self._fuel = runtime.limits.fuel
+        self._pool_size = runtime.limits.pool_size
         # Every valid result code → its (immutable) Decision, built once: no per-call decoding.
         self._decisions: dict[int, Decision] = {}
         for index, rule in enumerate((self.meta.default, *self.meta.rules)):
@@ -126,7 +129,7 @@ class LoadedPolicy:
 
     def evaluate(self, facts: Mapping[str, Any]) -> Decision:
         """Decide for one decision document; never raises for a module misbehaving."""
-        payload = self.encoder.encode(facts, self.base)
+        payload = self._encode(facts, self.base)
         try:
             inst = self._pool.pop()
         except IndexError:
@@ -146,12 +149,12 @@ class LoadedPolicy:
             return self._deny(f"the policy trapped: {_trap_text(exc)}")
         except (wasmtime.WasmtimeError, AbiError) as exc:
             return self._deny(_one_line(exc))
-        if len(self._pool) < self.runtime.limits.pool_size:
+        if len(self._pool) < self._pool_size:
             self._pool.append(inst)
         return decision
 
     def _run(self, inst: _Instance, payload: bytes) -> int:
-        fuel = self.runtime.limits.fuel
+        fuel = self._fuel
         if inst.fast is not None:
             try:
                 return inst.fast(payload, self.base, fuel)
