@@ -102,7 +102,15 @@ def docstring_sentences(limit: int) -> list[str]:
 
 
 def text_vectors(count: int) -> np.ndarray:
-    """``count`` real sentences embedded with the default model (cached on disk)."""
+    """``count`` real sentences embedded with the default model (cached on disk).
+
+    Any earlier embedding of the same size is reused: installing a package changes the sentence
+    set a little, an earlier sample is still real text, and re-embedding takes many minutes.
+    """
+    earlier = sorted(OUT.glob(f"text_{count}_*.npy"))
+    if earlier:
+        log(f"real text: reusing {earlier[0].name}")
+        return np.load(earlier[0])
     sentences = docstring_sentences(count)
     if len(sentences) < count:
         raise SystemExit(f"only {len(sentences)} docstring sentences found, {count} wanted")
@@ -111,8 +119,6 @@ def text_vectors(count: int) -> np.ndarray:
     chosen = [sentences[int(i * step)] for i in range(count)]
     key = hashlib.sha256("\n".join(chosen).encode()).hexdigest()[:16]
     cache = OUT / f"text_{count}_{key}.npy"
-    if cache.is_file():
-        return np.load(cache)
     from vsm_mcp.embeddings import make_embedder
 
     embedder = make_embedder("minilm")
@@ -125,6 +131,7 @@ def text_vectors(count: int) -> np.ndarray:
     vectors = np.vstack(parts).astype(np.float32)
     OUT.mkdir(parents=True, exist_ok=True)
     np.save(cache, vectors)
+    cache.with_suffix(".txt").write_text("\n".join(chosen))
     return vectors
 
 
