@@ -31,7 +31,7 @@ from starlette.types import Receive, Scope, Send
 
 from router.edge._auth import Authenticate, error_response
 from vsm_mcp.auth import Principal, grants
-from vsm_mcp.bus import Bus, Overflow, check_patterns, topic_matches
+from vsm_mcp.bus import Bus, Overflow, Subscription, check_patterns, topic_matches
 from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
 from vsm_mcp.events import Event, EventLog
 from vsm_mcp.telemetry import Metrics
@@ -104,7 +104,7 @@ class SseHub:
 
     def __init__(
         self, bus: Bus, event_log: EventLog | None, metrics: Metrics, *, queue_size: int,
-        heartbeat_s: float, replay_max: int,
+        heartbeat_s: float, replay_max: int, hub_queue: int = 100_000,
     ) -> None:
         self.bus = bus
         self.event_log = event_log
@@ -112,20 +112,21 @@ class SseHub:
         self.queue_size = queue_size
         self.heartbeat_s = heartbeat_s
         self.replay_max = replay_max
+        self.hub_queue = hub_queue
         # tenant -> patterns -> connections: one topic match per distinct pattern set per event.
         self._conns: dict[str, dict[tuple[str, ...], set[SseConnection]]] = {}
         self._recent: deque[Event] = deque(maxlen=RECENT)
         self._tasks: list[asyncio.Task[None]] = []
-        self._ready = asyncio.Event()
         self.connections = 0
 
     async def start(self) -> None:
+        """Subscribe (a bus failure here fails start-up loudly) and start the pump and heartbeat."""
         if not self._tasks:
+            first = await self.bus.subscribe(["#"], maxsize=self.hub_queue)
             self._tasks = [
-                asyncio.create_task(self._pump(), name="vsm-sse-pump"),
+                asyncio.create_task(self._pump(first), name="vsm-sse-pump"),
                 asyncio.create_task(self._heartbeat(), name="vsm-sse-heartbeat"),
             ]
-            await self._ready.wait()
 
     async def aclose(self) -> None:
         for conns in self._conns.values():
@@ -139,10 +140,8 @@ class SseHub:
                 await task
         self._tasks = []
 
-    async def _pump(self) -> None:
+    async def _pump(self, sub: Subscription) -> None:
         while True:
-            sub = await self.bus.subscribe(["#"], maxsize=100_000)
-            self._ready.set()
             try:
                 async for event in sub:
                     self.dispatch(event)
@@ -151,8 +150,22 @@ class SseHub:
                 # reconnect (and replay from the log) rather than deliver silently incomplete streams.
                 log.warning("SSE hub fell behind the bus; closing connections so they replay")
                 self._overflow_all()
+            except VsmError as exc:  # the bus went away: clients reconnect and replay once it is back
+                log.warning("SSE hub lost its bus subscription: %s", exc.message)
+                self._overflow_all()
             finally:
                 await sub.aclose()
+            sub = await self._resubscribe()
+
+    async def _resubscribe(self) -> Subscription:
+        delay = 0.5
+        while True:
+            try:
+                return await self.bus.subscribe(["#"], maxsize=self.hub_queue)
+            except VsmError as exc:
+                log.warning("SSE hub cannot resubscribe (%s); retrying in %.1fs", exc.message, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 15.0)
 
     async def _heartbeat(self) -> None:
         while True:

@@ -76,3 +76,35 @@ def test_result_text() -> None:
     err = mt.CallToolResult(content=[mt.TextContent(type="text", text="bad")], is_error=True)
     structured = mt.CallToolResult(content=[], structured_content={"n": 1})
     assert (result_text(ok), result_text(err), result_text(structured)) == ("hi", "tool error: bad", '{"n": 1}')
+
+
+@pytest.mark.anyio
+async def test_hub_that_falls_behind_tells_every_client_to_replay_and_recovers() -> None:
+    import asyncio
+
+    bus = MemoryBus()
+    h = SseHub(bus, None, Metrics(), queue_size=100, heartbeat_s=60, replay_max=100, hub_queue=5)
+    await h.start()
+    try:
+        old = SseConnection("a", ("#",), 100)
+        h.register(old)
+        for i in range(10):  # no await in between: the hub's own subscription overflows
+            await bus.publish(Event(topic="x", tenant="a", data={"i": i}))
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if old.overflowed:
+                break
+        assert old.overflowed
+        h.unregister(old)
+        new = SseConnection("a", ("#",), 100)
+        h.register(new)
+        e = Event(topic="x", tenant="a")
+        for _ in range(200):  # the hub resubscribed: new events flow again
+            await bus.publish(e)
+            await asyncio.sleep(0.01)
+            if new.buf:
+                break
+        assert new.buf and new.buf[0][0] == e.id
+    finally:
+        await h.aclose()
+    assert bus.subscriber_count == 0
