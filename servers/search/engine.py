@@ -20,6 +20,7 @@ from typing import Any
 import anyio
 import numpy as np
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from servers.search.chunking import DEFAULT_CHUNK_WORDS, DEFAULT_OVERLAP_WORDS, chunk_text
@@ -116,11 +117,14 @@ class SearchEngine:
             name=name, dim=dim, metric=metric, backend=backend, embedder=spec if dim == emb_dim else "",
             params=dict(params or {}),
         )
-        async with self.ctx.db.tenant(tenant) as session:
-            exists = (await session.execute(select(SearchCollection.id).where(SearchCollection.name == name))).first()
-            if exists:
-                raise Conflict(f"collection {name!r} already exists")
-            session.add(row)
+        try:
+            async with self.ctx.db.tenant(tenant) as session:
+                exists = (await session.execute(select(SearchCollection.id).where(SearchCollection.name == name))).first()
+                if exists:
+                    raise Conflict(f"collection {name!r} already exists")
+                session.add(row)
+        except IntegrityError:  # a concurrent create of the same name won the race
+            raise Conflict(f"collection {name!r} already exists") from None
         return _describe(row)
 
     # --- writes ---------------------------------------------------------------------------
