@@ -113,11 +113,15 @@ class DiskBackend:
             removed += int(self.cache.delete(k))
         return removed
 
+    # Claims are SQLite writes: run them off the event loop so hits never wait behind them.
     async def claim(self, tenant: str, key: str, owner: str, window_s: float) -> bool:
-        return bool(self.cache.add(f"f\x00{tenant}\x00{key}", owner, expire=window_s))
+        k = f"f\x00{tenant}\x00{key}"
+        return bool(await asyncio.to_thread(self.cache.add, k, owner, expire=window_s))
 
     async def release(self, tenant: str, key: str, owner: str) -> None:
-        k = f"f\x00{tenant}\x00{key}"
+        await asyncio.to_thread(self._release, f"f\x00{tenant}\x00{key}", owner)
+
+    def _release(self, k: str, owner: str) -> None:
         with self.cache.transact():
             if self.cache.get(k) == owner:
                 self.cache.delete(k)

@@ -163,6 +163,9 @@ class Providers:
             except VsmError:
                 breaker.record_success()  # the provider answered; the request was at fault
                 raise
+            except BaseException:
+                breaker.record_failure()  # cancelled mid-call: never leave a half-open probe pending
+                raise
             breaker.record_success()
             out = clean(resp.model_dump() if hasattr(resp, "model_dump") else dict(resp))
             out["model"] = model
