@@ -152,6 +152,54 @@ def compare(engines: dict[str, Callable[[dict[str, Any]], Decision]], docs: list
     return out
 
 
+async def authorize_costs(policy_wasm: bytes, n: int) -> dict[str, float]:
+    """The router's authorize step (PolicyAuthorizer on a real SQLite database): per call, for a
+    tenant with no policies and for one with the 20-rule policy (building the facts included)."""
+    import asyncio
+    import tempfile
+
+    from vsm_mcp import migrate
+    from vsm_mcp.auth import Principal
+    from vsm_mcp.config import load_settings
+    from vsm_mcp.db import Database
+    from vsm_mcp.errors import PolicyDenied
+    from vsm_mcp.hooks import CallInfo
+    from vsm_mcp.policy.authorizer import PolicyAuthorizer
+    from vsm_mcp.policy.store import PolicyStore
+    from vsm_mcp.tenants import create_tenant
+
+    with tempfile.TemporaryDirectory() as home:
+        settings = load_settings(home=Path(home))
+        await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
+        db = Database(settings)
+        try:
+            empty = (await create_tenant(db, "empty")).id
+            ruled = (await create_tenant(db, "ruled")).id
+            await PolicyStore(db).put(ruled, "bench", source=POLICY, wasm=policy_wasm, meta={})
+            auth = PolicyAuthorizer(db, PolicyRuntime(), clock=lambda: 1_764_151_200.0 + 3600)
+            args = {"bucket": "acme-data", "key": "a/b.txt", "size": 512, "labels": ["team"], "owner": "k1"}
+            out: dict[str, float] = {}
+            for label, tenant in (("no_policies", empty), ("policy_20_rules", ruled)):
+                call = CallInfo(Principal(tenant, frozenset({"storage", "tools:call"}), "k1", "acme"),
+                                "storage__storage_get", "storage", "storage_get", args, ("safe",),
+                                {"readOnlyHint": True})
+                samples = []
+                for i in range(n + 200):
+                    t0 = time.perf_counter_ns()
+                    try:
+                        await auth.authorize(call)
+                    except PolicyDenied:
+                        pass
+                    if i >= 200:  # the first call loads the tenant's policies from the database
+                        samples.append((time.perf_counter_ns() - t0) / 1000.0)
+                samples.sort()
+                out[f"authorize_{label}_p50_us"] = round(samples[len(samples) // 2], 2)
+                out[f"authorize_{label}_p99_us"] = round(samples[int(len(samples) * 0.99) - 1], 2)
+            return out
+        finally:
+            await db.aclose()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=20_000, help="decisions per engine")
@@ -171,6 +219,9 @@ def main() -> None:
     wasm, ref = res["wasm"], res["interpreter"]
     speedup = wasm["decisions_per_s"] / ref["decisions_per_s"]
     speedup_p50 = ref["p50_us"] / wasm["p50_us"]
+    import asyncio
+
+    authorize = asyncio.run(authorize_costs(policy.wasm, min(args.n, 5000)))
     result = {
         "benchmark": "policy_eval",
         "rules": 20,
@@ -181,8 +232,12 @@ def main() -> None:
         "interpreter": ref,
         "speedup_x": round(speedup, 2),
         "speedup_p50_x": round(speedup_p50, 2),
+        **authorize,
         "goal_p99_under_50us": wasm["p99_us"] < 50.0,
-        "goal_5x_interpreter": speedup >= 5.0,
+        # Per-decision cost ratio (p50) is the steadier figure on a shared machine; the
+        # throughput ratio swings with the load the other processes put on the two cores.
+        "goal_5x_interpreter_p50": speedup_p50 >= 5.0,
+        "goal_5x_interpreter_throughput": speedup >= 5.0,
     }
     if not args.json:
         print(f"20-rule policy, {args.n} decisions each (encoding included for WASM)")
@@ -190,6 +245,7 @@ def main() -> None:
             r = result[name]
             print(f"  {name:12} {r['decisions_per_s']:>9,}/s  p50 {r['p50_us']:7.2f} µs  p99 {r['p99_us']:7.2f} µs")
         print(f"  speedup {speedup:.2f}x throughput, {speedup_p50:.2f}x at p50   mismatches {mismatches}")
+        print(f"  authorize step: {authorize}")
     print(json.dumps(result))
 
 
