@@ -40,8 +40,8 @@ from router.runtime import RouterRuntime
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
-from vsm_mcp.policy.service import authorizer_of
 from vsm_mcp.errors import Internal, Unauthorized
+from vsm_mcp.policy.service import authorizer_of
 
 SESSION_IDLE_S = 30 * 60
 
