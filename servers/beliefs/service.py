@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from servers.beliefs.store import BeliefStore
-from vsm_mcp.bus import Bus, Overflow
+from vsm_mcp.bus import Bus, Overflow, Subscription
 from vsm_mcp.config import Settings
 from vsm_mcp.crdt import (
     Belief,
@@ -98,7 +98,7 @@ class BeliefService:
         self._load_lock = asyncio.Lock()
         self._users = 0
         self._tasks: list[asyncio.Task[None]] = []
-        self._subscribed = asyncio.Event()
+        self._sub: Subscription | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     @contextlib.asynccontextmanager
@@ -106,13 +106,11 @@ class BeliefService:
         """Replication runs while at least one holder is inside this context."""
         self._users += 1
         if self._users == 1:
-            self._subscribed.clear()
+            first = await self._subscribe()  # before returning: nothing sent after start is missed
             self._tasks = [
-                asyncio.create_task(self._receive_loop(), name=f"beliefs-receive-{self.node}"),
+                asyncio.create_task(self._receive_loop(first), name=f"beliefs-receive-{self.node}"),
                 asyncio.create_task(self._tick_loop(), name=f"beliefs-anti-entropy-{self.node}"),
             ]
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._subscribed.wait(), timeout=10)
         try:
             yield self
         finally:
@@ -127,6 +125,9 @@ class BeliefService:
         for t in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await t
+        if self._sub is not None:  # the receive task may have been cancelled before it ran
+            await self._sub.aclose()
+            self._sub = None
         for tr in list(self._tenants.values()):
             with contextlib.suppress(Exception):  # best effort: the log already has everything
                 await self._flush(tr)
@@ -148,7 +149,10 @@ class BeliefService:
                 tr = TenantReplica(tenant, Replica(self.node, loaded.state), loaded.last_seq, loaded.log_rows)
                 self._tenants[tenant] = tr
                 if self.is_running:  # ask peers for whatever we missed while away
-                    await self._publish_digest(tr)
+                    try:
+                        await self._publish_digest(tr)
+                    except (VsmError, OSError, ConnectionError) as exc:  # the next tick asks again
+                        log.warning("beliefs: cannot publish a digest for tenant %s: %s", tenant, exc)
         return tr
 
     # -- local writes ----------------------------------------------------------------------
@@ -206,15 +210,21 @@ class BeliefService:
         await self.bus.publish(Event(topic=f"{kind}.{tenant}", type=kind, data={"node": self.node, **data}))
 
     # -- replication -----------------------------------------------------------------------
-    async def _receive_loop(self) -> None:
+    async def _subscribe(self) -> Subscription | None:
+        try:
+            self._sub = await self.bus.subscribe([f"{DELTA}.*", f"{SYNC}.*"], maxsize=10_000)
+        except (VsmError, OSError, ConnectionError) as exc:
+            log.warning("beliefs: cannot subscribe to the bus (%s); retrying", exc)
+            self._sub = None
+        return self._sub
+
+    async def _receive_loop(self, first: Subscription | None) -> None:
+        sub = first
         while True:
-            try:
-                sub = await self.bus.subscribe([f"{DELTA}.*", f"{SYNC}.*"], maxsize=10_000)
-            except (VsmError, OSError, ConnectionError) as exc:
-                log.warning("beliefs: cannot subscribe to the bus (%s); retrying", exc)
+            if sub is None:
                 await asyncio.sleep(self.interval)
+                sub = await self._subscribe()
                 continue
-            self._subscribed.set()
             try:
                 async for event in sub:
                     await self._handle(event)
@@ -225,6 +235,7 @@ class BeliefService:
                 await asyncio.sleep(self.interval)
             finally:
                 await sub.aclose()
+            sub = self._sub = None
 
     async def _handle(self, event: Event) -> None:
         try:

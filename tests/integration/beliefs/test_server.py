@@ -206,3 +206,17 @@ async def test_malformed_bus_messages_do_not_stop_replication(make_node: Any, bu
         await a.call("belief_assert", tenant=t, key="still", value="works")
         await eventually(lambda: dump(b, t) == dump(a, t) != "")
         assert b.service.is_running
+
+
+async def test_writes_are_acknowledged_and_kept_pending_while_the_bus_is_down(make_node: Any) -> None:
+    from vsm_mcp.bus_amqp import AmqpBus
+
+    dead = AmqpBus("amqp://guest:guest@127.0.0.1:1/")  # nothing listens on port 1
+    try:
+        async with make_node("a", dead) as a:
+            for i in range(3):
+                await a.call("belief_assert", tenant="t-down", key=f"k{i}", value=i)
+            stats = await a.call("belief_stats", tenant="t-down")
+            assert stats["size"] == 3 and stats["pending_deltas"] == 3
+    finally:
+        await dead.aclose()
