@@ -37,6 +37,7 @@ class BM25Index:
 
     def __init__(self, docs: Sequence[tuple[Mapping[str, float], float]], *, k1: float = 1.2, b: float = 0.75) -> None:
         self.n_docs = len(docs)
+
         avg_len = (sum(length for _, length in docs) / self.n_docs) if self.n_docs else 1.0
         avg_len = max(avg_len, 1e-6)
         postings: dict[str, tuple[list[int], list[float]]] = {}
@@ -55,13 +56,17 @@ class BM25Index:
                 np.asarray(weights, dtype=np.float32) * np.float32(idf),
             )
 
-    def scores(self, terms: Iterable[str]) -> Vector:
-        """BM25 score of every document (zeros where no term matches); repeated terms count once."""
+    def scores(self, terms: Iterable[str] | Mapping[str, float]) -> Vector:
+        """BM25 score of every document (zeros where no term matches); repeated terms count once.
+
+        ``terms`` may map each term to a query-side weight (expanded synonyms weigh less).
+        """
+        weighted = terms if isinstance(terms, Mapping) else dict.fromkeys(terms, 1.0)
         out = np.zeros(self.n_docs, dtype=np.float32)
-        for term in dict.fromkeys(terms):
+        for term, weight in weighted.items():
             posting = self._postings.get(term)
             if posting is not None:
-                out[posting[0]] += posting[1]
+                out[posting[0]] += posting[1] if weight == 1.0 else posting[1] * np.float32(weight)
         return out
 
     def __contains__(self, term: str) -> bool:

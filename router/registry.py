@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from router.bm25 import BM25Index, weighted_tf
 from router.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
-from router.tool_text import embedding_text, field_tokens, tokenize
+from router.tool_text import embedding_text, expand_query, field_tokens, tokenize
 from vsm_mcp.embeddings import Embedder
 from vsm_mcp.errors import InvalidArguments
 
@@ -43,7 +43,8 @@ MODES: tuple[str, ...] = ("hybrid", "bm25", "embedding")
 
 # General choices measured on the dev set (docs/ARCHITECTURE.md "Tool search"), not per query.
 FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5}
-EMBED_WEIGHT = 0.6  # weighted fusion: share of the embedding score
+EMBED_WEIGHT = 0.5  # weighted fusion: share of the embedding score (equal shares; 0.4-0.7 measured flat)
+SYNONYM_WEIGHT = 0.3  # BM25 query weight of generic synonyms (router/tool_text.py SYNONYM_GROUPS)
 RRF_K = 60.0
 EMBED_BATCH = 256
 
@@ -178,6 +179,7 @@ class ToolRegistry:
         store: EmbeddingStore | None = None,
         fusion: Fusion = "weighted",
         embed_weight: float = EMBED_WEIGHT,
+        synonym_weight: float = SYNONYM_WEIGHT,
         field_weights: Mapping[str, float] = FIELD_WEIGHTS,
         query_cache_size: int = 2048,
         progress: Callable[[int, int], None] | None = None,
@@ -186,6 +188,7 @@ class ToolRegistry:
         self.store: EmbeddingStore = store if store is not None else MemoryEmbeddingStore()
         self.fusion: Fusion = fusion
         self.embed_weight = embed_weight
+        self.synonym_weight = synonym_weight
         self.field_weights = dict(field_weights)
         self.progress = progress
         self._servers: dict[str, tuple[ToolRecord, ...]] = {}
@@ -306,12 +309,13 @@ class ToolRegistry:
     def _scores(self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], mode: Mode, fusion: Fusion) -> Vector:
         neg = np.float32(-np.inf)
         if mode == "bm25":
-            bm = snap.bm25.scores(tokenize(query))
+            bm = snap.bm25.scores(expand_query(tokenize(query), self.synonym_weight))
             return np.where(mask & (bm > 0), bm, neg).astype(np.float32)
         emb = snap.vectors @ self.embed_query(query)
         if mode == "embedding":
             return np.where(mask, emb, neg).astype(np.float32)
-        bm = snap.bm25.scores(tokenize(query))
+        terms = expand_query(tokenize(query), self.synonym_weight)
+        bm = snap.bm25.scores(terms)
         if fusion == "rrf":
             fused = _rrf(bm, mask, RRF_K, positive_only=True) + _rrf(emb, mask, RRF_K, positive_only=False)
         else:

@@ -27,6 +27,26 @@ STOPWORDS = frozenset(
 )
 
 
+# Generic synonyms of tool-API vocabulary (CRUD verbs, common nouns), not of any one tool set:
+# a query says "make a folder", the tool says "create directory". Each group is one concept.
+SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
+    ("create", "make", "add", "new", "generate"),
+    ("delete", "remove", "erase", "drop", "destroy"),
+    ("get", "fetch", "retrieve", "read", "show", "view", "display", "inspect", "describe"),
+    ("list", "enumerate", "browse", "all"),
+    ("update", "modify", "edit", "change", "set", "alter"),
+    ("run", "execute", "start", "launch", "invoke"),
+    ("stop", "kill", "terminate", "cancel", "halt"),
+    ("search", "find", "lookup", "locate", "query"),
+    ("copy", "duplicate", "clone"),
+    ("move", "rename", "relocate"),
+    ("directory", "folder", "dir"),
+    ("file", "document"),
+    ("size", "big", "large"),
+    ("log", "logs", "output"),
+)
+
+
 def split_identifier(name: str) -> list[str]:
     """``getUserIDs`` → ``[get, user, ids]``; ``HTTPServer`` → ``[http, server]``; ``list_dir-v2`` → ``[list, dir, v, 2]`` (lower-cased)."""
     words: list[str] = []
@@ -67,6 +87,28 @@ def stem(word: str) -> str:
 def tokenize(text: str) -> list[str]:
     """Words of ``text`` (identifiers split, lower-cased, stopwords dropped, stemmed)."""
     return [stem(w) for w in split_identifier(text) if w not in STOPWORDS]
+
+
+def _synonym_index() -> dict[str, tuple[str, ...]]:
+    index: dict[str, set[str]] = {}
+    for group in SYNONYM_GROUPS:
+        stems = {stem(w) for w in group}
+        for st in stems:
+            index.setdefault(st, set()).update(stems - {st})
+    return {k: tuple(sorted(v)) for k, v in index.items()}
+
+
+_SYNONYMS = _synonym_index()
+
+
+def expand_query(tokens: list[str], weight: float = 0.3) -> dict[str, float]:
+    """Query term → weight: the query's own stems at 1, generic synonyms of them at ``weight``."""
+    out = dict.fromkeys(tokens, 1.0)
+    if weight > 0:
+        for token in tokens:
+            for syn in _SYNONYMS.get(token, ()):
+                out.setdefault(syn, weight)
+    return out
 
 
 def iter_params(schema: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
