@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import select
 
 from vsm_mcp.db import Database
@@ -135,18 +136,23 @@ async def list_buckets(db: Database, tenant: str) -> list[Bucket]:
 async def usage(db: Database, tenant: str, name: str) -> Usage:
     """Object and byte counts of one bucket (one aggregate query per table)."""
     async with db.tenant(tenant) as s:
-        objs, size = (
-            await s.execute(
-                select(func.count(), func.coalesce(func.sum(Artifact.size), 0))
-                .select_from(Artifact)
-                .where(Artifact.bucket == name)
-            )
-        ).one()
-        vers, vsize = (
-            await s.execute(
-                select(func.count(), func.coalesce(func.sum(ObjectVersion.size), 0))
-                .select_from(ObjectVersion)
-                .where(ObjectVersion.bucket == name)
-            )
-        ).one()
+        return await usage_in(s, name)
+
+
+async def usage_in(s: AsyncSession, name: str) -> Usage:
+    """``usage`` inside an open tenant session (the quota re-check at commit uses it)."""
+    objs, size = (
+        await s.execute(
+            select(func.count(), func.coalesce(func.sum(Artifact.size), 0))
+            .select_from(Artifact)
+            .where(Artifact.bucket == name)
+        )
+    ).one()
+    vers, vsize = (
+        await s.execute(
+            select(func.count(), func.coalesce(func.sum(ObjectVersion.size), 0))
+            .select_from(ObjectVersion)
+            .where(ObjectVersion.bucket == name)
+        )
+    ).one()
     return Usage(objects=int(objs), bytes=int(size) + int(vsize), versions=int(vers), version_bytes=int(vsize))

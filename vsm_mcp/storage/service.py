@@ -159,6 +159,9 @@ class StorageService:
         for attempt in range(COMMIT_ATTEMPTS):
             try:
                 async with self.db.tenant(tenant) as s:
+                    limited = b.quota_bytes is not None or b.quota_objects is not None
+                    if limited:  # PostgreSQL: commits into one limited bucket take turns (SQLite: one writer anyway)
+                        await s.execute(select(Bucket.id).where(Bucket.id == b.id).with_for_update())
                     stmt = select(Artifact).where(Artifact.bucket == b.name, Artifact.key == key)
                     cur = (await s.execute(stmt)).scalars().first()
                     created = utcnow()
@@ -174,6 +177,9 @@ class StorageService:
                         content_type=info.content_type, meta=meta, created_at=created,
                     )
                     s.add(row)
+                    if limited:
+                        await s.flush()
+                        _check_quota(b, await cbcp.usage_in(s, b.name))  # raising rolls the swap back
                 return row, (cur.id if cur is not None and not b.versioning else None)
             except (_Lost, IntegrityError):
                 await anyio.sleep(0.005 * (attempt + 1))
@@ -267,6 +273,16 @@ class StorageService:
         for store in self._backends.values():
             await store.aclose()
         self._backends.clear()
+
+
+def _check_quota(b: Bucket, use: cbcp.Usage) -> None:
+    """The exact check, inside the committing transaction: concurrent puts cannot both squeeze in."""
+    if b.quota_objects is not None and use.objects > b.quota_objects:
+        raise QuotaExceeded(f"bucket {b.name!r} is at its object quota ({b.quota_objects})", data={"bucket": b.name})
+    if b.quota_bytes is not None and use.bytes > b.quota_bytes:
+        raise QuotaExceeded(
+            f"bucket {b.name!r} is over its byte quota ({b.quota_bytes} bytes)", data={"bucket": b.name}
+        )
 
 
 def _as_version(row: Artifact, tenant: str) -> ObjectVersion:

@@ -79,6 +79,12 @@ async def test_concurrent_writers_and_quota_on_postgres(pg_env: tuple[StorageSer
     assert (await usage(svc.db, a, "race")).objects == 1
     with pytest.raises(QuotaExceeded):
         await svc.put(a, "race", "another", b"x")
+    # different keys at once into a bucket with room for two more: row locks make the check exact
+    await create_bucket(svc.db, a, "tight", BucketPolicy(quota_objects=2), svc.backend_names)
+    results = await asyncio.gather(*(svc.put(a, "tight", f"k{i}", b"x" * 100) for i in range(6)),
+                                   return_exceptions=True)
+    assert sum(isinstance(r, QuotaExceeded) for r in results) == 4
+    assert (await usage(svc.db, a, "tight")).objects == 2
 
 
 @pytest.mark.parametrize("url_kind", ["sqlite", "postgres"])

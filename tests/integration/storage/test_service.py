@@ -112,6 +112,26 @@ async def test_object_quota(storage_env: Env) -> None:
     assert len(await blobs(svc, a)) == 2
 
 
+async def test_concurrent_puts_cannot_overshoot_the_quota(storage_env: Env) -> None:
+    svc, a, _ = storage_env
+    await create_bucket(svc.db, a, "tight", BucketPolicy(quota_objects=2, quota_bytes=10_000), svc.backend_names)
+    outcomes: list[str] = []
+
+    async def put(i: int) -> None:
+        try:
+            await svc.put(a, "tight", f"k{i}", bytes(1000))
+            outcomes.append("ok")
+        except QuotaExceeded:
+            outcomes.append("quota")
+
+    async with anyio.create_task_group() as tg:
+        for i in range(6):
+            tg.start_soon(put, i)
+    assert sorted(outcomes) == ["ok", "ok"] + ["quota"] * 4
+    assert (await usage(svc.db, a, "tight")).objects == 2
+    assert len(await blobs(svc, a)) == 2  # the refused puts left no bytes behind
+
+
 async def test_lifecycle_expiry(storage_env: Env) -> None:
     svc, a, _ = storage_env
     await create_bucket(svc.db, a, "tmp", BucketPolicy(expire_days=7), svc.backend_names)
