@@ -72,6 +72,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         settings, ctx, authenticate=lambda conn: authenticate(conn.scope, authenticator),
         call_tool=lambda p, name, args: runtime.dispatcher.call_tool(p, name, args, source="telegram"),
         list_tools=catalog_lister(runtime.catalog.tools), readiness=runtime.readiness,
+        guard=lambda a: HostOriginGuard(a, enabled=settings.is_loopback),
     )
     runtime.dispatcher.add_observer(edge.observer)
     policy = authorizer_of(ctx)  # tenant policies (WASM) at the authorize step, vsm_mcp/policy

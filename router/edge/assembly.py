@@ -74,6 +74,7 @@ class Edge:
         self, settings: Settings, ctx: ServerContext, *, authenticate: Authenticate,
         call_tool: CallTool | None = None, list_tools: ListTools | None = None,
         readiness: Readiness | None = None, metrics: Metrics | None = None,
+        guard: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.settings = settings
         self.ctx = ctx
@@ -91,6 +92,7 @@ class Edge:
         upstream_status = (lambda: readiness().get("upstreams", {})) if readiness else None
         add_state_collectors(self.metrics, ctx.db, upstream_status, lambda: len(self.event_log._pending))
         self.events = EventsEndpoint(self.hub, authenticate)
+        self.guard = guard  # e.g. router.guard.HostOriginGuard: browsers can open /v1/events too
         self.telegram: TelegramBot | None = None
         if call_tool is not None:
             self.telegram = TelegramBot(
@@ -106,7 +108,8 @@ class Edge:
     def routes(self, *, health: bool = True) -> list[BaseRoute]:
         """The edge routes; ``health=False`` leaves /healthz and /readyz to the caller."""
         routes: list[BaseRoute] = [
-            Route("/v1/events", _Asgi(self.limited(self.events)), methods=["GET"]),
+            Route("/v1/events", _Asgi(self.limited(self.guard(self.events) if self.guard else self.events)),
+                  methods=["GET"]),
             Route("/metrics", _Asgi(self.limited(_handler(metrics_endpoint(self.metrics)))), methods=["GET"]),
         ]
         if self.telegram is not None:

@@ -165,3 +165,11 @@ async def test_telegram_webhook() -> None:
             assert flood.status_code == 429 and int(flood.headers["retry-after"]) >= 1
             assert "echo: ready" in await say(222, "/status")
             assert "not linked" in await say(333, "/status")
+
+
+async def test_events_refuse_a_rebound_host_on_loopback() -> None:
+    async with router_app(load_settings(allow_anonymous=False)) as r, httpx.AsyncClient(base_url=r.url) as client:
+        evil = {**r.auth, "Host": "evil.example"}
+        assert (await client.get("/v1/events", headers=evil)).status_code == 403
+        origin = {**r.auth, "Origin": "https://evil.example"}
+        assert (await client.get("/v1/events", headers=origin)).status_code == 403
