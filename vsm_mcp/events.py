@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, Field
 from sqlalchemy import JSON, Column, delete, text
 from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Field as SQLField
 from sqlmodel import select
 
@@ -66,13 +68,6 @@ class EventRecord(TenantOwned, table=True):
     time: datetime
     trace_id: str = SQLField(default="", max_length=64)
     data: dict[str, Any] = SQLField(default_factory=dict, sa_column=Column(_JSON, nullable=False))
-
-    @classmethod
-    def from_event(cls, event: Event) -> EventRecord:
-        return cls(
-            id=event.id, tenant_id=event.tenant, topic=event.topic, type=event.type,
-            time=event.time, trace_id=event.trace_id, data=event.data,
-        )
 
     def to_event(self) -> Event:
         when = self.time if self.time.tzinfo else self.time.replace(tzinfo=UTC)
@@ -147,12 +142,21 @@ class EventLog:
         if not self._pending:
             return 0
         batch = list(self._pending)
-        by_tenant: dict[str, list[Event]] = {}
+        by_tenant: dict[str, dict[str, Event]] = {}
         for event in batch:
-            by_tenant.setdefault(event.tenant, []).append(event)
+            by_tenant.setdefault(event.tenant, {})[event.id] = event
+        insert = pg_insert if self.db.is_postgres else sqlite_insert
+        # ON CONFLICT DO NOTHING: a retried batch, or a second log on the same bus, never fails a flush.
+        stmt = insert(EventRecord.__table__).on_conflict_do_nothing(index_elements=["id"])  # type: ignore[attr-defined]
+        now = datetime.now(UTC)
         for tenant, events in by_tenant.items():
+            rows = [
+                {"id": e.id, "tenant_id": tenant, "created_at": now, "updated_at": now, "topic": e.topic,
+                 "type": e.type, "time": e.time, "trace_id": e.trace_id, "data": e.data}
+                for e in events.values()
+            ]
             async with self.db.tenant(tenant) as s:
-                s.add_all([EventRecord.from_event(e) for e in events])
+                await s.execute(stmt, rows)
         # Only now drop them from pending: replay reads pending until the rows are visible.
         for _ in batch:
             self._pending.popleft()

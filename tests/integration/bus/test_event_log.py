@@ -101,3 +101,15 @@ async def test_writer_task_flushes_in_background(db: Database) -> None:
     finally:
         await log.aclose()
     assert log.written == 1
+
+
+async def test_two_logs_on_one_database_never_fail_on_the_same_event(db: Database) -> None:
+    t = (await create_tenant(db, "dup")).id
+    a = EventLog(db, retention_hours=1, flush_ms=50)
+    b = EventLog(db, retention_hours=1, flush_ms=50)
+    e = Event(topic="x", tenant=t)
+    for log in (a, b, a):
+        log.append(e)
+    assert await a.flush() == 2
+    assert await b.flush() == 1
+    assert [r.id for r in await a.replay(t, "", ["#"])] == [e.id]
