@@ -6,6 +6,9 @@ dict lookup. ``policy.changed`` events on the bus drop a tenant's entry so the n
 reloads it (no restart); ``ttl`` bounds staleness should an event be lost. Every active
 policy must allow — the first deny raises ``PolicyDenied`` naming policy and rule. A stored
 module that no longer loads denies every call of its tenant (fail closed).
+
+Calls to tools tagged ``policy`` (the policy server's own tools, by the manifest) are left to
+scopes alone: otherwise one bad ``default deny`` would lock a tenant out of fixing it.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from vsm_mcp.policy.runtime import PolicyRuntime
 from vsm_mcp.policy.store import CHANGED_TOPIC, PolicyStore
 
 log = logging.getLogger(__name__)
+ADMIN_TAG = "policy"
 
 
 class Evaluator(Protocol):
@@ -77,6 +81,7 @@ class PolicyAuthorizer:
         self._entries: dict[str, _Entry] = {}
         self._generation: dict[str, int] = {}
         self._rates: dict[tuple[str, str], tuple[int, int]] = {}
+        self._loading: dict[str, asyncio.Future[_Entry]] = {}
         self._sub: Subscription | None = None
         self._task: asyncio.Task[None] | None = None
 
@@ -116,6 +121,8 @@ class PolicyAuthorizer:
             self._generation[t] = self._generation.get(t, 0) + 1
 
     async def authorize(self, call: CallInfo) -> None:
+        if ADMIN_TAG in call.tags:
+            return
         tenant = call.principal.tenant_id
         entry = self._entries.get(tenant)
         if entry is None or (self.ttl and time.monotonic() - entry.loaded_at > self.ttl):
@@ -124,12 +131,12 @@ class PolicyAuthorizer:
             return
         now = self.clock()
         facts = facts_for_call(call, now, self._rate(tenant, call.principal.key_id, now))
-        for policy in entry.policies:
+        for name, policy in zip(entry.names, entry.policies, strict=True):
             decision = policy.evaluate(facts)
-            if not decision.allowed:
+            if not decision.allowed:  # named as stored (a built module's own name may differ)
                 raise PolicyDenied(
-                    f"denied by policy {decision.policy!r} rule {decision.rule!r}: {decision.reason}",
-                    data={"policy": decision.policy, "rule": decision.rule, "reason": decision.reason},
+                    f"denied by policy {name!r} rule {decision.rule!r}: {decision.reason}",
+                    data={"policy": name, "rule": decision.rule, "reason": decision.reason},
                 )
 
     def _rate(self, tenant: str, key_id: str, now: float) -> float:
@@ -144,6 +151,14 @@ class PolicyAuthorizer:
         return float(count)
 
     async def _load(self, tenant: str) -> _Entry:
+        """One database read per tenant at a time, however many calls wait for it."""
+        pending = self._loading.get(tenant)
+        if pending is None:
+            pending = self._loading[tenant] = asyncio.ensure_future(self._read(tenant))
+            pending.add_done_callback(lambda _f: self._loading.pop(tenant, None))
+        return await asyncio.shield(pending)
+
+    async def _read(self, tenant: str) -> _Entry:
         generation = self._generation.get(tenant, 0)
         rows = await self.store.active(tenant)
         policies: list[Evaluator] = []

@@ -135,3 +135,16 @@ async def test_a_change_on_one_replica_reloads_another_over_rabbitmq(pg_env: Env
         await bus_a.aclose()
         await bus_b.aclose()
         await db_b.aclose()
+
+
+async def test_policy_admin_tools_cannot_be_locked_out_and_loads_are_single_flight(sqlite_env: Env) -> None:
+    env = sqlite_env
+    src = 'default deny "closed"'
+    await PolicyStore(env.ctx.db).put(env.a, "closed", source=src, wasm=compile_policy(src).wasm, meta={})
+    auth = authorizer_of(env.ctx)
+    calls = [call(env.a, "storage_get") for _ in range(20)]
+    results = await asyncio.gather(*(denied(auth, c) for c in calls))
+    assert all(r == "denied by policy 'closed' rule 'default': closed" for r in results)
+    admin = CallInfo(Principal(env.a, frozenset({"policy"}), "k1"), "policy__policy_put", "policy", "policy_put", {},
+                     ("policy",))
+    assert await denied(auth, admin) is None
