@@ -82,15 +82,25 @@ class Storage(Protocol):
 
 
 async def iter_body(body: Body, chunk_size: int = CHUNK_SIZE) -> AsyncIterator[bytes]:
-    """Yield ``body`` as chunks of at most ``chunk_size`` (bytes are sliced, streams passed through)."""
+    """Yield ``body`` in chunks: bytes are sliced to ``chunk_size``; a stream's small pieces (an HTTP
+    server hands over ~64 KiB at a time) are gathered up to ``chunk_size`` so a backend writes in
+    few large calls, and a large piece passes through as it is. Memory stays about one chunk."""
     if isinstance(body, bytes | bytearray | memoryview):
         data = bytes(body)
         for i in range(0, len(data), chunk_size):
             yield data[i : i + chunk_size]
         return
+    pending = bytearray()
     async for chunk in body:
-        if chunk:
+        if not pending and len(chunk) >= chunk_size:
             yield bytes(chunk)
+            continue
+        pending += chunk
+        if len(pending) >= chunk_size:
+            yield bytes(pending)
+            pending.clear()
+    if pending:
+        yield bytes(pending)
 
 
 class Hasher:

@@ -65,7 +65,8 @@ async def prune_versions(svc: StorageService, tenant: str, b: Bucket, key: str |
             stmt = stmt.where(ObjectVersion.key == key)
         stmt = stmt.order_by(col(ObjectVersion.key), col(ObjectVersion.updated_at).desc(), col(ObjectVersion.id))
         rows = list((await s.execute(stmt)).scalars())
-    doomed, seen = [], {}  # type: ignore[var-annotated]
+    doomed: list[ObjectVersion] = []
+    seen: dict[str, int] = {}
     for row in rows:
         seen[row.key] = seen.get(row.key, 0) + 1
         if seen[row.key] > b.keep_versions:
