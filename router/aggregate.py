@@ -250,8 +250,10 @@ class Aggregate:
 
 def _progress_forwarder(ctx: Any) -> Callable[[float, float | None, str | None], Awaitable[None]] | None:
     """A progress callback relaying upstream progress to this request's progressToken, if any."""
-    meta = ctx.meta
-    token = meta.get("progressToken") if isinstance(meta, dict) else getattr(meta, "progress_token", None)
+    meta = ctx.meta or ctx.params and ctx.params.get("_meta")
+    token = None
+    if isinstance(meta, dict):
+        token = meta.get("progress_token", meta.get("progressToken"))
     if token is None:
         return None
     session, request_id = ctx.session, ctx.request_id

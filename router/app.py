@@ -149,6 +149,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     app.state.upstreams = runtime.upstreams
     app.state.catalog = runtime.catalog
     app.state.aggregate = aggregate
+    app.state.router_fastpath = fast
     app.state.authenticator = authenticator
     app.state.edge = edge
     app.state.metrics = edge.metrics

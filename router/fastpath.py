@@ -1,10 +1,37 @@
-"""Fast lane for ``tools/call`` on the aggregate ``/mcp`` (see ``FastPath.handle``)."""
+"""Fast lane for the hottest request on ``/mcp``: a plain ``tools/call`` in an open session.
+
+The SDK's streamable-HTTP server moves each message through memory streams, a per-session task,
+a JSON-RPC dispatcher and typed models before our handler runs — about as much work as the
+upstream does for the whole call. ``FastPath.handle`` answers the common case directly:
+
+* POST with a JSON body that is one ``tools/call`` request (not a batch, no ``progressToken`` —
+  progress needs the SSE response stream),
+* an ``Mcp-Session-Id`` the SDK session manager knows and has not expired, a handshake-era
+  protocol version, and an ``Accept`` that allows ``application/json``.
+
+It runs the same handler code (local tools, then the Dispatcher) and answers with one JSON
+body, as the streamable HTTP transport allows. Anything else — initialize, lists, notifications,
+batches, progress, GET/DELETE, malformed bodies — is handed to the SDK unchanged (the body
+already read is replayed). Oversized bodies are refused here with 413 before parsing.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 from typing import Any
 
-from starlette.types import Receive, Scope, Send
+import anyio
+from starlette.types import Message, Receive, Scope, Send
+
+from router.authn import principal_of
+from vsm_mcp.errors import InvalidArguments, QuotaExceeded, VsmError
+
+_MODERN = b"2026-07-28"
+
+
+def _headers(scope: Scope) -> dict[bytes, bytes]:
+    return dict(scope.get("headers", ()))
 
 
 class FastPath:
@@ -13,6 +40,157 @@ class FastPath:
         self.aggregate = aggregate
         self.manager = manager
         self.max_body_bytes = max_body_bytes
+        self.served = 0
+
+    def _session(self, headers: dict[bytes, bytes]) -> Any:
+        sid = headers.get(b"mcp-session-id")
+        if not sid:
+            return None
+        transport = self.manager._server_instances.get(sid.decode("latin-1"))  # noqa: SLF001
+        if transport is None or getattr(transport, "is_terminated", False):
+            return None
+        idle = getattr(transport, "idle_scope", None)
+        if idle is not None and idle.cancel_called:
+            return None
+        return transport
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> bool:
-        return False
+        """Answer the request and return True, or return False having consumed nothing."""
+        if scope["type"] != "http" or scope["method"] != "POST":
+            return False
+        if await refuse_oversized(scope, send, self.max_body_bytes):
+            return True
+        headers = _headers(scope)
+        if headers.get(b"mcp-protocol-version", b"").startswith(_MODERN):
+            return False
+        if b"application/json" not in headers.get(b"accept", b""):
+            return False
+        if not headers.get(b"content-type", b"").startswith(b"application/json"):
+            return False
+        transport = self._session(headers)
+        if transport is None:
+            return False
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _TooLarge:
+            err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({self.max_body_bytes} bytes)")
+            await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
+            return True
+        if body is None:  # the client went away
+            return True
+        msg = _parse_call(body)
+        if msg is None:
+            await self._replay(scope, body, receive, send)
+            return True
+        _touch(transport)
+        await send_json(send, await self._answer(scope, msg))
+        self.served += 1
+        return True
+
+    async def _replay(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.manager.handle_request(scope, replay, send)
+
+    async def _answer(self, scope: Scope, msg: dict[str, Any]) -> dict[str, Any]:
+        rid = msg["id"]
+        params = msg.get("params") or {}
+        try:
+            principal = principal_of(scope)
+            if principal is None:
+                raise InvalidArguments("no principal on this request")
+            name, arguments = params.get("name"), params.get("arguments")
+            if not isinstance(name, str):
+                raise InvalidArguments("tools/call needs params.name (a string)")
+            if arguments is not None and not isinstance(arguments, dict):
+                raise InvalidArguments(f"arguments for tool {name!r} must be a JSON object")
+            local = self.aggregate.local_tools.get(name)
+            if local is not None:
+                result = await local.handler(principal, arguments or {})
+            else:
+                result = await self.dispatcher.call_tool(principal, name, arguments or {}, source="mcp")
+        except VsmError as exc:
+            return {"jsonrpc": "2.0", "id": rid, "error": exc.to_jsonrpc()}
+        return {"jsonrpc": "2.0", "id": rid, "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+
+
+def _parse_call(body: bytes) -> dict[str, Any] | None:
+    """The message if ``body`` is a single, well-formed tools/call request without a progressToken."""
+    if b'"tools/call"' not in body:
+        return None
+    try:
+        msg = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/call":
+        return None
+    rid = msg.get("id")
+    if not isinstance(rid, str | int) or isinstance(rid, bool):
+        return None
+    params = msg.get("params")
+    if params is not None and not isinstance(params, dict):
+        return None
+    meta = (params or {}).get("_meta")
+    if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
+        return None
+    return msg
+
+
+async def refuse_oversized(scope: Scope, send: Send, limit: int) -> bool:
+    """Answer 413 with a JSON-RPC error when Content-Length exceeds ``limit`` (chunked bodies
+    are cut off by the SDK's own limit while they stream in)."""
+    for k, v in scope.get("headers", ()):
+        if k == b"content-length":
+            if v.isdigit() and int(v) > limit:
+                err = QuotaExceeded(f"request body of {int(v)} bytes exceeds VSM_MAX_BODY_BYTES ({limit} bytes)")
+                await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
+                return True
+            break
+    return False
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge()
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _touch(transport: Any) -> None:
+    """Keep the SDK session from idling out while it is used only through the fast lane."""
+    idle = getattr(transport, "idle_scope", None)
+    timeout = getattr(transport, "_idle_timeout", None)
+    if idle is not None and timeout is not None and idle.deadline != math.inf:
+        idle.deadline = anyio.current_time() + timeout
+
+
+async def send_json(send: Send, payload: dict[str, Any], status: int = 200) -> None:
+    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

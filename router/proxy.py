@@ -35,6 +35,7 @@ from starlette.types import Receive, Scope, Send
 
 from router.aggregate import PrincipalOf, _progress_forwarder, to_mcp_error
 from router.authn import send_error
+from router.fastpath import refuse_oversized
 from router.runtime import RouterRuntime
 from router.upstream import CONNECT_TIMEOUT_S, Upstream
 from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamUnavailable, VsmError
@@ -259,6 +260,7 @@ class ProxySet:
 
     def __init__(self, runtime: RouterRuntime, principal_of: PrincipalOf, *, max_body_bytes: int) -> None:
         self.runtime = runtime
+        self.max_body_bytes = max_body_bytes
         self.proxies = {
             name: ServerProxy(runtime, up, principal_of, max_body_bytes) for name, up in runtime.upstreams.items()
         }
@@ -284,6 +286,8 @@ class ProxySet:
         return None
 
     async def handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and await refuse_oversized(scope, send, self.max_body_bytes):
+            return
         proxy = self.proxies.get(name)
         if proxy is None:
             await send_error(send, NotFound(f"no upstream named {name!r}"), jsonrpc=True)

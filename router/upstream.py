@@ -38,6 +38,7 @@ from pydantic import ValidationError
 
 from router.catalog import Catalog
 from router.manifest import UpstreamSpec
+from router.upstream_http import RawHttpSession
 from router.upstream_stdio import StdioTransport
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import (
@@ -151,6 +152,7 @@ class Upstream:
         self._rr = itertools.count()
         self._cancel: anyio.CancelScope | None = None
         self._refreshing = False
+        self._raw: RawHttpSession | None = None
         self._running = 0
         self.stopped = anyio.Event()
         self.stopped.set()  # nothing runs until start()
@@ -320,10 +322,28 @@ class Upstream:
             try:
                 if conn.index == 0 or self.state != "ready":
                     await self._load_lists(conn.client)
+                if self.spec.kind == "http":
+                    await self._open_raw()
                 self._mark_ready()
                 await self._watch(conn)
             finally:
                 conn.dead.set()
+                raw, self._raw = self._raw, None
+                if raw is not None:
+                    with anyio.CancelScope(shield=True), anyio.move_on_after(3):
+                        await raw.aclose()
+
+    async def _open_raw(self) -> None:
+        """The lean tools/call session next to the SDK one (router/upstream_http.py); optional."""
+        raw = RawHttpSession(self.name, self.spec.url, self.spec.http_headers(), self.spec.timeout)
+        try:
+            with anyio.fail_after(CONNECT_TIMEOUT_S):
+                await raw.open()
+        except Exception as exc:  # e.g. an SSE-only server: calls use the SDK session
+            log.info("upstream %s: no fast call session (%s); using the SDK session", self.name, describe(exc))
+            await raw.aclose()
+            return
+        self._raw = raw
 
     async def _hold(self, conn: _Conn, opened: anyio.Event) -> None:
         async with AsyncExitStack() as stack:
@@ -440,22 +460,30 @@ class Upstream:
     ) -> mt.CallToolResult:
         """Call ``tool`` with the manifest timeout and the circuit breaker, over the pooled
         session or the given dedicated ``client``."""
-        client = client or self._pick_client()
-        if client is None:
-            raise self._unavailable()
+        raw = self._raw if client is None else None
+        if raw is None:
+            client = client or self._pick_client()
+            if client is None:
+                raise self._unavailable()
         self.breaker.before_call()
-        conn = self._conn_of(client)
+        conn = self._conn_of(client) if client is not None else None
         if conn is not None:
             conn.busy += 1
         timed_out = False
         try:
             with anyio.move_on_after(self.spec.timeout) as scope:
-                result = await client.session.call_tool(tool, arguments, progress_callback=progress, meta=meta)  # type: ignore[arg-type]
+                if raw is not None:
+                    result = await raw.call_tool(tool, arguments, meta, progress)
+                else:
+                    assert client is not None
+                    result = await client.session.call_tool(tool, arguments, progress_callback=progress, meta=meta)  # type: ignore[arg-type]
             timed_out = scope.cancelled_caught
         except Exception as exc:
             self.breaker.record_failure()
             if _is_connection_loss(exc) and conn is not None:
                 conn.dead.set()
+            if raw is not None and isinstance(exc, UpstreamUnavailable):
+                self._conns[0].dead.set()  # reconnect both sessions: the server is likely gone
             raise map_error(exc, self.name) from exc
         finally:
             if conn is not None:

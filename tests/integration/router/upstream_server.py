@@ -66,6 +66,11 @@ def build(name: str, extra_tools: int = 0) -> MCPServer:
     return server
 
 
+def build_builtin(ctx: object) -> MCPServer:
+    """Entry point for a ``kind: builtin`` manifest entry in tests."""
+    return build("b")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--name", default="up")

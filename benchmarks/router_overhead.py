@@ -1,0 +1,183 @@
+"""Router overhead: the same tool called directly on an HTTP upstream vs through the router's /mcp.
+
+One upstream MCP server (tests/integration/router/upstream_server.py, streamable HTTP) and one
+`vsm-mcp serve` mounting it from a manifest run as separate processes on 127.0.0.1. The same
+client code (mcp SDK `Client`, one session per side) calls `echo` directly and as `up__echo`
+through the router. Sequential latencies are interleaved call by call in alternating order, so
+machine noise hits both sides alike; throughput is measured with `--concurrency` callers on one
+session per side, rounds alternating. The full pipeline runs (auth, grants, validation, rate
+limit with a limit high enough not to trigger, episodes).
+
+    python benchmarks/router_overhead.py [--n 400] [--concurrency 32] [--calls 800] [--json]
+
+Goal (DESIGN.md): ratio_p50 <= 1.25 and ratio_rps >= 0.8.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+from mcp import Client
+
+ROOT = Path(__file__).resolve().parent.parent
+UPSTREAM = ROOT / "tests" / "integration" / "router" / "upstream_server.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(round(p / 100 * (len(xs) - 1))))]
+
+
+@contextlib.contextmanager
+def process(cmd: list[str], env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[bytes]]:
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        yield proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+async def wait_http(url: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    async with httpx.AsyncClient() as h:
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                r = await h.get(url)
+                if r.status_code < 500:
+                    return
+            await anyio.sleep(0.2)
+    raise SystemExit(f"{url} did not come up within {timeout:.0f}s")
+
+
+async def throughput(call: Callable[[], Awaitable[Any]], calls: int, concurrency: int) -> float:
+    remaining = calls
+
+    async def worker() -> None:
+        nonlocal remaining
+        while remaining > 0:
+            remaining -= 1
+            await call()
+
+    t0 = time.perf_counter()
+    async with anyio.create_task_group() as tg:
+        for _ in range(concurrency):
+            tg.start_soon(worker)
+    return calls / (time.perf_counter() - t0)
+
+
+async def measure(direct_url: str, router_url: str, n: int, calls: int, concurrency: int) -> dict[str, float]:
+    async with Client(direct_url, mode="legacy") as direct, Client(router_url, mode="legacy") as routed:
+
+        async def d() -> Any:
+            r = await direct.call_tool("echo", {"text": "hello"})
+            assert not r.is_error
+            return r
+
+        async def r() -> Any:
+            res = await routed.call_tool("up__echo", {"text": "hello"})
+            assert not res.is_error, res
+            return res
+
+        for _ in range(30):  # warm-up: connections, caches, validators
+            await d()
+            await r()
+        lat: dict[str, list[float]] = {"direct": [], "router": []}
+        for i in range(n):
+            order = [("direct", d), ("router", r)] if i % 2 == 0 else [("router", r), ("direct", d)]
+            for name, fn in order:
+                t0 = time.perf_counter()
+                await fn()
+                lat[name].append((time.perf_counter() - t0) * 1000)
+        rps: dict[str, list[float]] = {"direct": [], "router": []}
+        for rnd in range(4):
+            order = [("direct", d), ("router", r)] if rnd % 2 == 0 else [("router", r), ("direct", d)]
+            for name, fn in order:
+                rps[name].append(await throughput(fn, calls, concurrency))
+    direct_p50, router_p50 = pct(lat["direct"], 50), pct(lat["router"], 50)
+    direct_rps, router_rps = max(rps["direct"]), max(rps["router"])
+    return {
+        "n": n,
+        "concurrency": concurrency,
+        "direct_p50_ms": round(direct_p50, 3),
+        "router_p50_ms": round(router_p50, 3),
+        "ratio_p50": round(router_p50 / direct_p50, 3),
+        "direct_p99_ms": round(pct(lat["direct"], 99), 3),
+        "router_p99_ms": round(pct(lat["router"], 99), 3),
+        "added_p50_ms": round(router_p50 - direct_p50, 3),
+        "direct_rps": round(direct_rps, 1),
+        "router_rps": round(router_rps, 1),
+        "ratio_rps": round(router_rps / direct_rps, 3),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--n", type=int, default=400, help="sequential calls per side")
+    ap.add_argument("--calls", type=int, default=800, help="calls per throughput round")
+    ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument("--json", action="store_true", help="print only the JSON result line")
+    args = ap.parse_args()
+
+    up_port, router_port = free_port(), free_port()
+    with tempfile.TemporaryDirectory() as tmp:
+        manifest = Path(tmp) / "bench.yaml"
+        manifest.write_text(
+            f"upstreams:\n  - name: up\n    kind: http\n    url: http://127.0.0.1:{up_port}/mcp\n", encoding="utf-8"
+        )
+        env = {
+            **os.environ,
+            "VSM_HOME": str(Path(tmp) / ".vsm"),
+            "VSM_MANIFESTS": str(manifest),
+            "VSM_PORT": str(router_port),
+            "VSM_RATE_LIMIT": "1000000",  # the limiter runs, but never triggers
+            "VSM_RATE_BURST": "1000000",
+            "VSM_LOG_LEVEL": "warning",
+        }
+        upstream_cmd = [sys.executable, str(UPSTREAM), "--transport", "http", "--port", str(up_port), "--name", "up"]
+        router_cmd = [sys.executable, "-m", "vsm_mcp.cli", "serve"]
+        with process(upstream_cmd), process(router_cmd, env):
+            anyio.run(wait_http, f"http://127.0.0.1:{up_port}/mcp")
+            anyio.run(wait_http, f"http://127.0.0.1:{router_port}/healthz")
+            result = anyio.run(
+                measure,
+                f"http://127.0.0.1:{up_port}/mcp",
+                f"http://127.0.0.1:{router_port}/mcp",
+                args.n,
+                args.calls,
+                args.concurrency,
+            )
+    result["goal_met"] = result["ratio_p50"] <= 1.25 and result["ratio_rps"] >= 0.8
+    if not args.json:
+        for k, v in result.items():
+            print(f"{k:>16}: {v}")
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

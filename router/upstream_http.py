@@ -1,0 +1,168 @@
+"""A lean streamable-HTTP session for the hot path: ``tools/call`` to an HTTP upstream.
+
+The mcp SDK client is built for generality (typed models both ways, memory streams, a task
+hop per message, output-schema validation); per call that costs about as much as the
+upstream's own work, which would double the latency of every routed call. This session
+speaks just enough of the streamable HTTP transport for ``tools/call``: it initialises once
+(its own ``Mcp-Session-Id``), then each call is one POST on a kept-alive connection whose
+answer is read either as JSON or as an SSE stream (progress notifications for the call are
+relayed on the way). Everything else — lists, notifications, health pings, server→client
+requests — stays on the SDK session the supervisor keeps next to it.
+
+Errors are mapped here: transport failures → ``UpstreamUnavailable``; a JSON-RPC error → the
+same mapping as the SDK path (router/upstream.py ``map_error``). An expired session (HTTP 404)
+is re-initialised once, transparently.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+import mcp.types as mt
+from mcp.shared.exceptions import MCPError
+
+from vsm_mcp.errors import UpstreamUnavailable
+
+ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+PROTOCOL_VERSION = "2025-11-25"
+_ACCEPT = "application/json, text/event-stream"
+
+
+class SessionExpired(Exception):
+    """The upstream forgot our session (HTTP 404); re-initialise."""
+
+
+class RawHttpSession:
+    """See the module docstring. ``await open()`` once; ``call_tool`` from many tasks at once."""
+
+    def __init__(self, name: str, url: str, headers: dict[str, str], timeout: float) -> None:
+        self.name = name
+        self.url = url
+        self.headers = {**headers, "accept": _ACCEPT, "content-type": "application/json"}
+        self.timeout = timeout
+        self.session_id: str | None = None
+        self.protocol_version = PROTOCOL_VERSION
+        self._ids = itertools.count(1)
+        self._http = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout, connect=10.0),
+            limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
+        )
+
+    async def open(self) -> None:
+        self.session_id = None
+        init = {
+            "jsonrpc": "2.0",
+            "id": next(self._ids),
+            "method": "initialize",
+            "params": {
+                "protocolVersion": PROTOCOL_VERSION,
+                "capabilities": {},
+                "clientInfo": {"name": "vsm-mcp-router", "version": "0.1.0"},
+            },
+        }
+        async with self._http.stream("POST", self.url, json=init, headers=self.headers) as resp:
+            if resp.status_code >= 400:
+                raise UpstreamUnavailable(f"upstream {self.name!r} refused initialize: HTTP {resp.status_code}")
+            sid = resp.headers.get("mcp-session-id")
+            msg = await self._read_response(resp, init["id"], None)
+        if "error" in msg:
+            raise UpstreamUnavailable(f"upstream {self.name!r} refused initialize: {msg['error'].get('message')}")
+        self.protocol_version = str(msg.get("result", {}).get("protocolVersion", PROTOCOL_VERSION))
+        self.session_id = sid
+        note = {"jsonrpc": "2.0", "method": "notifications/initialized"}
+        r = await self._http.post(self.url, json=note, headers=self._session_headers())
+        if r.status_code >= 400:
+            raise UpstreamUnavailable(f"upstream {self.name!r} rejected notifications/initialized: HTTP {r.status_code}")
+
+    def _session_headers(self) -> dict[str, str]:
+        h = dict(self.headers)
+        h["mcp-protocol-version"] = self.protocol_version
+        if self.session_id:
+            h["mcp-session-id"] = self.session_id
+        return h
+
+    async def aclose(self) -> None:
+        if self.session_id:
+            try:
+                await self._http.delete(self.url, headers=self._session_headers(), timeout=2.0)
+            except httpx.HTTPError:
+                pass
+        await self._http.aclose()
+
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
+    ) -> mt.CallToolResult:
+        try:
+            return await self._call(tool, arguments, meta, progress)
+        except SessionExpired:
+            await self.open()
+            return await self._call(tool, arguments, meta, progress)
+        except httpx.HTTPError as exc:
+            raise UpstreamUnavailable(
+                f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "),
+                data={"server": self.name},
+            ) from exc
+
+    async def _call(
+        self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
+    ) -> mt.CallToolResult:
+        rid = next(self._ids)
+        params: dict[str, Any] = {"name": tool, "arguments": arguments}
+        token = None
+        if meta or progress is not None:
+            m = dict(meta or {})
+            if progress is not None:
+                token = f"vsm-{rid}"
+                m["progressToken"] = token
+            params["_meta"] = m
+        body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}).encode()
+        async with self._http.stream("POST", self.url, content=body, headers=self._session_headers()) as resp:
+            if resp.status_code == 404 and self.session_id:
+                raise SessionExpired()
+            if resp.status_code >= 400:
+                await resp.aread()
+                raise UpstreamUnavailable(
+                    f"upstream {self.name!r} answered HTTP {resp.status_code}: {resp.text[:200]}",
+                    data={"server": self.name, "status": resp.status_code},
+                )
+            msg = await self._read_response(resp, rid, (token, progress) if progress is not None else None)
+        if "error" in msg:
+            err = msg["error"]
+            raise MCPError(int(err.get("code", mt.INTERNAL_ERROR)), str(err.get("message", "")), err.get("data"))
+        return mt.CallToolResult.model_validate(msg.get("result", {}), by_name=False)
+
+    async def _read_response(
+        self, resp: httpx.Response, rid: Any, progress: tuple[str | None, ProgressFn] | None
+    ) -> dict[str, Any]:
+        ctype = resp.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            data = json.loads(await resp.aread())
+            if isinstance(data, list):  # a batch answer: pick ours
+                data = next((m for m in data if m.get("id") == rid), {})
+            return dict(data)
+        if not ctype.startswith("text/event-stream"):
+            raise UpstreamUnavailable(f"upstream {self.name!r} answered with content-type {ctype!r}")
+        data_lines: list[str] = []
+        async for line in resp.aiter_lines():
+            if line.startswith("data:"):
+                data_lines.append(line[5:].lstrip(" "))
+                continue
+            if line or not data_lines:
+                continue
+            msg = json.loads("\n".join(data_lines))
+            data_lines = []
+            if msg.get("id") == rid and ("result" in msg or "error" in msg):
+                return dict(msg)
+            if progress is not None and msg.get("method") == "notifications/progress":
+                p = msg.get("params", {})
+                if p.get("progressToken") == progress[0]:
+                    await progress[1](float(p.get("progress", 0)), p.get("total"), p.get("message"))
+        if data_lines:
+            msg = json.loads("\n".join(data_lines))
+            if msg.get("id") == rid:
+                return dict(msg)
+        raise UpstreamUnavailable(f"upstream {self.name!r} closed the stream without answering")

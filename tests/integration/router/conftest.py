@@ -1,0 +1,125 @@
+"""Router integration harness: real uvicorn on 127.0.0.1, real stdio and HTTP upstream processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+
+from router.app import create_app
+from router.manifest import parse_manifest
+from vsm_mcp import migrate
+from vsm_mcp.config import Settings, load_settings
+
+UPSTREAM = Path(__file__).with_name("upstream_server.py")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def stdio_entry(name: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "kind": "stdio", "command": sys.executable, "args": [str(UPSTREAM), "--name", name], **extra}
+
+
+async def eventually(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> None:
+    """Poll until true; generous because the machine is shared and slow."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture
+def http_upstream() -> Iterator[str]:
+    """A test upstream over streamable HTTP in its own process; yields its /mcp URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, str(UPSTREAM), "--transport", "http", "--port", str(port), "--name", "h"],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        for _ in range(600):
+            try:
+                httpx.get(url, timeout=1)
+                break
+            except httpx.HTTPError:
+                if proc.poll() is not None:
+                    raise RuntimeError("the HTTP upstream exited") from None
+                import time
+
+                time.sleep(0.1)
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(20)
+
+
+def router_settings(**overrides: Any) -> Settings:
+    s = load_settings(**{"rate_limit": 0, "upstream_start_wait": 30, **overrides})
+    migrate.upgrade(s.migration_database_url)
+    return s
+
+
+@asynccontextmanager
+async def serve_router(entries: list[dict[str, Any]], **overrides: Any) -> AsyncIterator[tuple[str, Any]]:
+    """The router app on a free loopback port; yields (base URL, app)."""
+    port = free_port()
+    settings = await asyncio.to_thread(router_settings, port=port, **overrides)
+    app = create_app(settings, specs=parse_manifest({"upstreams": entries}, "test.yaml"))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", port))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await eventually(lambda: server.started or task.done(), 90, "uvicorn to start")
+        if task.done():
+            task.result()
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 60)
+        sock.close()
+
+
+def children_of(pid: int) -> set[int]:
+    """All descendant pids of ``pid`` (from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="utf-8") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            fields = stat.rsplit(")", 1)[1].split()
+            if fields[0] != "Z":
+                parents[int(entry)] = int(fields[1])
+    out: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - out
+        out |= frontier
+    return out

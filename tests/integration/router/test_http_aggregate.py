@@ -1,0 +1,116 @@
+"""The aggregate /mcp and /mcp/<server> over real HTTP with a stdio and an HTTP upstream,
+driven by the real mcp SDK client."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from mcp import Client
+from mcp.shared.exceptions import MCPError
+
+from tests.integration.router.conftest import serve_router, stdio_entry
+
+pytestmark = pytest.mark.anyio
+ACCEPT = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+async def test_aggregate_proxy_and_protocol_errors(http_upstream: str) -> None:
+    entries = [stdio_entry("s"), {"name": "h", "kind": "http", "url": http_upstream}]
+    async with serve_router(entries, max_body_bytes=64 * 1024) as (base, app):
+        async with Client(f"{base}/mcp", mode="legacy") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert {"s__add", "h__add", "s__echo", "h__progress"} <= names
+            assert (await c.call_tool("s__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+            assert (await c.call_tool("h__add", {"a": 2, "b": 2})).structured_content == {"result": 4}
+            assert (await c.call_tool("h__fail", {})).is_error
+            steps: list[float] = []
+
+            async def on_progress(p: float, total: float | None, msg: str | None) -> None:
+                steps.append(p)
+
+            done = await c.call_tool("h__progress", {}, progress_callback=on_progress)
+            assert done.content[0].text == "finished" and steps == [1, 2, 3]  # type: ignore[union-attr]
+            with pytest.raises(MCPError) as unknown:
+                await c.call_tool("s__nope", {})
+            assert unknown.value.code == -32601
+            with pytest.raises(MCPError) as invalid:
+                await c.call_tool("h__add", {"a": "x", "b": 1})
+            assert invalid.value.code == -32602 and "'a'" in invalid.value.message
+        assert app.state.router_fastpath.served > 0  # plain calls took the fast lane
+
+        # /mcp/<server>: original names, the upstream's tools only, progress relayed.
+        async with Client(f"{base}/mcp/h", mode="legacy") as c:
+            assert {t.name for t in (await c.list_tools()).tools} >= {"add", "echo", "progress"}
+            assert (await c.call_tool("add", {"a": 5, "b": 5})).structured_content == {"result": 10}
+            steps.clear()
+            await c.call_tool("progress", {}, progress_callback=on_progress)
+            assert steps == [1, 2, 3]
+
+        async with httpx.AsyncClient(base_url=base, timeout=30) as h:
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            r = await h.post("/mcp", json=init, headers=ACCEPT)
+            sid = r.headers["mcp-session-id"]
+            hdrs = {**ACCEPT, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18"}
+            await h.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=hdrs)
+            r = await h.post("/mcp", content=b'{"jsonrpc": "2.0", "id": 2, "method": ', headers=hdrs)
+            assert r.json()["error"]["code"] == -32700
+            r = await h.post("/mcp", content=b'{"jsonrpc":"2.0","id":3,"method":"tools/call","params":7}', headers=hdrs)
+            assert "error" in _last_json(r)
+            r = await h.post("/mcp", json={"jsonrpc": "2.0", "id": 4, "method": "no/such"}, headers=hdrs)
+            assert _last_json(r)["error"]["code"] == -32601
+            big = {"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+                   "params": {"name": "s__echo", "arguments": {"text": "x" * 100_000}}}
+            r = await h.post("/mcp", json=big, headers=hdrs)
+            assert r.status_code == 413 and "error" in r.json()
+            r = await h.post("/mcp", json=init, headers={**ACCEPT, "host": "evil.example:80"})
+            assert r.status_code == 403 and r.json()["error"]["code"] == -32003
+            r = await h.post("/mcp", json=init, headers={**ACCEPT, "origin": "https://evil.example"})
+            assert r.status_code == 403
+            r = await h.post("/mcp/nosuch", json=init, headers=ACCEPT)
+            assert r.status_code == 404 and r.json()["error"]["code"] == -32601
+            ready = (await h.get("/readyz")).json()
+            assert ready["checks"]["upstreams"]["s"]["state"] == "ready"
+            assert ready["checks"]["upstreams"]["h"]["state"] == "ready"
+
+
+def _last_json(r: httpx.Response) -> dict:  # type: ignore[type-arg]
+    """A JSON body, or the last `data:` event of an SSE body."""
+    if r.headers.get("content-type", "").startswith("application/json"):
+        return r.json()  # type: ignore[no-any-return]
+    data = [line[5:].strip() for line in r.text.splitlines() if line.startswith("data:")]
+    return json.loads(data[-1])  # type: ignore[no-any-return]
+
+
+async def test_api_keys_required_off_loopback_rules(http_upstream: str) -> None:
+    from vsm_mcp.tenants import create_api_key, create_tenant
+
+    async with serve_router([{"name": "h", "kind": "http", "url": http_upstream}], allow_anonymous=False) as (base, app):
+        db = app.state.ctx.db
+        await create_tenant(db, "acme")
+        key, _ = await create_api_key(db, "acme", ["tools:call"])
+        async with httpx.AsyncClient(base_url=base, timeout=30) as h:
+            r = await h.post("/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "ping"}, headers=ACCEPT)
+            assert r.status_code == 401 and r.json()["error"]["code"] == -32001
+        auth = httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}, timeout=30)
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with Client(streamable_http_client(f"{base}/mcp", http_client=_httpx2(key)), mode="legacy") as c:
+            r = await c.call_tool("h__whoami", {})
+            tenant = (await _tenant_id(db, "acme"))
+            assert r.content[0].text == tenant  # type: ignore[union-attr]
+        await auth.aclose()
+
+
+def _httpx2(key: str):  # type: ignore[no-untyped-def]
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    return create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
+
+
+async def _tenant_id(db, name: str) -> str:  # type: ignore[no-untyped-def]
+    from vsm_mcp.tenants import get_tenant
+
+    return (await get_tenant(db, name)).id
