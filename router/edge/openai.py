@@ -116,6 +116,12 @@ def openai_error(exc: VsmError) -> JSONResponse:
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 
+def _no_cache(request: Request) -> bool:
+    """``Cache-Control: no-cache`` / ``no-store`` asks for a fresh answer that is not stored."""
+    value = request.headers.get("cache-control", "").lower()
+    return "no-cache" in value or "no-store" in value
+
+
 def _default_authenticate(ctx: ServerContext) -> Authenticate:
     s = ctx.settings
     authn = Authenticator(ctx.db, default_tenant=s.default_tenant, allow_anonymous=s.allow_anonymous and s.is_loopback)
@@ -195,6 +201,8 @@ def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, 
         try:
             principal = await auth(request)
             body = await read_json(request)
+            if _no_cache(request):
+                body["cache"] = False
             out = await engine().complete(principal.tenant_id, body)
         except VsmError as exc:
             return openai_error(exc)

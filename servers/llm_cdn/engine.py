@@ -106,7 +106,7 @@ class Engine:
 
     def cacheable(self, request: dict[str, Any]) -> bool:
         mode = self.settings.llm_cache_mode
-        if mode == "off":
+        if mode == "off" or request.get("cache") is False:  # the caller opted out for this request
             return False
         if mode == "all":
             return True

@@ -30,7 +30,7 @@ from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamUnavailable, VsmE
 from vsm_mcp.resilience import CircuitBreaker
 
 # Request fields litellm must not receive twice or at all.
-_NOT_FORWARDED = {"model", "messages", "stream", "stream_options", "input"}
+_NOT_FORWARDED = {"model", "messages", "stream", "stream_options", "input", "cache"}
 
 
 @cache

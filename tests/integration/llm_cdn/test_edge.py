@@ -65,6 +65,10 @@ async def test_completion_miss_hit_and_tenant_isolation(app: Starlette, fakes: F
     assert [r.headers["x-vsm-cache"] for r in (r1, r2, r3)] == ["miss", "hit", "miss"]
     assert r1.json()["choices"][0]["message"]["content"] == r2.json()["choices"][0]["message"]["content"]
     assert r3.json()["choices"][0]["message"]["content"].endswith("[call 2]")
+    async with _client(app) as a:
+        fresh = await a.post("/v1/chat/completions", json=_chat("hi"), headers={"cache-control": "no-cache"})
+    assert fresh.headers["x-vsm-cache"] == "bypass"
+    assert fresh.json()["choices"][0]["message"]["content"].endswith("[call 3]")
 
 
 async def test_cached_stream_replays_as_a_stream(app: Starlette) -> None:
