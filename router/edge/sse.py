@@ -59,7 +59,7 @@ class SseConnection:
     """One client's bounded buffer of pre-encoded frames."""
 
     __slots__ = (
-        "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone",
+        "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone", "reason",
     )
 
     def __init__(self, tenant: str, patterns: tuple[str, ...], maxsize: int) -> None:
@@ -72,6 +72,7 @@ class SseConnection:
         self.closed = False
         self.skip: set[str] = set()  # ids already sent by the replay
         self.last_id = ""
+        self.reason = ""  # why an overflowed connection is being closed (sent to the client)
         self.sending: asyncio.Timeout | None = None  # set while a write to the client is in flight
         self.gone = False  # the client disconnected
 
@@ -86,9 +87,10 @@ class SseConnection:
         self.wake.set()
         return True
 
-    def overflow(self) -> None:
+    def overflow(self, reason: str = "") -> None:
         """Mark the client as too slow; a write stuck on its full socket is aborted at once."""
         self.overflowed = True
+        self.reason = self.reason or reason or f"client fell more than {self.maxsize} events behind"
         self.buf.clear()
         self.wake.set()
         if self.sending is not None:
@@ -217,8 +219,9 @@ class SseHub:
         self.connections -= 1
         self.metrics.sse_connections.dec()
 
-    async def replay(self, conn: SseConnection, after_id: str) -> list[Event]:
-        """Events of the connection's tenant after ``after_id`` (log ∪ recent ring), oldest first."""
+    async def replay(self, conn: SseConnection, after_id: str) -> tuple[list[Event], bool]:
+        """Events of the connection's tenant after ``after_id`` (log ∪ recent ring), oldest first,
+        at most ``replay_max`` of them; the flag says whether more remain."""
         found: dict[str, Event] = {}
         if self.event_log is not None:
             for e in await self.event_log.replay(conn.tenant, after_id, conn.patterns, limit=self.replay_max):
@@ -226,7 +229,8 @@ class SseHub:
         for e in list(self._recent):
             if e.tenant == conn.tenant and e.id > after_id and any(topic_matches(p, e.topic) for p in conn.patterns):
                 found.setdefault(e.id, e)
-        return [found[k] for k in sorted(found)][-self.replay_max:] if self.replay_max else []
+        ordered = [found[k] for k in sorted(found)]
+        return ordered[: self.replay_max], len(ordered) > self.replay_max
 
 
 def parse_topics(raw: str | None) -> tuple[str, ...]:
@@ -285,7 +289,10 @@ class EventsEndpoint:
             await _finish(conn, send, GRACE_S)
 
     async def _send_replay(self, conn: SseConnection, after: str, send: Send) -> None:
-        events = await self.hub.replay(conn, after)
+        events, truncated = await self.hub.replay(conn, after)
+        if truncated:
+            # Never a silent gap: send the oldest batch, then ask the client to come back for more.
+            conn.overflow(f"more than {self.hub.replay_max} events to replay; this batch ends here")
         if not events:
             return
         conn.skip = {e.id for e in events}
@@ -334,7 +341,7 @@ async def _finish(conn: SseConnection, send: Send, grace: float) -> None:
         async with asyncio.timeout(grace):
             if conn.overflowed:
                 data = json.dumps({
-                    "reason": f"client fell more than {conn.maxsize} events behind",
+                    "reason": conn.reason,
                     "last_event_id": conn.last_id,
                     "hint": "reconnect with Last-Event-ID to replay what was missed",
                 })

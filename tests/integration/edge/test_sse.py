@@ -176,3 +176,28 @@ async def test_authentication_and_scope_and_bad_topics() -> None:
     async with edge_app(tenants=("initech",)) as app, httpx.AsyncClient(base_url=app.url, timeout=30) as client:
         r = await client.get("/v1/events?topics=tool.*x", headers=app.auth("initech"))
         assert r.status_code == 400 and "tool.*x" in r.json()["error"]["message"]
+
+
+async def test_replay_longer_than_the_cap_comes_in_batches_without_a_gap() -> None:
+    settings = load_settings(allow_anonymous=False, sse_replay_max=3, sse_heartbeat_s=60)
+    async with edge_app(settings) as app, httpx.AsyncClient(base_url=app.url, timeout=30) as client:
+        acme = app.tenants["acme"]
+        events = [Event(topic="a.b", tenant=acme, data={"i": i}) for i in range(6)]
+        for e in events:
+            await app.ctx.bus.publish(e)
+        await app.edge.event_log.flush()
+        headers = {**app.auth("acme"), "Last-Event-ID": events[0].id}
+        async with client.stream("GET", "/v1/events", headers=headers) as resp:
+            reader = SseReader(resp)
+            batch = [await reader.next_event() for _ in range(4)]
+        assert [b.event for b in batch] == ["a.b"] * 3 + ["overflow"]  # capped, and told so
+        notice = json.loads(batch[3].data)
+        assert notice["last_event_id"] == batch[2].id and "replay" in notice["reason"]
+        headers = {**app.auth("acme"), "Last-Event-ID": notice["last_event_id"]}
+        async with client.stream("GET", "/v1/events", headers=headers) as resp:
+            reader = SseReader(resp)
+            rest = [await reader.next_event() for _ in range(2)]
+            live = Event(topic="a.b", tenant=acme)
+            await app.ctx.bus.publish(live)
+            assert (await reader.next_event()).id == live.id  # then live, nothing in between
+        assert [b.id for b in batch[:3] + rest] == [e.id for e in events[1:]]
