@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any, Protocol
 
 from starlette.requests import Request
@@ -102,6 +102,12 @@ def sse_events(body: dict[str, Any], include_usage: bool = False) -> Iterator[by
     for c in chunks(body, include_usage):
         yield b"data: " + json.dumps(c, separators=(",", ":")).encode() + b"\n\n"
     yield b"data: [DONE]\n\n"
+
+
+async def _replay(body: dict[str, Any], include_usage: bool) -> AsyncIterator[bytes]:
+    # An async generator: Starlette would run a plain iterator in a thread, one hop per chunk.
+    for event in sse_events(body, include_usage):
+        yield event
 
 
 def openai_error(exc: VsmError) -> JSONResponse:
@@ -210,9 +216,7 @@ def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, 
         if body.get("stream"):
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             headers["cache-control"] = "no-cache"
-            return StreamingResponse(
-                iter(list(sse_events(out.body, include_usage))), media_type="text/event-stream", headers=headers
-            )
+            return StreamingResponse(_replay(out.body, include_usage), media_type="text/event-stream", headers=headers)
         return JSONResponse(out.body, headers=headers)
 
     async def embeddings(request: Request) -> Response:

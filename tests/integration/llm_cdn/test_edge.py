@@ -99,6 +99,18 @@ async def test_errors_use_the_openai_shape(app: Starlette, fakes: Fakes) -> None
     assert set(err) == {"message", "type", "param", "code"}
 
 
+async def test_provider_down_503_while_cached_answers_still_serve(app: Starlette, fakes: Fakes) -> None:
+    async with _client(app) as c:
+        assert (await c.post("/v1/chat/completions", json=_chat("kept", model="solo"))).status_code == 200
+        fakes[1].mode["solo"] = "fail"
+        cached = await c.post("/v1/chat/completions", json=_chat("kept", model="solo", stream=True))
+        fresh = await c.post("/v1/chat/completions", json=_chat("new", model="solo"))
+        healthy = await c.post("/v1/chat/completions", json=_chat("other models still work"))
+    assert cached.status_code == 200 and cached.headers["x-vsm-cache"] == "hit" and "[call 1]" in cached.text
+    assert fresh.status_code == 503 and "no LLM provider reachable" in fresh.json()["error"]["message"]
+    assert healthy.status_code == 200
+
+
 async def test_embeddings_and_models(app: Starlette) -> None:
     async with _client(app) as c:
         e1 = await c.post("/v1/embeddings", json={"model": "emb", "input": "a"})
