@@ -19,9 +19,11 @@ from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
+from vsm_mcp.bus import Bus
 from vsm_mcp.config import Settings
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Conflict, NotFound, QuotaExceeded
+from vsm_mcp.events import Event
 from vsm_mcp.models import Artifact, new_id, utcnow
 from vsm_mcp.storage import buckets as cbcp
 from vsm_mcp.storage.backends import backend_urls, open_storage
@@ -77,8 +79,8 @@ async def _limited(body: Body, limit: int | None, bucket: str) -> AsyncIterator[
 class StorageService:
     """Objects of every tenant and bucket. One per process (``servers.storage`` and the edge share it)."""
 
-    def __init__(self, settings: Settings, db: Database) -> None:
-        self.settings, self.db = settings, db
+    def __init__(self, settings: Settings, db: Database, bus: Bus | None = None) -> None:
+        self.settings, self.db, self.bus = settings, db, bus
         self.urls = backend_urls(settings)
         self._backends: dict[str, Storage] = {}
 
@@ -125,6 +127,7 @@ class StorageService:
             raise
         if replaced:
             await self._drop_blob(store, blob_key(tenant, bucket, replaced))
+        await self._publish("storage.object.put", tenant, row)
         if b.versioning and b.keep_versions is not None:
             from vsm_mcp.storage.lifecycle import prune_versions
 
@@ -185,6 +188,12 @@ class StorageService:
                 await anyio.sleep(0.005 * (attempt + 1))
         raise Conflict(f"too many concurrent writers to {b.name}/{key}; retry")
 
+    async def _publish(self, topic: str, tenant: str, row: Artifact) -> None:
+        """``storage.object.put`` / ``.deleted`` on the bus (SSE clients can follow a bucket)."""
+        if self.bus is not None:
+            data = {"bucket": row.bucket, "key": row.key, "size": row.size, "sha256": row.sha256}
+            await self.bus.publish(Event(topic=topic, tenant=tenant, type=topic, data=data))
+
     async def _drop_blob(self, store: Storage, key: str) -> None:
         # Best effort: a blob left behind is unreferenced and removed by the next sweep.
         with anyio.CancelScope(shield=True), contextlib.suppress(Exception):
@@ -204,6 +213,7 @@ class StorageService:
                 return False
             if b.versioning:
                 s.add(_as_version(cur, tenant))
+        await self._publish("storage.object.deleted", tenant, cur)
         if not b.versioning:
             await self._drop_blob(self.backend(b.backend), blob_key(tenant, bucket, cur.id))
         elif b.keep_versions is not None:
@@ -296,6 +306,6 @@ def service_for(ctx: Any) -> StorageService:
     """The process's StorageService, kept in ``ctx.extras`` so the MCP server and the edge share it."""
     svc = ctx.extras.get("storage.service")
     if svc is None:
-        svc = ctx.extras["storage.service"] = StorageService(ctx.settings, ctx.db)
+        svc = ctx.extras["storage.service"] = StorageService(ctx.settings, ctx.db, ctx.bus)
     assert isinstance(svc, StorageService)
     return svc

@@ -13,6 +13,7 @@ import anyio
 import anyio.lowlevel
 import pytest
 
+from vsm_mcp.bus import MemoryBus
 from vsm_mcp.errors import Conflict, InvalidArguments, NotFound, QuotaExceeded
 from vsm_mcp.models import utcnow
 from vsm_mcp.storage import StorageService
@@ -236,3 +237,23 @@ async def test_policy_validation_names_the_field(storage_env: Env) -> None:
             await set_policy(svc.db, a, "p", changes, svc.backend_names)
     row = await set_policy(svc.db, a, "p", {"quota_objects": 5}, svc.backend_names)
     assert row.quota_objects == 5
+
+
+@pytest.mark.parametrize("backend_url", ["memory://"])
+async def test_put_and_delete_publish_events(storage_env: Env) -> None:
+    svc, a, _ = storage_env
+    bus = MemoryBus()
+    svc.bus = bus
+    sub = await bus.subscribe(["storage.object.#"])
+    try:
+        await svc.put(a, "ev", "k", b"data")
+        await svc.delete(a, "ev", "k")
+        got = []
+        with anyio.fail_after(10):
+            async for event in sub:
+                got.append((event.topic, event.tenant, event.data["key"], event.data["size"]))
+                if len(got) == 2:
+                    break
+    finally:
+        await sub.aclose()
+    assert got == [("storage.object.put", a, "k", 4), ("storage.object.deleted", a, "k", 4)]
