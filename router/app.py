@@ -32,9 +32,11 @@ from router.authn import AuthMiddleware, authenticate, make_authenticator, princ
 from router.edge.assembly import Edge, catalog_lister
 from router.edge.openai import openai_routes
 from router.edge.storage_http import storage_routes
+from router.edge.tools_rest import tools_routes
 from router.fastpath import FastPath
 from router.guard import HostOriginGuard
 from router.manifest import UpstreamSpec
+from router.meta_tools import install_meta_tools
 from router.proxy import ProxySet
 from router.runtime import RouterRuntime
 from vsm_mcp.auth import Principal
@@ -78,6 +80,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     policy = authorizer_of(ctx)  # tenant policies (WASM) at the authorize step, vsm_mcp/policy
     runtime.dispatcher.add_authorizer(policy)
     aggregate = Aggregate(runtime.catalog, runtime.dispatcher, _http_principal, expose=settings.expose)
+    install_meta_tools(aggregate, runtime.tool_search, runtime.dispatcher)  # find_tools / call_tool (issue 5)
     manager = StreamableHTTPSessionManager(
         app=aggregate.server,
         max_request_body_size=settings.max_body_bytes,
@@ -138,6 +141,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         # Edge routes (router/edge/) are appended below this line.
         *edge.routes(),
         *storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator)),  # /v1/storage
+        *tools_routes(runtime.tool_search, lambda conn: authenticate(conn.scope, authenticator)),  # GET /v1/tools
         # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
         *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
     ]

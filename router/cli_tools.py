@@ -78,18 +78,17 @@ def _hits_table(hits: list[SearchHit]) -> Table:
 
 async def _with_registry(settings: Any, query: str | None, **search: Any) -> tuple[list[Any], list[SearchHit]]:
     from router.local import running_router
-    from router.meta_tools import attach_registry
     from vsm_mcp.auth import grants
 
     async with running_router(settings) as (runtime, principal):
         entries = [e for e in runtime.catalog.tools() if grants(principal.scopes, e.tags)]
         if query is None:
             return entries, []
-        registry, feeder = attach_registry(settings, runtime.catalog)
+        tool_search = runtime.tool_search
         with embedding_progress("embedding tools", enabled=err.is_terminal) as update:
-            registry.progress = update
-            await feeder.drain()
-        hits = registry.search(query, allowed=lambda r: grants(principal.scopes, r.tags), **search)
+            tool_search.registry.progress = update
+            await tool_search.refresh()
+        hits = await tool_search.find(principal, query, **search)
         return entries, hits
 
 

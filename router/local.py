@@ -21,6 +21,7 @@ from mcp.server.stdio import stdio_server
 
 from router.aggregate import Aggregate
 from router.manifest import UpstreamSpec
+from router.meta_tools import install_meta_tools
 from router.runtime import RouterRuntime
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
@@ -63,6 +64,7 @@ async def serve_stdio(settings: Settings, specs: list[UpstreamSpec] | None = Non
             return principal
 
         aggregate = Aggregate(runtime.catalog, runtime.dispatcher, principal_of, expose=settings.expose, source="stdio")
+        install_meta_tools(aggregate, runtime.tool_search, runtime.dispatcher)
         async with stdio_server() as (read, write):
             await aggregate.server.run(read, write, aggregate.server.create_initialization_options())
 

@@ -1,12 +1,11 @@
 """The meta-tools ``find_tools`` and ``call_tool``, and the link from the catalog to the registry.
 
-``RegistryFeeder`` listens to the catalog (router/catalog.py) and keeps the registry in step
-with it: start-up, ``list_changed`` and availability changes. The catalog calls listeners
-synchronously and they must not block, so a change whose embeddings are all known is applied
-at once, and one that needs the embedding model runs on a worker thread (``await
-feeder.drain()`` waits for it).
+``ToolSearch`` listens to the catalog (router/catalog.py) and keeps the registry in step with
+it — start-up, ``list_changed``, availability — indexing lazily before the next search.
+``RouterRuntime.tool_search`` is the one instance; find_tools, ``GET /v1/tools`` and
+``vsm-mcp tools search`` all call ``ToolSearch.find``.
 
-``meta_tools(registry, dispatcher)`` returns the two ``LocalTool``s the aggregate serves
+``meta_tools(search, dispatcher)`` returns the two ``LocalTool``s the aggregate serves
 (``/mcp?expose=search`` lists only them): ``find_tools`` searches with the caller's grants
 applied, ``call_tool`` runs the named tool through ``Dispatcher.call_tool`` — the same
 pipeline (auth, validation, rate limit, cache, episodes) as a direct call.
@@ -27,7 +26,7 @@ from router.aggregate import LocalTool
 from router.catalog import ToolEntry
 from router.dispatch import Dispatcher
 from router.embedding_store import default_store
-from router.registry import SearchHit, ToolRecord, ToolRegistry
+from router.registry import Mode, SearchHit, ToolRecord, ToolRegistry
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
 from vsm_mcp.embeddings import make_embedder
@@ -54,56 +53,66 @@ def record_of(entry: ToolEntry) -> ToolRecord:
     )
 
 
-class RegistryFeeder:
-    """A catalog listener that mirrors every server's tools into a ``ToolRegistry``."""
+class ToolSearch:
+    """The registry fed from the catalog, searched on behalf of a principal.
+
+    A catalog listener: ``on_change`` only notes the server's new tool list (the catalog calls
+    listeners synchronously and they must not block). The next search first indexes what is
+    pending on a worker thread, embedding only tools whose text is new (the store has the
+    rest), so a router that is never searched never runs the model.
+    """
 
     def __init__(self, registry: ToolRegistry) -> None:
         self.registry = registry
         self._pending: dict[str, list[ToolRecord]] = {}
-        self._cond = threading.Condition()
-        self._busy = False
+        self._lock = threading.Lock()  # guards _pending
+        self._index_lock = threading.Lock()  # one indexing pass at a time
         self.errors = 0
 
     def on_change(self, server: str, tools: list[ToolEntry]) -> None:
         records = [record_of(e) for e in tools]
-        with self._cond:
-            if not self._busy and not self._pending and self.registry.has_vectors(records):
-                self._apply(server, records)  # cheap: no model run (availability flip, known tools)
-                return
-            self._pending[server] = records  # a newer list for the same server replaces an older one
-            if not self._busy:
-                self._busy = True
-                threading.Thread(target=self._work, name="registry-feeder", daemon=True).start()
+        with self._lock:
+            self._pending[server] = records  # a newer list for a server replaces an older one
 
-    def _apply(self, server: str, records: list[ToolRecord]) -> None:
-        try:
-            if records:
-                self.registry.replace_server(server, records)
-            else:
-                self.registry.remove_server(server)
-        except Exception:  # keep serving the previous index rather than lose search entirely
-            self.errors += 1
-            log.exception("indexing the tools of %s failed", server)
+    @property
+    def pending(self) -> bool:
+        return bool(self._pending)
 
-    def _work(self) -> None:
-        while True:
-            with self._cond:
-                if not self._pending:
-                    self._busy = False
-                    self._cond.notify_all()
-                    return
-                server = next(iter(self._pending))
-                records = self._pending.pop(server)
-            self._apply(server, records)
+    def index_pending(self) -> None:
+        """Apply every pending change to the registry (blocking; may run the embedding model)."""
+        with self._index_lock:
+            while True:
+                with self._lock:
+                    if not self._pending:
+                        return
+                    server, records = self._pending.popitem()
+                try:
+                    if records:
+                        self.registry.replace_server(server, records)
+                    else:
+                        self.registry.remove_server(server)
+                except Exception:  # keep serving the previous index rather than lose search entirely
+                    self.errors += 1
+                    log.exception("indexing the tools of %s failed", server)
 
-    def wait_idle(self, timeout: float | None = None) -> bool:
-        """Block until every pending change is indexed; False on timeout."""
-        with self._cond:
-            return self._cond.wait_for(lambda: not self._busy and not self._pending, timeout)
+    async def refresh(self) -> None:
+        """``index_pending`` on a worker thread, if anything is pending."""
+        if self._pending:
+            await anyio.to_thread.run_sync(self.index_pending)
 
-    async def drain(self, timeout: float = 600.0) -> bool:
-        """``wait_idle`` for async callers (runs on a thread, never blocks the event loop)."""
-        return await anyio.to_thread.run_sync(self.wait_idle, timeout)
+    async def find(
+        self, principal: Principal, query: str, *, limit: int = 5, server: str | None = None,
+        tags: Sequence[str] | None = None, mode: Mode = "hybrid",
+    ) -> list[SearchHit]:
+        """The best tools for ``query`` that ``principal`` may call (others are never returned)."""
+        await self.refresh()
+        if mode != "bm25" and query.strip() and not self.registry.has_query(query):
+            # Embedding a new query runs the model: keep it off the event loop.
+            await anyio.to_thread.run_sync(self.registry.embed_query, query)
+        return self.registry.search(
+            query, limit=limit, server=server, tags=tags, mode=mode,
+            allowed=lambda r: grants(principal.scopes, r.tags),
+        )
 
 
 def build_registry(settings: Settings) -> ToolRegistry:
@@ -113,19 +122,18 @@ def build_registry(settings: Settings) -> ToolRegistry:
     return ToolRegistry(embedder, store=store, fusion=settings.search_fusion)
 
 
-def attach_registry(settings: Settings, catalog: Any) -> tuple[ToolRegistry, RegistryFeeder]:
-    """A registry fed by ``catalog`` (a router/catalog.py ``Catalog``) from now on."""
-    registry = build_registry(settings)
-    feeder = RegistryFeeder(registry)
-    catalog.add_listener(feeder)
+def attach_tool_search(settings: Settings, catalog: Any) -> ToolSearch:
+    """Tool search fed by ``catalog`` (a router/catalog.py ``Catalog``) from now on."""
+    search = ToolSearch(build_registry(settings))
+    catalog.add_listener(search)
     for server in {e.server for e in catalog.tools()}:
-        feeder.on_change(server, catalog.server_tools(server))
-    return registry, feeder
+        search.on_change(server, catalog.server_tools(server))
+    return search
 
 
-def install_meta_tools(aggregate: Any, registry: ToolRegistry, dispatcher: Dispatcher) -> None:
+def install_meta_tools(aggregate: Any, search: ToolSearch, dispatcher: Dispatcher) -> None:
     """Serve ``find_tools`` and ``call_tool`` on a router/aggregate.py ``Aggregate``."""
-    for tool in meta_tools(registry, dispatcher):
+    for tool in meta_tools(search, dispatcher):
         aggregate.add_local_tool(tool)
 
 
@@ -182,24 +190,17 @@ def parse_find_args(arguments: dict[str, Any]) -> tuple[str, int, str | None, li
     return query, limit, server, tags
 
 
-def find_tools(
-    registry: ToolRegistry, principal: Principal, query: str, limit: int = 5,
-    server: str | None = None, tags: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Search hits as JSON objects; tools ``principal`` may not call are never included."""
-    hits = registry.search(
-        query, limit=limit, server=server, tags=tags, allowed=lambda r: grants(principal.scopes, r.tags)
-    )
+def hits_json(hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
+    """Search hits as the JSON objects find_tools and ``GET /v1/tools`` return."""
     return [_hit_json(h) for h in hits]
 
 
-def meta_tools(registry: ToolRegistry, dispatcher: Dispatcher) -> list[LocalTool]:
+def meta_tools(search: ToolSearch, dispatcher: Dispatcher) -> list[LocalTool]:
     """``find_tools`` and ``call_tool`` for ``Aggregate.add_local_tool``."""
 
     async def find_handler(principal: Principal, arguments: dict[str, Any]) -> mt.CallToolResult:
         query, limit, server, tags = parse_find_args(arguments)
-        tools = find_tools(registry, principal, query, limit, server, tags)
-        payload = {"tools": tools}
+        payload = {"tools": hits_json(await search.find(principal, query, limit=limit, server=server, tags=tags))}
         return mt.CallToolResult(
             content=[mt.TextContent(type="text", text=json.dumps(payload, separators=(",", ":")))],
             structured_content=payload,

@@ -290,6 +290,10 @@ class ToolRegistry:
                 self._query_cache.popitem(last=False)
         return vec
 
+    def has_query(self, query: str) -> bool:
+        """True when ``query``'s embedding is cached (searching it runs no model)."""
+        return query in self._query_cache
+
     def clear_query_cache(self) -> None:
         with self._query_lock:
             self._query_cache.clear()

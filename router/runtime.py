@@ -17,6 +17,7 @@ from anyio.abc import TaskGroup
 from router.catalog import Catalog
 from router.dispatch import Dispatcher
 from router.manifest import UpstreamSpec, load_manifests
+from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
 from router.upstream import Upstream
 from vsm_mcp.context import ServerContext
@@ -30,6 +31,7 @@ class RouterRuntime:
         self.ctx = ctx
         self.specs = specs if specs is not None else load_manifests(settings.manifests or None)
         self.catalog = Catalog()
+        self.tool_search = attach_tool_search(settings, self.catalog)  # registry + find_tools (issue 5)
         self.recorder = Recorder(ctx.db, [])
         self.upstreams: dict[str, Upstream] = {}
         self._listeners: list[Any] = []
