@@ -19,6 +19,7 @@ Extension points for the registry (issue 5) and others:
 
 from __future__ import annotations
 
+import json
 import logging
 import weakref
 from collections.abc import Awaitable, Callable
@@ -101,6 +102,7 @@ class Aggregate:
         self.local_tools: dict[str, LocalTool] = {}
         self._list_cache: dict[tuple[int, int, str, frozenset[str]], dict[str, Any]] = {}
         self._local_version = 0
+        self._list_bytes: dict[int, tuple[dict[str, Any], bytes]] = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
         self.server = self._build()
 
@@ -158,7 +160,10 @@ class Aggregate:
 
     async def _list_tools(self, ctx: Any, params: Any) -> dict[str, Any]:
         principal = await self._principal(ctx)
-        mode = self.expose_mode(ctx)
+        return self.tools_payload(principal, self.expose_mode(ctx))
+
+    def tools_payload(self, principal: Principal, mode: str) -> dict[str, Any]:
+        """The ``tools/list`` result for ``principal`` in expose ``mode``, built once per catalog version."""
         key = (self.catalog.version, self._local_version, mode, principal.scopes)
         cached = self._list_cache.get(key)
         if cached is None:
@@ -173,8 +178,17 @@ class Aggregate:
                 tools += [t.tool().model_dump(by_alias=True, mode="json", exclude_none=True) for t in self.local_tools.values()]
             if len(self._list_cache) > 256:
                 self._list_cache.clear()
+                self._list_bytes.clear()
             cached = self._list_cache[key] = {"tools": tools}
         return cached
+
+    def tools_payload_json(self, principal: Principal, mode: str) -> bytes:
+        """``tools_payload`` serialized once (the fast lane answers tools/list with these bytes)."""
+        payload = self.tools_payload(principal, mode)
+        raw = self._list_bytes.get(id(payload))
+        if raw is None or raw[0] is not payload:
+            raw = self._list_bytes[id(payload)] = (payload, json.dumps(payload, separators=(",", ":")).encode())
+        return raw[1]
 
     async def _call_tool(self, ctx: Any, params: mt.CallToolRequestParams) -> mt.CallToolResult:
         principal = await self._principal(ctx)

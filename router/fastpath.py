@@ -5,7 +5,8 @@ a JSON-RPC dispatcher and typed models before our handler runs — about as much
 upstream does for the whole call. ``FastPath.handle`` answers the common case directly:
 
 * POST with a JSON body that is one ``tools/call`` request (not a batch, no ``progressToken`` —
-  progress needs the SSE response stream),
+  progress needs the SSE response stream), or one ``tools/list`` without a cursor (answered
+  with the aggregate's cached, pre-serialized bytes),
 * an ``Mcp-Session-Id`` the SDK session manager knows and has not expired, a handshake-era
   protocol version, and an ``Accept`` that allows ``application/json``.
 
@@ -80,12 +81,32 @@ class FastPath:
             return True
         msg = _parse_call(body)
         if msg is None:
+            listing = _parse_list(body)
+            if listing is not None and (raw := self._list(scope, listing)) is not None:
+                _touch(transport)
+                await send_body(send, raw)
+                self.served += 1
+                return True
             await self._replay(scope, body, receive, send)
             return True
         _touch(transport)
         await send_json(send, await self._answer(scope, msg))
         self.served += 1
         return True
+
+    def _list(self, scope: Scope, rid: str | int) -> bytes | None:
+        """tools/list from the aggregate's cached, pre-serialized listing (None: let the SDK answer)."""
+        principal = principal_of(scope)
+        if principal is None:
+            return None
+        mode = self.aggregate.expose
+        for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+            if part.startswith("expose="):
+                mode = part[7:]
+        if mode not in ("all", "search", "both"):
+            return None
+        payload: bytes = self.aggregate.tools_payload_json(principal, mode)
+        return b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":' + payload + b"}"
 
     async def _replay(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         sent = False
@@ -160,6 +181,23 @@ class _TooLarge(Exception):
     pass
 
 
+def _parse_list(body: bytes) -> str | int | None:
+    """The request id if ``body`` is a single tools/list request without a cursor."""
+    if b'"tools/list"' not in body:
+        return None
+    try:
+        msg = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/list":
+        return None
+    rid = msg.get("id")
+    params = msg.get("params") or {}
+    if not isinstance(rid, str | int) or isinstance(rid, bool) or not isinstance(params, dict) or params.get("cursor"):
+        return None
+    return rid
+
+
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
     chunks: list[bytes] = []
     size = 0
@@ -185,7 +223,10 @@ def _touch(transport: Any) -> None:
 
 
 async def send_json(send: Send, payload: dict[str, Any], status: int = 200) -> None:
-    body = json.dumps(payload, separators=(",", ":")).encode()
+    await send_body(send, json.dumps(payload, separators=(",", ":")).encode(), status)
+
+
+async def send_body(send: Send, body: bytes, status: int = 200) -> None:
     await send(
         {
             "type": "http.response.start",
