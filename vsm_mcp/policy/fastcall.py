@@ -52,6 +52,7 @@ class FastCall:
         self._mem = ctypes.addressof(memory._memory)
         self._args = (_VAL_RAW * 1)()
         self._args_addr = ctypes.addressof(self._args)
+        self._i32 = ctypes.c_int32.from_address(self._args_addr)  # the i32 lane of args[0]
         self._trap = _TRAP_PTR()
         self._trap_addr = ctypes.addressof(self._trap)
         self._refresh()
@@ -75,8 +76,7 @@ class FastCall:
             raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR))
         assert self._view is not None
         self._view[base:end] = payload
-        args = self._args
-        args[0].i32 = len(payload)
+        self._i32.value = len(payload)
         err = _CALL(self._ctx, self._func, self._args_addr, 1, self._trap_addr)
         if err:
             raise wasmtime.WasmtimeError._from_ptr(ctypes.cast(err, _ERROR_PTR))
@@ -85,4 +85,4 @@ class FastCall:
             self._trap = _TRAP_PTR()  # the Trap object owns the old pointer now
             self._trap_addr = ctypes.addressof(self._trap)
             raise trap
-        return int(args[0].i32)
+        return self._i32.value
