@@ -85,15 +85,12 @@ class ToolSearch:
                 with self._lock:
                     if not self._pending:
                         return
-                    server, records = self._pending.popitem()
+                    batch, self._pending = self._pending, {}
                 try:
-                    if records:
-                        self.registry.replace_server(server, records)
-                    else:
-                        self.registry.remove_server(server)
+                    self.registry.replace_servers(batch)  # one index rebuild for all of them
                 except Exception:  # keep serving the previous index rather than lose search entirely
                     self.errors += 1
-                    log.exception("indexing the tools of %s failed", server)
+                    log.exception("indexing the tools of %s failed", ", ".join(sorted(batch)))
 
     async def refresh(self) -> None:
         """``index_pending`` on a worker thread, if anything is pending."""

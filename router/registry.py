@@ -205,13 +205,22 @@ class ToolRegistry:
 
     def replace_server(self, server: str, records: Iterable[ToolRecord]) -> None:
         """Install ``server``'s complete tool list (tools absent from it disappear)."""
-        items = tuple(records)
-        for rec in items:
-            if rec.server != server:
-                raise InvalidArguments(f"record {rec.public_name!r} belongs to {rec.server!r}, not {server!r}")
+        self.replace_servers({server: tuple(records)})
+
+    def replace_servers(self, changes: Mapping[str, Iterable[ToolRecord]]) -> None:
+        """Install several servers' tool lists with one index rebuild; an empty list removes a server."""
+        lists = {server: tuple(records) for server, records in changes.items()}
+        for server, items in lists.items():
+            for rec in items:
+                if rec.server != server:
+                    raise InvalidArguments(f"record {rec.public_name!r} belongs to {rec.server!r}, not {server!r}")
         with self._write_lock:
-            self._ensure_vectors(items)
-            self._servers[server] = items
+            self._ensure_vectors([r for items in lists.values() for r in items])
+            for server, items in lists.items():
+                if items:
+                    self._servers[server] = items
+                else:
+                    self._servers.pop(server, None)
             self._rebuild()
 
     def has_vectors(self, records: Iterable[ToolRecord]) -> bool:
