@@ -24,7 +24,7 @@ import logging
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -159,25 +159,33 @@ class BeliefService:
     async def assert_belief(self, tenant: str, key: str, belief: Belief) -> Entry:
         """Durably set ``key``; returns the new entry once it is in the write-ahead log."""
         tr = await self.replica(tenant)
-        async with tr.lock:
-            delta = tr.replica.assert_belief(key, belief, apply=False)
-            await self._log(tr, delta)
-            tr.replica.join(delta)
-        entry = next(iter(delta.entries.values()))
+        delta = await self._write(tr, lambda: tr.replica.assert_belief(key, belief, apply=False))
+        assert delta is not None
         await self._after_write(tr, delta, key, "assert")
-        return entry
+        return next(iter(delta.entries.values()))
 
     async def retract(self, tenant: str, key: str) -> bool:
         """Durably remove ``key`` as seen here; False if it was absent."""
         tr = await self.replica(tenant)
-        async with tr.lock:
-            delta = tr.replica.retract(key, apply=False)
-            if delta is None:
-                return False
-            await self._log(tr, delta)
-            tr.replica.join(delta)
+        delta = await self._write(tr, lambda: tr.replica.retract(key, apply=False))
+        if delta is None:
+            return False
         await self._after_write(tr, delta, key, "retract")
         return True
+
+    async def _write(self, tr: TenantReplica, make: Callable[[], BeliefSet | None]) -> BeliefSet | None:
+        """Build a delta, log it, apply it — as one step that a cancelled caller cannot cut in
+        half (a logged but unapplied delta would let the next write reuse its dot)."""
+
+        async def step() -> BeliefSet | None:
+            async with tr.lock:
+                delta = make()
+                if delta is not None:
+                    await self._log(tr, delta)
+                    tr.replica.join(delta)
+                return delta
+
+        return await asyncio.shield(step())
 
     async def _log(self, tr: TenantReplica, delta: BeliefSet) -> None:
         await self.store.append(tr.tenant, tr.seq + 1, delta)

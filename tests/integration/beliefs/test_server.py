@@ -220,3 +220,21 @@ async def test_writes_are_acknowledged_and_kept_pending_while_the_bus_is_down(ma
             assert stats["size"] == 3 and stats["pending_deltas"] == 3
     finally:
         await dead.aclose()
+
+
+async def test_a_cancelled_write_is_logged_and_applied_or_neither(make_node: Any, bus: MemoryBus) -> None:
+    from vsm_mcp.crdt import Belief
+
+    async with make_node("a", bus) as a:
+        svc = a.service
+        tr = await svc.replica("t-cancel")
+        for i in range(60):
+            task = asyncio.create_task(svc.assert_belief("t-cancel", f"k{i}", Belief(i)))
+            await asyncio.sleep(i * 0.0004)  # cancel at ever later points of the write, commit included
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await svc.assert_belief("t-cancel", "last", Belief("x"))
+        async with tr.lock:  # every shielded write has finished
+            pass
+        loaded = await BeliefStore(a.ctx.db, svc.node).load("t-cancel")
+        assert loaded.state == tr.state  # no dot was issued twice
