@@ -202,8 +202,8 @@ async def authorize_costs(policy_wasm: bytes, n: int) -> dict[str, float]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--n", type=int, default=20_000, help="decisions per engine")
-    ap.add_argument("--rounds", type=int, default=10, help="alternating rounds per engine")
+    ap.add_argument("--n", type=int, default=40_000, help="decisions per engine")
+    ap.add_argument("--rounds", type=int, default=20, help="alternating rounds per engine")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args()
 
