@@ -68,6 +68,10 @@ def node_id_for(settings: Settings) -> str:
     return node
 
 
+class _Stale(Exception):
+    """The replica was discarded after a failed log write; reload and retry."""
+
+
 class TenantReplica:
     """One tenant's replica and its bookkeeping (log position, unpublished deltas, peers)."""
 
@@ -79,6 +83,7 @@ class TenantReplica:
         self.log_rows = log_rows
         self.pending: list[BeliefSet] = []
         self.peers: dict[str, float] = {}
+        self.stale = False  # set when a log write failed: this copy is replaced by a reload
 
     @property
     def state(self) -> BeliefSet:
@@ -158,34 +163,52 @@ class BeliefService:
     # -- local writes ----------------------------------------------------------------------
     async def assert_belief(self, tenant: str, key: str, belief: Belief) -> Entry:
         """Durably set ``key``; returns the new entry once it is in the write-ahead log."""
-        tr = await self.replica(tenant)
-        delta = await self._write(tr, lambda: tr.replica.assert_belief(key, belief, apply=False))
+        tr, delta = await self._write(tenant, lambda r: r.assert_belief(key, belief, apply=False))
         assert delta is not None
         await self._after_write(tr, delta, key, "assert")
         return next(iter(delta.entries.values()))
 
     async def retract(self, tenant: str, key: str) -> bool:
         """Durably remove ``key`` as seen here; False if it was absent."""
-        tr = await self.replica(tenant)
-        delta = await self._write(tr, lambda: tr.replica.retract(key, apply=False))
+        tr, delta = await self._write(tenant, lambda r: r.retract(key, apply=False))
         if delta is None:
             return False
         await self._after_write(tr, delta, key, "retract")
         return True
 
-    async def _write(self, tr: TenantReplica, make: Callable[[], BeliefSet | None]) -> BeliefSet | None:
-        """Build a delta, log it, apply it — as one step that a cancelled caller cannot cut in
-        half (a logged but unapplied delta would let the next write reuse its dot)."""
+    async def _write(
+        self, tenant: str, make: Callable[[Replica], BeliefSet | None]
+    ) -> tuple[TenantReplica, BeliefSet | None]:
+        """Build a delta, log it, apply it — as one step a cancelled caller cannot cut in half
+        (a logged but unapplied delta would let the next write reuse its dot).
 
-        async def step() -> BeliefSet | None:
-            async with tr.lock:
-                delta = make()
-                if delta is not None:
-                    await self._log(tr, delta)
-                    tr.replica.join(delta)
-                return delta
+        If logging fails, the commit may still have happened (connection lost during COMMIT),
+        so the in-memory replica is discarded and reloaded from the database before the next
+        write: whichever way the commit went, no dot is issued twice.
+        """
+        while True:
+            tr = await self.replica(tenant)
 
-        return await asyncio.shield(step())
+            async def step(tr: TenantReplica = tr) -> BeliefSet | None:
+                async with tr.lock:
+                    if tr.stale:
+                        raise _Stale
+                    delta = make(tr.replica)
+                    if delta is not None:
+                        try:
+                            await self._log(tr, delta)
+                        except BaseException:
+                            tr.stale = True
+                            if self._tenants.get(tenant) is tr:
+                                del self._tenants[tenant]
+                            raise
+                        tr.replica.join(delta)
+                    return delta
+
+            try:
+                return tr, await asyncio.shield(step())
+            except _Stale:
+                continue
 
     async def _log(self, tr: TenantReplica, delta: BeliefSet) -> None:
         await self.store.append(tr.tenant, tr.seq + 1, delta)
@@ -284,6 +307,8 @@ class BeliefService:
 
     async def _join_remote(self, tr: TenantReplica, delta: BeliefSet) -> None:
         async with tr.lock:
+            if tr.stale:  # being reloaded; anti-entropy brings this again
+                return
             before = tr.state.ctx.dot_count()
             changed = tr.replica.join(delta)
             if changed or tr.state.ctx.dot_count() != before:

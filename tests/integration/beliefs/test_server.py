@@ -238,3 +238,23 @@ async def test_a_cancelled_write_is_logged_and_applied_or_neither(make_node: Any
             pass
         loaded = await BeliefStore(a.ctx.db, svc.node).load("t-cancel")
         assert loaded.state == tr.state  # no dot was issued twice
+
+
+async def test_a_failed_log_write_is_not_applied_and_the_replica_reloads(make_node: Any, bus: MemoryBus) -> None:
+    from sqlalchemy import text
+
+    async with make_node("a", bus) as a:
+        await a.call("belief_assert", tenant="t-fail", key="before", value=1)
+        first = a.service._tenants["t-fail"]
+        async with a.ctx.db.engine.begin() as conn:  # the database refuses the next log write
+            await conn.execute(text("ALTER TABLE belief_log RENAME TO belief_log_away"))
+        with pytest.raises(ToolFailed, match="database unavailable"):
+            await a.call("belief_assert", tenant="t-fail", key="lost", value=2)
+        assert first.stale and "t-fail" not in a.service._tenants
+        async with a.ctx.db.engine.begin() as conn:
+            await conn.execute(text("ALTER TABLE belief_log_away RENAME TO belief_log"))
+        await a.call("belief_assert", tenant="t-fail", key="after", value=3)
+        tr = a.service._tenants["t-fail"]
+        assert tr is not first and sorted(tr.state.keys()) == ["after", "before"]
+        loaded = await BeliefStore(a.ctx.db, a.service.node).load("t-fail")
+        assert loaded.state == tr.state
