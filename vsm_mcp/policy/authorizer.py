@@ -115,9 +115,10 @@ class PolicyAuthorizer:
 
     def invalidate(self, tenant_id: str | None = None) -> None:
         """Forget one tenant's (or every tenant's) loaded policies."""
-        targets = [tenant_id] if tenant_id else list(self._entries)
+        targets = [tenant_id] if tenant_id else [*self._entries, *self._loading]
         for t in targets:
             self._entries.pop(t, None)
+            self._loading.pop(t, None)  # a read already under way may predate the change
             self._generation[t] = self._generation.get(t, 0) + 1
 
     async def authorize(self, call: CallInfo) -> None:
@@ -155,8 +156,12 @@ class PolicyAuthorizer:
         pending = self._loading.get(tenant)
         if pending is None:
             pending = self._loading[tenant] = asyncio.ensure_future(self._read(tenant))
-            pending.add_done_callback(lambda _f: self._loading.pop(tenant, None))
+            pending.add_done_callback(lambda f: self._forget_load(tenant, f))
         return await asyncio.shield(pending)
+
+    def _forget_load(self, tenant: str, done: asyncio.Future[_Entry]) -> None:
+        if self._loading.get(tenant) is done:
+            del self._loading[tenant]
 
     async def _read(self, tenant: str) -> _Entry:
         generation = self._generation.get(tenant, 0)
