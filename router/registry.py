@@ -33,7 +33,7 @@ import numpy.typing as npt
 from router.bm25 import BM25Index, weighted_tf
 from router.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
 from router.tool_text import embedding_text, expand_query, field_tokens, tokenize
-from vsm_mcp.embeddings import Embedder
+from vsm_mcp.embeddings import Embedder, blas_limit
 from vsm_mcp.errors import InvalidArguments
 
 Vector = npt.NDArray[np.float32]
@@ -324,7 +324,9 @@ class ToolRegistry:
         if mode == "bm25":
             bm = snap.bm25.scores(expand_query(tokenize(query), self.synonym_weight))
             return np.where(mask & (bm > 0), bm, neg).astype(np.float32)
-        emb = snap.vectors @ self.embed_query(query)
+        query_vec = self.embed_query(query)
+        with blas_limit(1):  # OpenBLAS's thread pool made this 10k-row matvec ~100x slower on busy cores
+            emb = snap.vectors @ query_vec
         if mode == "embedding":
             return np.where(mask, emb, neg).astype(np.float32)
         terms = expand_query(tokenize(query), self.synonym_weight)

@@ -29,7 +29,9 @@ import numpy.typing as npt
 
 from vsm_mcp.errors import ConfigError, InvalidArguments, UpstreamUnavailable
 
-__all__ = ["Embedder", "HashEmbedder", "LiteLLMEmbedder", "MiniLMEmbedder", "make_embedder", "normalize_rows"]
+__all__ = [
+    "Embedder", "HashEmbedder", "LiteLLMEmbedder", "MiniLMEmbedder", "blas_limit", "make_embedder", "normalize_rows",
+]
 
 Matrix = npt.NDArray[np.float32]
 
@@ -241,8 +243,8 @@ _MODELS_LOCK = threading.Lock()
 _BLAS: Any = None
 
 
-def _blas_limit(threads: int) -> Any:
-    """Limit BLAS threads for one forward pass.
+def blas_limit(threads: int = 1) -> Any:
+    """A context manager limiting BLAS threads (a forward pass, a similarity matmul).
 
     Measured on the shared 2-core machine: OpenBLAS's default thread pool made the forward pass
     ~8x slower than one thread when the cores are busy (its threads spin waiting for each other),
@@ -298,7 +300,7 @@ class MiniLMEmbedder:
         model = self._weights()
         encodings = model.tokenizer.encode_batch([str(t) for t in texts])
         order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        with _blas_limit(self.threads):
+        with blas_limit(self.threads):
             self._forward(model, encodings, order, out)
         return normalize_rows(out)
 
