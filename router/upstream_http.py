@@ -147,7 +147,12 @@ class RawHttpSession:
         if not ctype.startswith("text/event-stream"):
             raise UpstreamUnavailable(f"upstream {self.name!r} answered with content-type {ctype!r}")
         data_lines: list[str] = []
+        found: dict[str, Any] | None = None
         async for line in resp.aiter_lines():
+            if found is not None:
+                # Read the stream to its end so the connection goes back to the pool (an
+                # unfinished body would close it: a new TCP connection per call).
+                continue
             if line.startswith("data:"):
                 data_lines.append(line[5:].lstrip(" "))
                 continue
@@ -156,11 +161,14 @@ class RawHttpSession:
             msg = json.loads("\n".join(data_lines))
             data_lines = []
             if msg.get("id") == rid and ("result" in msg or "error" in msg):
-                return dict(msg)
+                found = dict(msg)
+                continue
             if progress is not None and msg.get("method") == "notifications/progress":
                 p = msg.get("params", {})
                 if p.get("progressToken") == progress[0]:
                     await progress[1](float(p.get("progress", 0)), p.get("total"), p.get("message"))
+        if found is not None:
+            return found
         if data_lines:
             msg = json.loads("\n".join(data_lines))
             if msg.get("id") == rid:
