@@ -40,10 +40,19 @@ class _Outcome(Protocol):
     model: str
 
 
+class _StreamOutcome(Protocol):
+    cache: str
+    model: str
+    body: dict[str, Any] | None
+    chunks: AsyncIterator[dict[str, Any]] | None
+
+
 class LlmEngine(Protocol):
     """What this edge needs from servers/llm_cdn/engine.py's Engine."""
 
     async def complete(self, tenant: str, request: dict[str, Any]) -> _Outcome: ...
+
+    async def stream(self, tenant: str, request: dict[str, Any]) -> _StreamOutcome: ...
 
     async def embed(self, tenant: str, request: dict[str, Any]) -> _Outcome: ...
 
@@ -110,12 +119,31 @@ async def _replay(body: dict[str, Any], include_usage: bool) -> AsyncIterator[by
         yield event
 
 
-def openai_error(exc: VsmError) -> JSONResponse:
-    """A VsmError in OpenAI's error shape (with Retry-After when the error carries one)."""
-    body = {"error": {
+async def _live(chunks: AsyncIterator[dict[str, Any]], include_usage: bool) -> AsyncIterator[bytes]:
+    """A miss streamed as it arrives; a failure after the first byte becomes an error event."""
+    try:
+        async for chunk in chunks:
+            if not chunk.get("choices") and not include_usage:
+                continue  # the usage-only chunk, requested upstream for the cache's token count
+            if not include_usage:
+                chunk = {k: v for k, v in chunk.items() if k != "usage"}
+            yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
+    except VsmError as exc:
+        yield b"data: " + json.dumps(_error_body(exc)).encode() + b"\n\n"
+        return
+    yield b"data: [DONE]\n\n"
+
+
+def _error_body(exc: VsmError) -> dict[str, Any]:
+    return {"error": {
         "message": exc.message, "type": _OPENAI_TYPES.get(exc.status, "server_error"),
         "param": exc.data.get("param"), "code": exc.data.get("code", exc.label),
     }}
+
+
+def openai_error(exc: VsmError) -> JSONResponse:
+    """A VsmError in OpenAI's error shape (with Retry-After when the error carries one)."""
+    body = _error_body(exc)
     headers = {}
     if exc.data.get("retry_after") is not None:
         headers["retry-after"] = str(max(1, int(float(exc.data["retry_after"]) + 0.999)))
@@ -209,15 +237,23 @@ def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, 
             body = await read_json(request)
             if _no_cache(request):
                 body["cache"] = False
+            if body.get("stream"):
+                return await chat_stream(principal, body)
             out = await engine().complete(principal.tenant_id, body)
         except VsmError as exc:
             return openai_error(exc)
-        headers = {"x-vsm-cache": out.cache, "x-vsm-model": out.model}
-        if body.get("stream"):
-            include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
-            headers["cache-control"] = "no-cache"
-            return StreamingResponse(_replay(out.body, include_usage), media_type="text/event-stream", headers=headers)
-        return JSONResponse(out.body, headers=headers)
+        return JSONResponse(out.body, headers={"x-vsm-cache": out.cache, "x-vsm-model": out.model})
+
+    async def chat_stream(principal: Principal, body: dict[str, Any]) -> Response:
+        out = await engine().stream(principal.tenant_id, body)
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        headers = {"x-vsm-cache": out.cache, "x-vsm-model": out.model, "cache-control": "no-cache"}
+        if out.body is not None:
+            events = _replay(out.body, include_usage)
+        else:
+            assert out.chunks is not None
+            events = _live(out.chunks, include_usage)
+        return StreamingResponse(events, media_type="text/event-stream", headers=headers)
 
     async def embeddings(request: Request) -> Response:
         try:

@@ -17,10 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from servers.llm_cdn import live
 from servers.llm_cdn import semantic as sem
 from servers.llm_cdn.cache import CacheBackend, DiskBackend, Entry, PostgresBackend
 from servers.llm_cdn.events import EventPublisher
 from servers.llm_cdn.fingerprint import fingerprint
+from servers.llm_cdn.live import StreamOutcome
 from servers.llm_cdn.models_config import load_models
 from servers.llm_cdn.providers import Providers, warm_up
 from servers.llm_cdn.singleflight import SingleFlight
@@ -117,6 +119,39 @@ class Engine:
         _check_chat(request)
         return await self._serve(tenant, request, "chat", self.cacheable(request))
 
+    async def stream(self, tenant: str, request: dict[str, Any]) -> StreamOutcome:
+        """Answer a ``stream: true`` chat request: a cached answer to replay, or a miss streamed
+        live from the provider (stored when complete, shared with identical concurrent requests)."""
+        _check_chat(request)
+        t0 = time.perf_counter()
+        if not self.cacheable(request):
+            chunks, used = await self.providers.chat_stream(request)
+            self.stats.record("bypass", (time.perf_counter() - t0) * 1000)
+            return StreamOutcome("bypass", used, chunks=chunks)
+        key = fingerprint(request, "chat")
+        flight_key = f"{tenant}\x00{key}"
+        entry = await self.backend.get(tenant, key)
+        if entry is not None and entry.expires > self.clock():
+            out = self._hit(tenant, key, entry, "hit", t0)
+            return StreamOutcome(out.cache, out.model, body=out.body)
+        if (self.semantic is not None and sem.eligible(request)) or self.flight.busy(flight_key):
+            out = await self._serve(tenant, request, "chat", True)  # semantic or joining: a replay
+            return StreamOutcome(out.cache, out.model, body=out.body)
+        queue: asyncio.Queue[live.Item] = asyncio.Queue()
+        task, leader = self.flight.start(flight_key, lambda: self._pump(tenant, key, request, queue))
+        if not leader:
+            (body, used, _how) = await asyncio.shield(task)
+            return StreamOutcome("shared", used, body=body)
+        kind, value = await queue.get()
+        if kind == "error":
+            raise value
+        if kind == "body":
+            body, used, how = value
+            return StreamOutcome(how, used, body=body)
+        self.stats.record("miss", (time.perf_counter() - t0) * 1000)  # time to the first chunk
+        self._emit("miss", tenant, {"model": request["model"], "key": key[:16], "live": True})
+        return StreamOutcome("miss", value, chunks=live.drain(queue))
+
     async def embed(self, tenant: str, request: dict[str, Any]) -> Outcome:
         """Answer an OpenAI embeddings request; embeddings are deterministic, so always cacheable."""
         _check_embed(request)
@@ -206,6 +241,39 @@ class Engine:
             body, used = await self._upstream(kind, request)
             if used == request["model"]:
                 await self._store(tenant, key, kind, request, body, vector)
+            return body, used, "miss"
+        finally:
+            await self.backend.release(tenant, key, owner)
+
+    async def _pump(
+        self, tenant: str, key: str, request: dict[str, Any], queue: asyncio.Queue[live.Item]
+    ) -> tuple[dict[str, Any], str, str]:
+        """Single-flight task of a live miss: stream upstream into ``queue``, then store."""
+        owner = uuid.uuid4().hex
+        if not await self.backend.claim(tenant, key, owner, self.settings.llm_dedup_window_s):
+            result = await self._fill(tenant, key, "chat", request, None)  # another replica has it
+            queue.put_nowait(("body", result))
+            return result
+        try:
+            try:
+                chunks, used = await self.providers.chat_stream(request)
+            except BaseException as exc:
+                queue.put_nowait(("error", exc))
+                raise
+            queue.put_nowait(("model", used))
+            collected: list[dict[str, Any]] = []
+            try:
+                async for chunk in chunks:
+                    collected.append(chunk)
+                    queue.put_nowait(("chunk", chunk))
+            except BaseException as exc:
+                queue.put_nowait(("error", exc))
+                raise
+            body = live.assemble(collected)
+            body["model"] = used
+            if used == request["model"]:
+                await self._store(tenant, key, "chat", request, body, None)
+            queue.put_nowait(("end", None))
             return body, used, "miss"
         finally:
             await self.backend.release(tenant, key, owner)

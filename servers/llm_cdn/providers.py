@@ -18,7 +18,7 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
 from typing import Any
 
@@ -26,7 +26,7 @@ import anyio
 
 from servers.llm_cdn.models_config import ModelSpec, ModelTable
 from vsm_mcp.config import Settings
-from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamUnavailable, VsmError
+from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamTimeout, UpstreamUnavailable, VsmError
 from vsm_mcp.resilience import CircuitBreaker
 
 # Request fields litellm must not receive twice or at all.
@@ -85,6 +85,29 @@ def clean(obj: Any) -> Any:
     return obj
 
 
+def _body(resp: Any, model: str) -> dict[str, Any]:
+    out: dict[str, Any] = clean(resp.model_dump() if hasattr(resp, "model_dump") else dict(resp))
+    out["model"] = model
+    return out
+
+
+async def _chunks(first: Any, stream: Any, model: str, timeout: float) -> AsyncIterator[dict[str, Any]]:
+    """The stream's chunks as plain JSON; a stall longer than ``timeout`` between chunks ends it."""
+    chunk = first
+    while chunk is not None:
+        out = _body(chunk, model)
+        yield out
+        try:
+            with anyio.fail_after(timeout):
+                chunk = await anext(aiter(stream), None)
+        except TimeoutError:
+            raise UpstreamTimeout(f"model {model!r} stalled mid-stream for {timeout:g}s") from None
+        except VsmError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - mapped at this boundary
+            raise UpstreamUnavailable(f"model {model!r} failed mid-stream: {_classify(exc)}") from None
+
+
 class Providers:
     """Calls configured models; counts upstream calls; keeps one breaker per provider."""
 
@@ -126,7 +149,26 @@ class Providers:
                 drop_params=True, **params,
             )
 
-        return await self._chain(request["model"], "chat", call)
+        resp, model = await self._chain(request["model"], "chat", call)
+        return _body(resp, model), model
+
+    async def chat_stream(self, request: dict[str, Any]) -> tuple[AsyncIterator[dict[str, Any]], str]:
+        """(chunks of an upstream stream, name of the model that answered). Fallbacks, retries and
+        the breaker apply until the first chunk has arrived; later failures end the iterator with
+        UpstreamUnavailable / UpstreamTimeout."""
+        params = {k: v for k, v in request.items() if k not in _NOT_FORWARDED and v is not None}
+
+        async def call(spec: ModelSpec, timeout: float) -> tuple[Any, Any]:
+            stream = await _litellm().acompletion(
+                model=spec.target, messages=request["messages"], api_base=spec.api_base or None,
+                api_key=spec.api_key or None, timeout=timeout, num_retries=0, max_retries=0,
+                drop_params=True, stream=True, stream_options={"include_usage": True}, **params,
+            )
+            return await anext(aiter(stream), None), stream  # the first chunk proves the provider answers
+
+        (first, stream), model = await self._chain(request["model"], "chat", call)
+        timeout = self.spec(model, "chat").timeout_s or self.settings.llm_timeout_s
+        return _chunks(first, stream, model, timeout), model
 
     async def embed(self, request: dict[str, Any]) -> tuple[dict[str, Any], str]:
         """(OpenAI embeddings list JSON, name of the model that answered)."""
@@ -138,11 +180,12 @@ class Providers:
                 api_key=spec.api_key or None, timeout=timeout, num_retries=0, max_retries=0, **params,
             )
 
-        return await self._chain(request["model"], "embedding", call)
+        resp, model = await self._chain(request["model"], "embedding", call)
+        return _body(resp, model), model
 
     async def _chain(
         self, name: str, kind: str, call: Callable[[ModelSpec, float], Awaitable[Any]]
-    ) -> tuple[dict[str, Any], str]:
+    ) -> tuple[Any, str]:
         first = self.spec(name, kind)
         reasons: list[str] = []
         for model in (first.name, *first.fallbacks):
@@ -167,9 +210,7 @@ class Providers:
                 breaker.record_failure()  # cancelled mid-call: never leave a half-open probe pending
                 raise
             breaker.record_success()
-            out = clean(resp.model_dump() if hasattr(resp, "model_dump") else dict(resp))
-            out["model"] = model
-            return out, model
+            return resp, model
         raise UpstreamUnavailable(
             f"no LLM provider reachable for model {name!r}: " + "; ".join(reasons),
             data={"code": "provider_unavailable", "attempts": reasons},

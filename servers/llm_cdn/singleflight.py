@@ -29,13 +29,22 @@ class SingleFlight(Generic[T]):
         ``shared`` is True for the callers that joined someone else's call. An exception of the
         call reaches every caller.
         """
+        task, leader = self.start(key, fn)
+        return await asyncio.shield(task), not leader
+
+    def start(self, key: str, fn: Callable[[], Awaitable[T]]) -> tuple[asyncio.Task[T], bool]:
+        """The task computing ``key`` (started now from ``fn`` if none is in flight) and whether
+        this caller started it. Await it through ``asyncio.shield`` so giving up never cancels it."""
         task = self._inflight.get(key)
-        shared = task is not None
-        if task is None:
-            task = asyncio.ensure_future(fn())
-            self._inflight[key] = task
-            task.add_done_callback(lambda t: self._done(key, t))
-        return await asyncio.shield(task), shared
+        if task is not None:
+            return task, False
+        task = asyncio.ensure_future(fn())
+        self._inflight[key] = task
+        task.add_done_callback(lambda t: self._done(key, t))
+        return task, True
+
+    def busy(self, key: str) -> bool:
+        return key in self._inflight
 
     def _done(self, key: str, task: asyncio.Task[T]) -> None:
         if self._inflight.get(key) is task:

@@ -85,3 +85,15 @@ async def engine(fakes: tuple[str, FakeState, str, FakeState], tmp_path: Path, c
     eng = make_engine(make_settings(fakes), tmp_path, clock)
     yield eng
     await eng.aclose()
+
+
+# litellm's streaming path builds a pydantic model over a TypedDict with ReadOnly items, and
+# pydantic warns about it once per process; under filterwarnings=error that warning would become
+# an exception inside litellm. It says nothing about our code.
+LITELLM_READONLY_WARNING = "ignore:Item .* is using the `ReadOnly` qualifier"
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "llm_cdn" in str(item.path):
+            item.add_marker(pytest.mark.filterwarnings(LITELLM_READONLY_WARNING))

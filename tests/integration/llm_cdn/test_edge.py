@@ -168,7 +168,33 @@ def test_real_openai_client_gets_completions_and_streams(served_edge: tuple[str,
         usage = chunk.usage or usage
     assert "".join(pieces) == "main says: hello there [call 1]" and usage is not None and usage.total_tokens == 15
     assert fakes[1].calls["main"] == 1
+    live = client.chat.completions.create(model="main", messages=[{"role": "user", "content": "live one"}],
+                                          temperature=0, stream=True)  # a miss: streamed as it arrives
+    assert "".join(c.choices[0].delta.content or "" for c in live if c.choices).strip() == "main says: live one [call 2]"
     with pytest.raises(openai.APIStatusError) as info:
         client.chat.completions.create(model="down", messages=[{"role": "user", "content": "x"}], temperature=0)
     assert info.value.status_code == 503
     assert [m.id for m in client.models.list()][:2] == ["main", "backup"]
+
+
+def _sse_text(raw: str) -> tuple[str, list[dict[str, Any]]]:
+    frames = [f.removeprefix("data: ") for f in raw.strip().split("\n\n")]
+    assert frames[-1] == "[DONE]", frames[-1]
+    events = [json.loads(f) for f in frames[:-1]]
+    return "".join((e["choices"][0]["delta"].get("content") or "") for e in events if e["choices"]), events
+
+
+async def test_a_miss_streams_live_and_is_then_cached(app: Starlette, fakes: Fakes) -> None:
+    async with _client(app) as c:
+        live = await c.post("/v1/chat/completions", json=_chat("live please", stream=True))
+        again = await c.post("/v1/chat/completions", json=_chat("live please", stream=True))
+        plain = await c.post("/v1/chat/completions", json=_chat("live please"))
+        fakes[1].mode["main"] = "fail"
+        fallback = await c.post("/v1/chat/completions", json=_chat("other", stream=True))
+    assert (live.headers["x-vsm-cache"], again.headers["x-vsm-cache"], plain.headers["x-vsm-cache"]) == ("miss", "hit", "hit")
+    text, _ = _sse_text(live.text)
+    assert text.strip() == "main says: live please [call 1]"  # the fake streams word by word
+    assert _sse_text(again.text)[0] == text
+    assert plain.json()["choices"][0]["message"]["content"] == text
+    assert fakes[1].calls["main"] == 3  # 1 live + 2 failed attempts for "other"
+    assert fallback.headers["x-vsm-model"] == "backup" and _sse_text(fallback.text)[0].startswith("backup says")

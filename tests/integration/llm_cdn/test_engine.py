@@ -167,3 +167,21 @@ async def test_semantic_cache_reuses_rewordings_but_never_with_tools_or_seed(
     assert (await eng.complete("t1", req("what is the capital of italy", seed=1))).cache == "miss"
     assert eng.snapshot()["hits"]["semantic"] == 1
     await eng.aclose()
+
+
+async def test_concurrent_identical_streams_make_one_upstream_call(engine: Engine, fakes: Fakes) -> None:
+    fakes[1].latency_s = 0.3
+
+    async def one() -> tuple[str, str]:
+        out = await engine.stream("t1", chat("stream together"))
+        if out.body is not None:
+            return out.cache, content(out.body)
+        assert out.chunks is not None
+        text = "".join([(c["choices"][0]["delta"].get("content") or "") async for c in out.chunks if c["choices"]])
+        return out.cache, text
+
+    results = await asyncio.gather(*(one() for _ in range(20)))
+    assert fakes[1].calls["main"] == 1
+    assert sorted({k for k, _ in results}) == ["miss", "shared"]
+    assert len({t.strip() for _, t in results}) == 1
+    assert (await engine.complete("t1", chat("stream together"))).cache == "hit"

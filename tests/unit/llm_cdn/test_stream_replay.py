@@ -52,3 +52,22 @@ def test_sse_ends_with_done_and_usage_on_request() -> None:
     assert frames[-1] == "[DONE]"
     assert json.loads(frames[-2])["usage"] == {"total_tokens": 2}
     assert "usage" not in b"".join(sse_events(body)).decode()
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.text(max_size=200), st.sampled_from(["stop", "length", "tool_calls"]), st.booleans(), st.integers(1, 3))
+def test_assemble_inverts_chunks(text: str, finish: str, with_call: bool, n: int) -> None:
+    from servers.llm_cdn.live import assemble
+
+    call = {"id": "c1", "type": "function", "function": {"name": "f", "arguments": "{\"a\": 1}"}}
+    choices = []
+    for i in range(n):
+        message: dict[str, Any] = {"role": "assistant"}
+        if text or not with_call:
+            message["content"] = text
+        if with_call:
+            message["tool_calls"] = [call]
+        choices.append({"index": i, "message": message, "finish_reason": finish})
+    body = {"id": "x", "object": "chat.completion", "created": 5, "model": "m", "choices": choices,
+            "usage": {"total_tokens": 3}}
+    assert assemble(list(chunks(body, include_usage=True))) == body
