@@ -26,7 +26,7 @@ from router.aggregate import LocalTool
 from router.catalog import ToolEntry
 from router.dispatch import Dispatcher
 from router.embedding_store import default_store
-from router.registry import Mode, SearchHit, ToolRecord, ToolRegistry
+from router.registry import Mode, SearchHit, ToolRecord, ToolRegistry, record_from_tool
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
 from vsm_mcp.embeddings import make_embedder
@@ -38,19 +38,9 @@ MAX_LIMIT = 50
 
 
 def record_of(entry: ToolEntry) -> ToolRecord:
-    """The registry's view of a catalog entry."""
-    return ToolRecord(
-        server=entry.server,
-        name=entry.name,
-        public_name=entry.public_name,
-        title=entry.title or "",
-        description=entry.description,
-        input_schema=entry.input_schema,
-        annotations=entry.annotations,
-        tags=entry.tags,
-        available=entry.available,
-        schema_hash=entry.schema_hash,
-    )
+    """The registry's view of a catalog entry: the upstream's own ``tools/list`` entry, converted
+    by ``record_from_tool`` exactly as ``vsm-mcp bench retrieval`` converts its tool files."""
+    return record_from_tool(entry.server, entry.tool, entry.public_name, tags=entry.tags, available=entry.available)
 
 
 class ToolSearch:
