@@ -52,17 +52,17 @@ def tokenize(source: str, file: str = "<policy>") -> list[Token]:
         pos = Pos(file, line, col)
         if ch.isalpha() or ch == "_":
             j = i
-            while j < n and (source[j].isalnum() or source[j] == "_"):
+            while j < n and (source[j].isalpha() or source[j] == "_" or _digit(source[j])):
                 j += 1
             word = source[i:j]
             tokens.append(Token("keyword" if word in KEYWORDS else "ident", word, pos, word))
-        elif ch.isdigit():
+        elif _digit(ch):
             j = i
-            while j < n and source[j].isdigit():
+            while j < n and _digit(source[j]):
                 j += 1
-            if j + 1 < n and source[j] == "." and source[j + 1].isdigit():
+            if j + 1 < n and source[j] == "." and _digit(source[j + 1]):
                 j += 1
-                while j < n and source[j].isdigit():
+                while j < n and _digit(source[j]):
                     j += 1
             if j < n and (source[j].isalpha() or source[j] == "_"):
                 raise PolicySyntaxError(f"malformed number {source[i:j + 1]!r}", pos)
@@ -80,6 +80,11 @@ def tokenize(source: str, file: str = "<policy>") -> list[Token]:
         i = j
     tokens.append(Token("eof", "", Pos(file, line, col)))
     return tokens
+
+
+def _digit(ch: str) -> bool:
+    """ASCII digits only: str.isdigit() also accepts '²' and other characters float() rejects."""
+    return "0" <= ch <= "9"
 
 
 def _read_string(source: str, start: int, pos: Pos) -> tuple[int, str]:
