@@ -142,12 +142,20 @@ class Aggregate:
             on_list_resources=self._list_resources,
             on_list_resource_templates=self._list_templates,
         )
+        # Remember every connection (the fast lane bypasses the handlers): list_changed goes to all.
+        server.middleware.append(self._track_connection)
         # Handlers returning pre-serialized dicts (the runner accepts them; no model round trip).
         server.add_request_handler("tools/list", mt.PaginatedRequestParams, self._list_tools)
         server.add_request_handler("prompts/get", mt.GetPromptRequestParams, self._get_prompt)
         server.add_request_handler("resources/read", mt.ReadResourceRequestParams, self._read_resource)
         server.add_request_handler("completion/complete", mt.CompleteRequestParams, self._complete)
         return server
+
+    async def _track_connection(self, ctx: Any, call_next: Any) -> Any:
+        conn = getattr(ctx.session, "_connection", None)
+        if conn is not None:
+            self._connections.add(conn)
+        return await call_next(ctx)
 
     async def _principal(self, ctx: Any) -> Principal:
         conn = getattr(ctx.session, "_connection", None)

@@ -4,7 +4,8 @@ The mcp SDK client is built for generality (typed models both ways, memory strea
 hop per message, output-schema validation); per call that costs about as much as the
 upstream's own work, which would double the latency of every routed call. This session
 speaks just enough of the streamable HTTP transport for ``tools/call``: it initialises once
-(its own ``Mcp-Session-Id``), then each call is one POST on a kept-alive connection whose
+(its own ``Mcp-Session-Id``, over httpx), then each call is one POST on a kept-alive connection
+(router/http11.py) whose
 answer is read either as JSON or as an SSE stream (progress notifications for the call are
 relayed on the way). Everything else — lists, notifications, health pings, server→client
 requests — stays on the SDK session the supervisor keeps next to it.
@@ -25,6 +26,7 @@ import httpx
 import mcp.types as mt
 from mcp.shared.exceptions import MCPError
 
+from router.http11 import Http11Pool, HttpError, Response
 from vsm_mcp.errors import UpstreamUnavailable
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -47,6 +49,7 @@ class RawHttpSession:
         self.session_id: str | None = None
         self.protocol_version = PROTOCOL_VERSION
         self._ids = itertools.count(1)
+        self._pool = Http11Pool(url)
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -91,6 +94,7 @@ class RawHttpSession:
                 await self._http.delete(self.url, headers=self._session_headers(), timeout=2.0)
             except httpx.HTTPError:
                 pass
+        self._pool.close()
         await self._http.aclose()
 
     async def call_tool(
@@ -101,7 +105,7 @@ class RawHttpSession:
         except SessionExpired:
             await self.open()
             return await self._call(tool, arguments, meta, progress)
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, HttpError) as exc:
             raise UpstreamUnavailable(
                 f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "),
                 data={"server": self.name},
@@ -120,20 +124,56 @@ class RawHttpSession:
                 m["progressToken"] = token
             params["_meta"] = m
         body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}).encode()
-        async with self._http.stream("POST", self.url, content=body, headers=self._session_headers()) as resp:
-            if resp.status_code == 404 and self.session_id:
+        async with self._pool.post(self._session_headers(), body) as resp:
+            if resp.status == 404 and self.session_id:
+                await resp.read()
                 raise SessionExpired()
-            if resp.status_code >= 400:
-                await resp.aread()
+            if resp.status >= 400:
+                text = (await resp.read()).decode(errors="replace")
                 raise UpstreamUnavailable(
-                    f"upstream {self.name!r} answered HTTP {resp.status_code}: {resp.text[:200]}",
-                    data={"server": self.name, "status": resp.status_code},
+                    f"upstream {self.name!r} answered HTTP {resp.status}: {text[:200]}",
+                    data={"server": self.name, "status": resp.status},
                 )
-            msg = await self._read_response(resp, rid, (token, progress) if progress is not None else None)
+            msg = await self._read_fast(resp, rid, (token, progress) if progress is not None else None)
         if "error" in msg:
             err = msg["error"]
             raise MCPError(int(err.get("code", mt.INTERNAL_ERROR)), str(err.get("message", "")), err.get("data"))
         return mt.CallToolResult.model_validate(msg.get("result", {}), by_name=False)
+
+    async def _read_fast(
+        self, resp: Response, rid: Any, progress: tuple[str | None, ProgressFn] | None
+    ) -> dict[str, Any]:
+        """The JSON-RPC answer from a router/http11.py response (JSON, or SSE events)."""
+        ctype = resp.headers.get("content-type", "")
+        if ctype.startswith("application/json"):
+            data = json.loads(await resp.read())
+            if isinstance(data, list):
+                data = next((m for m in data if m.get("id") == rid), {})
+            return dict(data)
+        if not ctype.startswith("text/event-stream"):
+            await resp.read()
+            raise UpstreamUnavailable(f"upstream {self.name!r} answered with content-type {ctype!r}")
+        found: dict[str, Any] | None = None
+        buf = b""
+        async for chunk in resp.chunks():  # always to the end: the connection goes back to the pool
+            if found is not None:
+                continue
+            buf += chunk.replace(b"\r\n", b"\n")
+            while found is None and b"\n\n" in buf:
+                event, buf = buf.split(b"\n\n", 1)
+                data = b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
+                if not data:
+                    continue
+                msg = json.loads(data)
+                if msg.get("id") == rid and ("result" in msg or "error" in msg):
+                    found = dict(msg)
+                elif progress is not None and msg.get("method") == "notifications/progress":
+                    p = msg.get("params", {})
+                    if p.get("progressToken") == progress[0]:
+                        await progress[1](float(p.get("progress", 0)), p.get("total"), p.get("message"))
+        if found is None:
+            raise UpstreamUnavailable(f"upstream {self.name!r} closed the stream without answering")
+        return found
 
     async def _read_response(
         self, resp: httpx.Response, rid: Any, progress: tuple[str | None, ProgressFn] | None

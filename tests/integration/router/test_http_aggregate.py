@@ -114,3 +114,23 @@ async def _tenant_id(db, name: str) -> str:  # type: ignore[no-untyped-def]
     from vsm_mcp.tenants import get_tenant
 
     return (await get_tenant(db, name)).id
+
+
+async def test_list_changed_refreshes_catalog_and_reaches_clients() -> None:
+    from tests.integration.router.conftest import eventually
+
+    seen: list[str] = []
+
+    async def on_message(message: object) -> None:
+        method = getattr(message, "method", "")
+        if method:
+            seen.append(method)
+
+    async with serve_router([stdio_entry("s")]) as (base, app):
+        async with Client(f"{base}/mcp", mode="legacy", message_handler=on_message) as c:
+            await c.list_tools()
+            assert (await c.call_tool("s__grow", {"name": "sprout"})).content[0].text == "grown"  # type: ignore[union-attr]
+            await eventually(lambda: app.state.catalog.get("s__sprout") is not None, 30, "the catalog refresh")
+            await eventually(lambda: "notifications/tools/list_changed" in seen, 30, "list_changed to the client")
+            assert "s__sprout" in {t.name for t in (await c.list_tools()).tools}
+            assert (await c.call_tool("s__sprout", {})).content[0].text == "sprout"  # type: ignore[union-attr]

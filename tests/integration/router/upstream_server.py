@@ -57,6 +57,17 @@ def build(name: str, extra_tools: int = 0) -> MCPServer:
             await ctx.report_progress(i + 1, 3, f"step {i + 1}")
         return "finished"
 
+    @server.tool()
+    async def grow(name: str, ctx: Context) -> str:
+        """Register a tool with this name and announce it (tools/list_changed)."""
+
+        def extra() -> str:
+            return name
+
+        server.add_tool(extra, name=name, description=f"grown tool {name}")
+        await ctx.session.send_tool_list_changed()
+        return "grown"
+
     for i in range(extra_tools):
         def make(i: int):  # noqa: ANN202
             def tool(x: str = "") -> str:
