@@ -69,7 +69,9 @@ def embedding_progress(label: str, enabled: bool = True) -> Iterator[Any]:
 
 
 def _hits_table(hits: list[SearchHit]) -> Table:
-    table = Table("score", "tool", "description")
+    table = Table("score")
+    table.add_column("tool", no_wrap=True)  # a public name must stay copy-pasteable
+    table.add_column("description")
     for hit in hits:
         desc = " ".join(hit.record.description.split())
         table.add_row(f"{hit.score:.3f}", hit.record.public_name, desc[:120] + ("…" if len(desc) > 120 else ""))
@@ -103,7 +105,10 @@ def tools_list(
 
     settings = _router_settings(manifest)
     entries, _ = run_async(_with_registry(settings, None))
-    table = Table("tool", "available", "tags", "description")
+    table = Table()
+    table.add_column("tool", no_wrap=True)
+    for header in ("available", "tags", "description"):
+        table.add_column(header)
     for e in sorted(entries, key=lambda e: e.public_name):
         if server is None or e.server == server:
             desc = " ".join(e.description.split())

@@ -42,7 +42,7 @@ Fusion = Literal["weighted", "rrf"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "embedding")
 
 # General choices measured on the dev set (docs/ARCHITECTURE.md "Tool search"), not per query.
-FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5}
+FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5, "server": 1.0}
 EMBED_WEIGHT = 0.5  # weighted fusion: share of the embedding score (equal shares; 0.4-0.7 measured flat)
 SYNONYM_WEIGHT = 0.3  # BM25 query weight of generic synonyms (router/tool_text.py SYNONYM_GROUPS)
 RRF_K = 60.0
@@ -133,8 +133,8 @@ class _Snapshot:
     by_public: dict[str, int]
 
 
-def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str]:
-    return (rec.name, rec.title, rec.description, rec.schema_hash)
+def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str, str]:
+    return (rec.server, rec.name, rec.title, rec.description, rec.schema_hash)
 
 
 def _tag_keys(tag: str) -> set[str]:
@@ -193,7 +193,7 @@ class ToolRegistry:
         self.progress = progress
         self._servers: dict[str, tuple[ToolRecord, ...]] = {}
         self._vectors: dict[str, Vector] = {}  # content key → vector, for records in the catalog
-        self._docs: dict[tuple[str, str, str, str], tuple[dict[str, float], float]] = {}
+        self._docs: dict[tuple[str, str, str, str, str], tuple[dict[str, float], float]] = {}
         self._write_lock = threading.Lock()
         self._snapshot = self._build(())
         self._query_cache: OrderedDict[str, Vector] = OrderedDict()
@@ -384,7 +384,7 @@ class ToolRegistry:
         key = _doc_key(rec)
         doc = self._docs.get(key)
         if doc is None:
-            fields = field_tokens(rec.name, rec.title, rec.description, rec.input_schema)
+            fields = field_tokens(rec.name, rec.title, rec.description, rec.input_schema, rec.server)
             doc = self._docs[key] = weighted_tf(fields, self.field_weights)
         return doc
 

@@ -155,8 +155,13 @@ def embedding_text(
     return ". ".join(p.rstrip(". ") for p in parts if p) .strip()
 
 
-def field_tokens(name: str, title: str, description: str, schema: Mapping[str, Any]) -> dict[str, list[str]]:
-    """Tokens per BM25 field: ``name``, ``title``, ``description``, ``params``."""
+def field_tokens(
+    name: str, title: str, description: str, schema: Mapping[str, Any], server: str = ""
+) -> dict[str, list[str]]:
+    """Tokens per BM25 field: ``name``, ``title``, ``description``, ``params``, ``server``.
+
+    The server id is a field because users name the product ("on Heroku", "in Neon").
+    """
     params: list[str] = []
     for path, desc in iter_params(schema):
         params.extend(tokenize(path))
@@ -166,4 +171,5 @@ def field_tokens(name: str, title: str, description: str, schema: Mapping[str, A
         "title": tokenize(title),
         "description": tokenize(description),
         "params": params,
+        "server": tokenize(server),
     }

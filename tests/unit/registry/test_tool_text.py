@@ -44,8 +44,8 @@ def test_fields_and_embedding_text_include_parameters() -> None:
             "filter": {"type": "object", "properties": {"pathGlob": {"type": "string"}}},
         },
     }
-    fields = field_tokens("tail_log", "", "Read the end of a log.", schema)
-    assert fields["name"] == ["tail", "log"]
+    fields = field_tokens("tail_log", "", "Read the end of a log.", schema, "desktop-commander")
+    assert fields["name"] == ["tail", "log"] and fields["server"] == ["desktop", "commander"]
     assert {"max", "lin", "path", "glob"} <= set(fields["params"])
     text = embedding_text("tail_log", "", "Read the end of a log.", schema)
     assert text.startswith("tail log") and "max lines" in text and "path glob" in text
