@@ -23,9 +23,11 @@ from router.aggregate import Aggregate
 from router.manifest import UpstreamSpec
 from router.meta_tools import install_meta_tools
 from router.runtime import RouterRuntime
+from router.upstream import leaf
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
+from vsm_mcp.errors import VsmError
 from vsm_mcp.tenants import Authenticator
 
 
@@ -45,13 +47,20 @@ async def running_router(
     try:
         runtime = RouterRuntime(ctx, specs)
         principal = await local_principal(ctx)
-        async with anyio.create_task_group() as tg:
-            await runtime.start(tg)
-            try:
-                yield runtime, principal
-            finally:
-                await runtime.aclose()
-                tg.cancel_scope.cancel()
+        try:
+            async with anyio.create_task_group() as tg:
+                await runtime.start(tg)
+                try:
+                    yield runtime, principal
+                finally:
+                    await runtime.aclose()
+                    tg.cancel_scope.cancel()
+        except BaseExceptionGroup as group:
+            # A routing error (unknown tool …) surfaces as itself, not wrapped by the task group.
+            err = leaf(group)
+            if isinstance(err, VsmError):
+                raise err from None
+            raise
     finally:
         await ctx.aclose()
 
