@@ -134,3 +134,12 @@ async def test_list_changed_refreshes_catalog_and_reaches_clients() -> None:
             await eventually(lambda: "notifications/tools/list_changed" in seen, 30, "list_changed to the client")
             assert "s__sprout" in {t.name for t in (await c.list_tools()).tools}
             assert (await c.call_tool("s__sprout", {})).content[0].text == "sprout"  # type: ignore[union-attr]
+
+
+async def test_legacy_sse_transport_serves_the_aggregate() -> None:
+    from mcp.client.sse import sse_client
+
+    async with serve_router([stdio_entry("s")]) as (base, _app):
+        async with Client(sse_client(f"{base}/sse"), mode="legacy") as c:
+            assert "s__add" in {t.name for t in (await c.list_tools()).tools}
+            assert (await c.call_tool("s__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
