@@ -130,7 +130,7 @@ class UsearchIndex:
         return self._graph_filtered(q[0], k, allowed)
 
     def _graph(self, q: npt.NDArray[np.float32], count: int) -> list[Hit]:
-        matches = self._index.search(q, count)
+        matches = self._index.search(q, count, threads=1)  # one query: no thread-pool hand-off
         return [(int(key), float(d)) for key, d in zip(matches.keys, matches.distances, strict=True)]
 
     def _exact(self, q: npt.NDArray[np.float32], k: int, allowed: npt.NDArray[np.int64]) -> list[Hit]:
