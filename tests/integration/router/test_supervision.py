@@ -78,3 +78,19 @@ async def test_vsm_mcp_stdio_serves_the_aggregate(tmp_path: Path) -> None:
         assert {"s__add", "s__whoami"} <= names
         assert (await c.call_tool("s__add", {"a": 20, "b": 22})).structured_content == {"result": 42}
         assert (await c.call_tool("s__whoami", {})).content[0].text  # type: ignore[union-attr]
+
+
+async def test_per_server_sessions_do_not_leak_stdio_children() -> None:
+    """/mcp/<server> gives each client session its own upstream session (a child process for
+    stdio); it is closed once the client session is gone."""
+    import gc
+
+    me = os.getpid()
+    async with serve_router([stdio_entry("s")]) as (base, _app):
+        baseline = children_of(me)
+        for _ in range(3):
+            async with Client(f"{base}/mcp/s", mode="legacy") as c:
+                assert (await c.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+                assert len(children_of(me)) == len(baseline) + 1
+        gc.collect()
+        await eventually(lambda: children_of(me) == baseline, 60, "per-session upstream children to be closed")
