@@ -91,6 +91,6 @@ async def test_per_server_sessions_do_not_leak_stdio_children() -> None:
         for _ in range(3):
             async with Client(f"{base}/mcp/s", mode="legacy") as c:
                 assert (await c.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
-                assert len(children_of(me)) == len(baseline) + 1
+                assert len(children_of(me)) > len(baseline)  # its own upstream process
         gc.collect()
         await eventually(lambda: children_of(me) == baseline, 60, "per-session upstream children to be closed")
