@@ -13,7 +13,8 @@ upstream does for the whole call. ``FastPath.handle`` answers the common case di
 It runs the same handler code (local tools, then the Dispatcher) and answers with one JSON
 body, as the streamable HTTP transport allows. Anything else — initialize, lists, notifications,
 batches, progress, GET/DELETE, malformed bodies — is handed to the SDK unchanged (the body
-already read is replayed). Oversized bodies are refused here with 413 before parsing.
+already read is replayed), except a ``notifications/cancelled`` for a call in flight here, which
+cancels it (and the upstream call with it). Oversized bodies are refused here with 413 before parsing.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class FastPath:
         self.manager = manager
         self.max_body_bytes = max_body_bytes
         self.served = 0
+        # (session id, request id) -> cancel scope of a call in flight in the fast lane, so a
+        # notifications/cancelled from the client stops it (the SDK does not know these calls).
+        self._inflight: dict[tuple[bytes, str | int], anyio.CancelScope] = {}
 
     def _session(self, headers: dict[bytes, bytes]) -> Any:
         sid = headers.get(b"mcp-session-id")
@@ -79,6 +83,12 @@ class FastPath:
             return True
         if body is None:  # the client went away
             return True
+        sid = headers.get(b"mcp-session-id", b"")
+        cancelled = _parse_cancel(body)
+        if cancelled is not None and (sid, cancelled) in self._inflight:
+            self._inflight[(sid, cancelled)].cancel()
+            await send_body(send, b"", status=202)
+            return True
         msg = _parse_call(body)
         if msg is None:
             listing = _parse_list(body)
@@ -90,7 +100,16 @@ class FastPath:
             await self._replay(scope, body, receive, send)
             return True
         _touch(transport)
-        await send_json(send, await self._answer(scope, msg))
+        key = (sid, msg["id"])
+        with anyio.CancelScope() as scope_:
+            self._inflight[key] = scope_
+            try:
+                answer = await self._answer(scope, msg)
+            finally:
+                self._inflight.pop(key, None)
+        if scope_.cancelled_caught:
+            answer = {"jsonrpc": "2.0", "id": msg["id"], "error": {"code": -32800, "message": "request cancelled"}}
+        await send_json(send, answer)
         self.served += 1
         return True
 
@@ -179,6 +198,20 @@ async def refuse_oversized(scope: Scope, send: Send, limit: int) -> bool:
 
 class _TooLarge(Exception):
     pass
+
+
+def _parse_cancel(body: bytes) -> str | int | None:
+    """The requestId of a notifications/cancelled body, else None."""
+    if b'"notifications/cancelled"' not in body:
+        return None
+    try:
+        msg = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(msg, dict) or msg.get("method") != "notifications/cancelled":
+        return None
+    rid = (msg.get("params") or {}).get("requestId")
+    return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
 
 
 def _parse_list(body: bytes) -> str | int | None:

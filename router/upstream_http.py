@@ -22,6 +22,7 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 import httpx
 import mcp.types as mt
 from mcp.shared.exceptions import MCPError
@@ -115,6 +116,22 @@ class RawHttpSession:
         self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
     ) -> mt.CallToolResult:
         rid = next(self._ids)
+        try:
+            return await self._call_once(rid, tool, arguments, meta, progress)
+        except anyio.get_cancelled_exc_class():
+            # Our caller gave up (client cancel, timeout): tell the upstream to stop too.
+            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+                note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                        "params": {"requestId": rid, "reason": "cancelled by the router's caller"}}
+                try:
+                    await self._http.post(self.url, json=note, headers=self._session_headers())
+                except httpx.HTTPError:
+                    pass
+            raise
+
+    async def _call_once(
+        self, rid: int, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
+    ) -> mt.CallToolResult:
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
         token = None
         if meta or progress is not None:

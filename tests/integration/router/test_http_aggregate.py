@@ -143,3 +143,31 @@ async def test_legacy_sse_transport_serves_the_aggregate() -> None:
         async with Client(sse_client(f"{base}/sse"), mode="legacy") as c:
             assert "s__add" in {t.name for t in (await c.list_tools()).tools}
             assert (await c.call_tool("s__add", {"a": 1, "b": 2})).structured_content == {"result": 3}
+
+
+async def test_cancellation_stops_a_call_in_flight(http_upstream: str) -> None:
+    import anyio
+
+    from tests.integration.router.conftest import eventually
+
+    async with serve_router([{"name": "h", "kind": "http", "url": http_upstream}]) as (base, app):
+        async with httpx.AsyncClient(base_url=base, timeout=60) as h:
+            init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+                "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+            r = await h.post("/mcp", json=init, headers=ACCEPT)
+            hdrs = {**ACCEPT, "mcp-session-id": r.headers["mcp-session-id"], "mcp-protocol-version": "2025-06-18"}
+            await h.post("/mcp", json={"jsonrpc": "2.0", "method": "notifications/initialized"}, headers=hdrs)
+            call = {"jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": {"name": "h__slow", "arguments": {"seconds": 60}}}
+            answer: dict = {}  # type: ignore[type-arg]
+
+            async def slow() -> None:
+                answer.update(_last_json(await h.post("/mcp", json=call, headers=hdrs)))
+
+            with anyio.fail_after(40):  # far below the 60 s the tool would take
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(slow)
+                    await eventually(lambda: app.state.router_fastpath._inflight, 30, "the call to be in flight")
+                    cancel = {"jsonrpc": "2.0", "method": "notifications/cancelled", "params": {"requestId": 7}}
+                    r = await h.post("/mcp", json=cancel, headers=hdrs)
+                    assert r.status_code == 202
+            assert answer["error"]["code"] == -32800
