@@ -54,16 +54,26 @@ async def eventually(predicate: Callable[[], Any], timeout: float = 60, what: st
 @pytest.fixture
 def http_upstream() -> Iterator[str]:
     """A test upstream over streamable HTTP in its own process; yields its /mcp URL."""
+    yield from _upstream_process("http", "/mcp")
+
+
+@pytest.fixture
+def sse_upstream() -> Iterator[str]:
+    """A test upstream speaking only the legacy HTTP+SSE transport; yields its /sse URL."""
+    yield from _upstream_process("sse", "/sse")
+
+
+def _upstream_process(transport: str, path: str) -> Iterator[str]:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, str(UPSTREAM), "--transport", "http", "--port", str(port), "--name", "h"],
+        [sys.executable, str(UPSTREAM), "--transport", transport, "--port", str(port), "--name", "h"],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}/mcp"
+    url = f"http://127.0.0.1:{port}{path}"
     try:
         for _ in range(600):
             try:
-                httpx.get(url, timeout=1)
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
                 break
             except httpx.HTTPError:
                 if proc.poll() is not None:

@@ -171,3 +171,10 @@ async def test_cancellation_stops_a_call_in_flight(http_upstream: str) -> None:
                     r = await h.post("/mcp", json=cancel, headers=hdrs)
                     assert r.status_code == 202
             assert answer["error"]["code"] == -32800
+
+
+async def test_http_upstream_falls_back_to_legacy_sse(sse_upstream: str) -> None:
+    async with serve_router([{"name": "old", "kind": "http", "url": sse_upstream}]) as (base, app):
+        assert app.state.upstreams["old"].state == "ready"
+        async with Client(f"{base}/mcp", mode="legacy") as c:
+            assert (await c.call_tool("old__add", {"a": 3, "b": 4})).structured_content == {"result": 7}

@@ -85,7 +85,7 @@ def build_builtin(ctx: object) -> MCPServer:
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--name", default="up")
-    p.add_argument("--transport", choices=["stdio", "http"], default="stdio")
+    p.add_argument("--transport", choices=["stdio", "http", "sse"], default="stdio")
     p.add_argument("--port", type=int, default=0)
     p.add_argument("--tools", type=int, default=0)
     p.add_argument("--json-response", action="store_true")
@@ -97,7 +97,10 @@ def main() -> None:
     else:
         import uvicorn
 
-        app = server.streamable_http_app(json_response=args.json_response, stateless_http=args.stateless)
+        if args.transport == "sse":  # the legacy HTTP+SSE transport only
+            app = server.sse_app()
+        else:
+            app = server.streamable_http_app(json_response=args.json_response, stateless_http=args.stateless)
         uvicorn.run(app, host="127.0.0.1", port=args.port, log_level="warning")
 
 
