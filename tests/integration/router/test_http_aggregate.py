@@ -178,3 +178,17 @@ async def test_http_upstream_falls_back_to_legacy_sse(sse_upstream: str) -> None
         assert app.state.upstreams["old"].state == "ready"
         async with Client(f"{base}/mcp", mode="legacy") as c:
             assert (await c.call_tool("old__add", {"a": 3, "b": 4})).structured_content == {"result": 7}
+
+
+async def test_expose_modes(http_upstream: str) -> None:
+    async with serve_router([{"name": "h", "kind": "http", "url": http_upstream}]) as (base, app):
+        local = set(app.state.aggregate.local_tools)
+        async with Client(f"{base}/mcp?expose=all", mode="legacy") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "h__add" in names and not (names & local)
+        async with Client(f"{base}/mcp?expose=search", mode="legacy") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert names == local or (not local and "h__add" in names)
+        async with Client(f"{base}/mcp?expose=both", mode="legacy") as c:
+            names = {t.name for t in (await c.list_tools()).tools}
+            assert "h__add" in names and local <= names
