@@ -227,6 +227,7 @@ def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (VSM_HOST, default 127.0.0.1).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (VSM_PORT, default 8765).")] = None,
     database_url: DbUrl = None,
+    manifest: ManifestOpt = None,
 ) -> None:
     """Run the router: MCP at /mcp, edge routes, /healthz and /readyz.
 
@@ -238,7 +239,7 @@ def serve(
     from router.app import create_app
     from vsm_mcp import migrate as m
 
-    settings = settings_from(database_url, host=host, port=port)
+    settings = settings_from(database_url, host=host, port=port, manifests=manifest or None)
     _check_reachable(settings, settings.migration_database_url)
     m.upgrade(settings.migration_database_url)
     asgi = create_app(settings)
