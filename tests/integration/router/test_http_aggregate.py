@@ -192,3 +192,21 @@ async def test_expose_modes(http_upstream: str) -> None:
         async with Client(f"{base}/mcp?expose=both", mode="legacy") as c:
             names = {t.name for t in (await c.list_tools()).tools}
             assert "h__add" in names and local <= names
+
+
+async def test_prompts_and_resources_are_aggregated(http_upstream: str) -> None:
+    entries = [stdio_entry("s"), {"name": "h", "kind": "http", "url": http_upstream}]
+    async with serve_router(entries) as (base, _app):
+        async with Client(f"{base}/mcp", mode="legacy") as c:
+            prompts = {p.name for p in (await c.list_prompts()).prompts}
+            assert {"s__greet", "h__greet"} <= prompts
+            got = await c.get_prompt("s__greet", {"who": "ann"})
+            assert "Hello ann, from s" in got.messages[0].content.text  # type: ignore[union-attr]
+            uris = {str(r.uri) for r in (await c.list_resources()).resources}
+            assert {"test://s/info", "test://h/info"} <= uris  # URIs kept as they are
+            read = await c.read_resource("test://h/info")
+            assert read.contents[0].text == "info of h"  # type: ignore[union-attr]
+            templated = await c.read_resource("test://s/items/42")
+            assert templated.contents[0].text == "s item 42"  # type: ignore[union-attr]
+            with pytest.raises(MCPError):
+                await c.read_resource("test://nobody/x")

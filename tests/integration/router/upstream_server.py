@@ -57,6 +57,21 @@ def build(name: str, extra_tools: int = 0) -> MCPServer:
             await ctx.report_progress(i + 1, 3, f"step {i + 1}")
         return "finished"
 
+    @server.prompt()
+    def greet(who: str) -> str:
+        """A greeting prompt."""
+        return f"Hello {who}, from {name}"
+
+    @server.resource(f"test://{name}/info")
+    def info() -> str:
+        """A fixed resource."""
+        return f"info of {name}"
+
+    @server.resource(f"test://{name}/items/{{item}}")
+    def item(item: str) -> str:
+        """A templated resource."""
+        return f"{name} item {item}"
+
     @server.tool()
     async def grow(name: str, ctx: Context) -> str:
         """Register a tool with this name and announce it (tools/list_changed)."""
