@@ -31,6 +31,7 @@ import mcp.types as mt
 from mcp.server.lowlevel.server import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
 from router.catalog import Catalog
 from router.dispatch import Dispatcher
@@ -168,7 +169,12 @@ class Aggregate:
 
     async def _list_tools(self, ctx: Any, params: Any) -> dict[str, Any]:
         principal = await self._principal(ctx)
-        return self.tools_payload(principal, self.expose_mode(ctx))
+        payload = self.tools_payload(principal, self.expose_mode(ctx))
+        if getattr(ctx, "protocol_version", "") in MODERN_PROTOCOL_VERSIONS:
+            # 2026-07-28 results carry a result type and freshness hints; the list depends on
+            # the caller's grants, so it is private and not to be reused by a shared cache.
+            return {"resultType": "complete", "ttlMs": 0, "cacheScope": "private", **payload}
+        return payload
 
     def tools_payload(self, principal: Principal, mode: str) -> dict[str, Any]:
         """The ``tools/list`` result for ``principal`` in expose ``mode``, built once per catalog version."""
