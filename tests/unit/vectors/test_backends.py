@@ -186,3 +186,12 @@ def test_filter_from_dict_names_bad_fields() -> None:
         Filter.from_dict({"tennant": "a"})
     with pytest.raises(InvalidArguments, match="filter.tags_all must be a list"):
         Filter.from_dict({"tags_all": "x"})
+
+
+def test_open_index_and_pq_parameters_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(InvalidArguments, match="no saved vector index"):
+        open_index(tmp_path / "nothing-here")
+    with pytest.raises(InvalidArguments, match="m=5 must divide the dimension 24"):
+        make_index("pq", DIM, "l2", m=5)
+    with pytest.raises(InvalidArguments, match="usearch connectivity"):
+        make_index("usearch", DIM, connectivity=1)
