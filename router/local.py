@@ -28,6 +28,7 @@ from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import VsmError
+from vsm_mcp.policy.service import authorizer_of
 from vsm_mcp.tenants import Authenticator
 
 
@@ -46,14 +47,19 @@ async def running_router(
     await ctx.bus.start()
     try:
         runtime = RouterRuntime(ctx, specs)
+        # Same authorize step as the HTTP app: tenant policies apply to stdio and `call` too.
+        policy = authorizer_of(ctx)
+        runtime.dispatcher.add_authorizer(policy)
         principal = await local_principal(ctx)
         try:
+            await policy.start()
             async with anyio.create_task_group() as tg:
                 await runtime.start(tg)
                 try:
                     yield runtime, principal
                 finally:
                     await runtime.aclose()
+                    await policy.aclose()
                     tg.cancel_scope.cancel()
         except BaseExceptionGroup as group:
             # A routing error (unknown tool …) surfaces as itself, not wrapped by the task group.
