@@ -230,7 +230,10 @@ class Upstream:
 
     def make_client(self, transport: Any = None, **callbacks: Any) -> Client:
         """An un-entered Client for this upstream (a new transport unless one is given)."""
-        mode = "auto" if self.spec.kind == "builtin" else "legacy"
+        # Handshake (legacy) era for every kind: in the 2026-07-28 era a server announces
+        # list_changed only on subscriptions/listen streams, so an in-process builtin's
+        # notifications never reached the catalog.
+        mode = "legacy"
         return Client(
             transport if transport is not None else self._transport(),
             mode=mode,

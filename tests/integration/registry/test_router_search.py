@@ -77,9 +77,12 @@ async def test_search_mode_meta_tools_and_the_full_pipeline() -> None:
             await asyncio.sleep(0.2)
 
 
-async def test_list_changed_adds_and_removes_tools_from_search() -> None:
+@pytest.mark.parametrize("kind", ["stdio", "builtin"])
+async def test_list_changed_adds_and_removes_tools_from_search(kind: str) -> None:
     server = str(Path(__file__).with_name("dynamic_server.py"))
-    entries = [{"name": "dyn", "kind": "stdio", "command": sys.executable, "args": [server]}]
+    entries: list[dict[str, object]] = [{"name": "dyn", "kind": "stdio", "command": sys.executable, "args": [server]}]
+    if kind == "builtin":  # in-process: notifications travel over the memory transport
+        entries = [{"name": "dyn", "kind": "builtin", "target": "tests.integration.registry.dynamic_server:build"}]
     async with serve_router(entries, embedder="hash") as (base, app):
         async with Client(f"{base}/mcp?expose=search", mode="legacy") as c:
             query = {"query": "frobnicate the blue widgets", "limit": 3}
