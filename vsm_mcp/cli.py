@@ -243,6 +243,13 @@ def serve(
     _check_reachable(settings, settings.migration_database_url)
     m.upgrade(settings.migration_database_url)
     asgi = create_app(settings)
+    if settings.log_level != "debug":
+        import logging
+
+        # The SDK logs every session and every failed tool call at INFO; those belong in
+        # episodes and /metrics, not on the console of a server that may handle thousands.
+        for name in ("mcp", "httpx", "LiteLLM"):
+            logging.getLogger(name).setLevel(logging.WARNING)
     err.print(
         f"vsm-mcp serving on http://{settings.host}:{settings.port}  "
         f"(MCP: /mcp · health: /healthz · readiness: /readyz · database: {_redact(settings.database_url)})"
