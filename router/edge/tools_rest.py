@@ -1,19 +1,25 @@
-"""``GET /v1/tools?q=…&limit=…`` — tool search (or the plain list) for clients that do not speak MCP.
+"""``GET /v1/tools?q=…&limit=…`` — tool search (or the plain list) for clients that do not speak MCP,
+and ``POST /v1/tools/{name}/call`` — one call through the dispatch pipeline.
 
 With ``q`` it ranks tools exactly as the ``find_tools`` meta-tool does (router/meta_tools.py);
 without it, it lists the tools the caller may call. Optional ``server``, ``tags`` (comma
 separated) and ``mode`` (hybrid, bm25, embedding) narrow the search. The caller's grants apply:
 a tool it may not call is never listed. Errors use the edge's one JSON error shape.
+
+The call body is ``{"arguments": {…}}``; the answer is the MCP ``CallToolResult`` as JSON (a tool
+that ran and failed is a 200 with ``isError: true``; a routing failure is the error's HTTP status).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
 from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
 from router.registry import MODES
@@ -29,8 +35,34 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
-def tools_routes(search: ToolSearch, authenticate: Authenticate) -> list[Route]:
-    """The ``/v1/tools`` route over the router's ``ToolSearch``."""
+async def _call_arguments(request: Request, max_body_bytes: int) -> dict[str, Any]:
+    body = await request.body()
+    if len(body) > max_body_bytes:
+        raise InvalidArguments(f"request body is {len(body)} bytes; the limit is {max_body_bytes}")
+    try:
+        data = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise InvalidArguments(f"request body is not JSON: {exc}") from None
+    if not isinstance(data, dict) or not isinstance(data.get("arguments", {}), dict):
+        raise InvalidArguments('request body must be an object {"arguments": {…}}')
+    return dict(data.get("arguments", {}))
+
+
+def tools_routes(
+    search: ToolSearch, authenticate: Authenticate, dispatcher: Dispatcher | None = None, max_body_bytes: int = 4 << 20
+) -> list[Route]:
+    """``GET /v1/tools`` over the router's ``ToolSearch``; ``POST /v1/tools/{name}/call`` when a dispatcher is given."""
+
+    async def call(request: Request) -> Response:
+        assert dispatcher is not None
+        try:
+            principal = await authenticate(request)
+            arguments = await _call_arguments(request, max_body_bytes)
+            result = await dispatcher.call_tool(principal, request.path_params["name"], arguments, source="rest")
+            return JSONResponse(result.model_dump(by_alias=True, mode="json", exclude_none=True))
+        except VsmError as exc:
+            headers = {"Retry-After": str(max(1, round(exc.data.get("retry_after", 1))))} if exc.status == 429 else None
+            return error_response(exc, headers)
 
     async def list_or_search(request: Request) -> Response:
         try:
@@ -59,7 +91,10 @@ def tools_routes(search: ToolSearch, authenticate: Authenticate) -> list[Route]:
         except VsmError as exc:
             return error_response(exc)
 
-    return [Route("/v1/tools", list_or_search, methods=["GET"])]
+    routes = [Route("/v1/tools", list_or_search, methods=["GET"])]
+    if dispatcher is not None:
+        routes.append(Route("/v1/tools/{name}/call", call, methods=["POST"]))
+    return routes
 
 
 def _tag_keys(tags: tuple[str, ...]) -> set[str]:
