@@ -91,8 +91,10 @@ async def throughput(call: Callable[[], Awaitable[Any]], calls: int, concurrency
     return calls / (time.perf_counter() - t0)
 
 
-async def measure(direct_url: str, router_url: str, n: int, calls: int, concurrency: int) -> dict[str, float]:
-    async with Client(direct_url, mode="legacy") as direct, Client(router_url, mode="legacy") as routed:
+async def measure(
+    direct_url: str, router_url: str, n: int, calls: int, concurrency: int, mode: str = "legacy"
+) -> dict[str, Any]:
+    async with Client(direct_url, mode=mode) as direct, Client(router_url, mode=mode) as routed:  # type: ignore[arg-type]
 
         async def d() -> Any:
             r = await direct.call_tool("echo", {"text": "hello"})
@@ -123,6 +125,7 @@ async def measure(direct_url: str, router_url: str, n: int, calls: int, concurre
     direct_rps, router_rps = max(rps["direct"]), max(rps["router"])
     return {
         "n": n,
+        "client_mode": mode,
         "concurrency": concurrency,
         "direct_p50_ms": round(direct_p50, 3),
         "router_p50_ms": round(router_p50, 3),
@@ -141,6 +144,10 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=400, help="sequential calls per side")
     ap.add_argument("--calls", type=int, default=800, help="calls per throughput round")
     ap.add_argument("--concurrency", type=int, default=32)
+    ap.add_argument(
+        "--client-mode", default="legacy", choices=["legacy", "auto"],
+        help="mcp Client mode on both sides: legacy (2025-11-25 handshake) or auto (the SDK default, 2026-07-28)",
+    )
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = ap.parse_args()
 
@@ -171,6 +178,7 @@ def main() -> None:
                 args.n,
                 args.calls,
                 args.concurrency,
+                args.client_mode,
             )
     result["goal_met"] = result["ratio_p50"] <= 1.25 and result["ratio_rps"] >= 0.8
     if not args.json:

@@ -7,8 +7,11 @@ upstream does for the whole call. ``FastPath.handle`` answers the common case di
 * POST with a JSON body that is one ``tools/call`` request (not a batch, no ``progressToken`` —
   progress needs the SSE response stream), or one ``tools/list`` without a cursor (answered
   with the aggregate's cached, pre-serialized bytes),
-* an ``Mcp-Session-Id`` the SDK session manager knows and has not expired, a handshake-era
-  protocol version, and an ``Accept`` that allows ``application/json``.
+* handshake era: an ``Mcp-Session-Id`` the SDK session manager knows and has not expired, and
+  an ``Accept`` that allows ``application/json``;
+* 2026-07-28 era (sessionless): a ``_meta`` that holds only the era's envelope (protocol version,
+  client info and capabilities); the answer gets the era's ``resultType`` and ``serverInfo`` stamp,
+  and the client closing the request cancels the call.
 
 It runs the same handler code (local tools, then the Dispatcher) and answers with one JSON
 body, as the streamable HTTP transport allows. Anything else — initialize, lists, notifications,
@@ -67,7 +70,7 @@ class FastPath:
             return True
         headers = _headers(scope)
         if headers.get(b"mcp-protocol-version", b"").startswith(_MODERN):
-            return False
+            return await self._handle_modern(scope, receive, send, headers)
         if b"application/json" not in headers.get(b"accept", b""):
             return False
         if not headers.get(b"content-type", b"").startswith(b"application/json"):
@@ -113,16 +116,75 @@ class FastPath:
         self.served += 1
         return True
 
+    async def _handle_modern(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> bool:
+        """2026-07-28 era: every request is self-contained (no session); answer plain tools/call and
+        tools/list here with the era's result envelope, hand everything else to the SDK."""
+        if b"application/json" not in headers.get(b"accept", b""):
+            return False
+        if not headers.get(b"content-type", b"").startswith(b"application/json"):
+            return False
+        try:
+            body = await _read_body(receive, self.max_body_bytes)
+        except _TooLarge:
+            err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({self.max_body_bytes} bytes)")
+            await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
+            return True
+        if body is None:
+            return True
+        msg = _parse_call(body)
+        if msg is not None and _plain_modern_meta(msg):
+            answer = await self._answer_until_disconnect(scope, msg, receive)
+            if answer is not None:
+                if "result" in answer:
+                    answer["result"] = self._modern_envelope(answer["result"])
+                await send_json(send, answer)
+                self.served += 1
+            return True
+        listing = _parse_list(body)
+        if listing is not None and _plain_modern_meta(json.loads(body)):
+            principal = principal_of(scope)
+            mode = _expose_of(scope, self.aggregate.expose)
+            if principal is not None and mode is not None:
+                payload = {"resultType": "complete", "ttlMs": 0, "cacheScope": "private",
+                           **self.aggregate.tools_payload(principal, mode)}
+                await send_json(send, {"jsonrpc": "2.0", "id": listing, "result": self._modern_envelope(payload)})
+                self.served += 1
+                return True
+        await self._replay(scope, body, receive, send)
+        return True
+
+    def _modern_envelope(self, result: dict[str, Any]) -> dict[str, Any]:
+        result.setdefault("resultType", "complete")
+        meta = dict(result.get("_meta") or {})
+        meta[SERVER_INFO_KEY] = self.aggregate.server.server_info_stamp
+        result["_meta"] = meta
+        return result
+
+    async def _answer_until_disconnect(
+        self, scope: Scope, msg: dict[str, Any], receive: Receive
+    ) -> dict[str, Any] | None:
+        """The call's answer; None when the client hung up first (in this era closing the request
+        is how a client cancels, so the upstream call is cancelled with it)."""
+        answer: dict[str, Any] | None = None
+        async with anyio.create_task_group() as tg:
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tg.cancel_scope.cancel()
+
+            tg.start_soon(watch)
+            answer = await self._answer(scope, msg)
+            tg.cancel_scope.cancel()
+        return answer
+
     def _list(self, scope: Scope, rid: str | int) -> bytes | None:
         """tools/list from the aggregate's cached, pre-serialized listing (None: let the SDK answer)."""
         principal = principal_of(scope)
         if principal is None:
             return None
-        mode = self.aggregate.expose
-        for part in scope.get("query_string", b"").decode("latin-1").split("&"):
-            if part.startswith("expose="):
-                mode = part[7:]
-        if mode not in ("all", "search", "both"):
+        mode = _expose_of(scope, self.aggregate.expose)
+        if mode is None:
             return None
         payload: bytes = self.aggregate.tools_payload_json(principal, mode)
         return b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":' + payload + b"}"
@@ -159,6 +221,32 @@ class FastPath:
         except VsmError as exc:
             return {"jsonrpc": "2.0", "id": rid, "error": exc.to_jsonrpc()}
         return {"jsonrpc": "2.0", "id": rid, "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+
+
+SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
+_PLAIN_META = frozenset(
+    {"io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientInfo",
+     "io.modelcontextprotocol/clientCapabilities"}
+)
+
+
+def _plain_modern_meta(msg: dict[str, Any]) -> bool:
+    """True when the request's ``_meta`` is only the era's envelope (no log-level opt-in, no
+    progress token, no extension keys) — what the fast lane can answer exactly like the SDK."""
+    meta = (msg.get("params") or {}).get("_meta")
+    return (
+        isinstance(meta, dict)
+        and meta.get("io.modelcontextprotocol/protocolVersion") == _MODERN.decode()
+        and set(meta) <= _PLAIN_META
+    )
+
+
+def _expose_of(scope: Scope, default: str) -> str | None:
+    mode = default
+    for part in scope.get("query_string", b"").decode("latin-1").split("&"):
+        if part.startswith("expose="):
+            mode = part[7:]
+    return mode if mode in ("all", "search", "both") else None
 
 
 def _parse_call(body: bytes) -> dict[str, Any] | None:
