@@ -78,13 +78,8 @@ class FastPath:
         transport = self._session(headers)
         if transport is None:
             return False
-        try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _TooLarge:
-            err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({self.max_body_bytes} bytes)")
-            await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
-            return True
-        if body is None:  # the client went away
+        body = await self._body(receive, send)
+        if body is None:  # answered already (413) or the client went away
             return True
         sid = headers.get(b"mcp-session-id", b"")
         cancelled = _parse_cancel(body)
@@ -95,7 +90,7 @@ class FastPath:
         msg = _parse_call(body)
         if msg is None:
             listing = _parse_list(body)
-            if listing is not None and (raw := self._list(scope, listing)) is not None:
+            if listing is not None and (raw := self._list(scope, listing["id"])) is not None:
                 _touch(transport)
                 await send_body(send, raw)
                 self.served += 1
@@ -116,6 +111,15 @@ class FastPath:
         self.served += 1
         return True
 
+    async def _body(self, receive: Receive, send: Send) -> bytes | None:
+        """The whole request body; None when it was too large (answered 413 here) or the client left."""
+        try:
+            return await _read_body(receive, self.max_body_bytes)
+        except _TooLarge:
+            err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({self.max_body_bytes} bytes)")
+            await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
+            return None
+
     async def _handle_modern(self, scope: Scope, receive: Receive, send: Send, headers: dict[bytes, bytes]) -> bool:
         """2026-07-28 era: every request is self-contained (no session); answer plain tools/call and
         tools/list here with the era's result envelope, hand everything else to the SDK."""
@@ -123,13 +127,8 @@ class FastPath:
             return False
         if not headers.get(b"content-type", b"").startswith(b"application/json"):
             return False
-        try:
-            body = await _read_body(receive, self.max_body_bytes)
-        except _TooLarge:
-            err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({self.max_body_bytes} bytes)")
-            await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
-            return True
-        if body is None:
+        body = await self._body(receive, send)
+        if body is None:  # answered already (413) or the client went away
             return True
         msg = _parse_call(body)
         if msg is not None and _plain_modern_meta(msg):
@@ -141,13 +140,13 @@ class FastPath:
                 self.served += 1
             return True
         listing = _parse_list(body)
-        if listing is not None and _plain_modern_meta(json.loads(body)):
+        if listing is not None and _plain_modern_meta(listing):
             principal = principal_of(scope)
             mode = _expose_of(scope, self.aggregate.expose)
             if principal is not None and mode is not None:
                 payload = {"resultType": "complete", "ttlMs": 0, "cacheScope": "private",
                            **self.aggregate.tools_payload(principal, mode)}
-                await send_json(send, {"jsonrpc": "2.0", "id": listing, "result": self._modern_envelope(payload)})
+                await send_json(send, {"jsonrpc": "2.0", "id": listing["id"], "result": self._modern_envelope(payload)})
                 self.served += 1
                 return True
         await self._replay(scope, body, receive, send)
@@ -249,15 +248,15 @@ def _expose_of(scope: Scope, default: str) -> str | None:
     return mode if mode in ("all", "search", "both") else None
 
 
-def _parse_call(body: bytes) -> dict[str, Any] | None:
-    """The message if ``body`` is a single, well-formed tools/call request without a progressToken."""
-    if b'"tools/call"' not in body:
+def _parse_request(body: bytes, method: str) -> dict[str, Any] | None:
+    """The message if ``body`` is one well-formed JSON-RPC request for ``method``, else None."""
+    if f'"{method}"'.encode() not in body:
         return None
     try:
         msg = json.loads(body)
     except ValueError:
         return None
-    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/call":
+    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != method:
         return None
     rid = msg.get("id")
     if not isinstance(rid, str | int) or isinstance(rid, bool):
@@ -265,7 +264,15 @@ def _parse_call(body: bytes) -> dict[str, Any] | None:
     params = msg.get("params")
     if params is not None and not isinstance(params, dict):
         return None
-    meta = (params or {}).get("_meta")
+    return msg
+
+
+def _parse_call(body: bytes) -> dict[str, Any] | None:
+    """The message if ``body`` is a single, well-formed tools/call request without a progressToken."""
+    msg = _parse_request(body, "tools/call")
+    if msg is None:
+        return None
+    meta = (msg.get("params") or {}).get("_meta")
     if meta is not None and (not isinstance(meta, dict) or "progressToken" in meta):
         return None
     return msg
@@ -302,21 +309,12 @@ def _parse_cancel(body: bytes) -> str | int | None:
     return rid if isinstance(rid, str | int) and not isinstance(rid, bool) else None
 
 
-def _parse_list(body: bytes) -> str | int | None:
-    """The request id if ``body`` is a single tools/list request without a cursor."""
-    if b'"tools/list"' not in body:
+def _parse_list(body: bytes) -> dict[str, Any] | None:
+    """The message if ``body`` is a single tools/list request without a cursor."""
+    msg = _parse_request(body, "tools/list")
+    if msg is None or (msg.get("params") or {}).get("cursor"):
         return None
-    try:
-        msg = json.loads(body)
-    except ValueError:
-        return None
-    if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != "tools/list":
-        return None
-    rid = msg.get("id")
-    params = msg.get("params") or {}
-    if not isinstance(rid, str | int) or isinstance(rid, bool) or not isinstance(params, dict) or params.get("cursor"):
-        return None
-    return rid
+    return msg
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes | None:
