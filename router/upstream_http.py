@@ -5,8 +5,10 @@ hop per message, output-schema validation); per call that costs about as much as
 upstream's own work, which would double the latency of every routed call. This session
 speaks just enough of the streamable HTTP transport for ``tools/call``: it initialises once
 (its own ``Mcp-Session-Id``, over httpx), then each call is one POST on a kept-alive connection
-(router/http11.py) whose
-answer is read either as JSON or as an SSE stream (progress notifications for the call are
+(router/http11.py). When the upstream also serves the sessionless 2026-07-28 era (probed once
+with ``server/discover``), a call without progress goes in that era: one self-contained POST
+answered with plain JSON. Otherwise the answer is
+read either as JSON or as an SSE stream (progress notifications for the call are
 relayed on the way). Everything else — lists, notifications, health pings, server→client
 requests — stays on the SDK session the supervisor keeps next to it.
 
@@ -32,6 +34,12 @@ from vsm_mcp.errors import UpstreamUnavailable
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 PROTOCOL_VERSION = "2025-11-25"
+MODERN_VERSION = "2026-07-28"
+_ENVELOPE = {
+    "io.modelcontextprotocol/protocolVersion": MODERN_VERSION,
+    "io.modelcontextprotocol/clientInfo": {"name": "vsm-mcp-router", "version": "0.1.0"},
+    "io.modelcontextprotocol/clientCapabilities": {},
+}
 _ACCEPT = "application/json, text/event-stream"
 
 
@@ -49,6 +57,9 @@ class RawHttpSession:
         self.timeout = timeout
         self.session_id: str | None = None
         self.protocol_version = PROTOCOL_VERSION
+        # True when the upstream also serves the sessionless 2026-07-28 era (server/discover):
+        # plain calls then go as one self-contained JSON POST, no session, no SSE answer.
+        self.modern = False
         self._ids = itertools.count(1)
         self._pool = Http11Pool(url)
         self._http = httpx.AsyncClient(
@@ -81,6 +92,20 @@ class RawHttpSession:
         r = await self._http.post(self.url, json=note, headers=self._session_headers())
         if r.status_code >= 400:
             raise UpstreamUnavailable(f"upstream {self.name!r} rejected notifications/initialized: HTTP {r.status_code}")
+        self.modern = await self._discover_modern()
+
+    async def _discover_modern(self) -> bool:
+        """Does the upstream serve 2026-07-28? One ``server/discover``; any failure means no."""
+        probe = {"jsonrpc": "2.0", "id": next(self._ids), "method": "server/discover", "params": {"_meta": _ENVELOPE}}
+        headers = {**self.headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "server/discover"}
+        try:
+            r = await self._http.post(self.url, json=probe, headers=headers)
+            if r.status_code != 200 or not r.headers.get("content-type", "").startswith("application/json"):
+                return False
+            versions = r.json().get("result", {}).get("supportedVersions", [])
+        except (httpx.HTTPError, ValueError, AttributeError):
+            return False
+        return isinstance(versions, list) and MODERN_VERSION in versions
 
     def _session_headers(self) -> dict[str, str]:
         h = dict(self.headers)
@@ -140,8 +165,14 @@ class RawHttpSession:
                 token = f"vsm-{rid}"
                 m["progressToken"] = token
             params["_meta"] = m
+        headers = self._session_headers()
+        if self.modern and progress is None:
+            # Sessionless era: the envelope rides in _meta; a client cancels by closing the request.
+            params["_meta"] = {**(meta or {}), **_ENVELOPE}
+            headers = {**self.headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call",
+                       "mcp-name": tool}
         body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}).encode()
-        async with self._pool.post(self._session_headers(), body) as resp:
+        async with self._pool.post(headers, body) as resp:
             if resp.status == 404 and self.session_id:
                 await resp.read()
                 raise SessionExpired()
