@@ -4,44 +4,23 @@ tool (/mcp) and the OpenAI edge (/v1) share one engine, so one's miss is the oth
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 import yaml
 from mcp import Client
 
 from router.app import create_app
 from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from tests.asgi_server import serve_asgi as serve
 from tests.integration.llm_cdn.conftest import make_settings
 from tests.integration.llm_cdn.fake_openai import FakeState
 from vsm_mcp import migrate
 
 pytestmark = pytest.mark.anyio
 Fakes = tuple[str, FakeState, str, FakeState]
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(3000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 def llm_entries(tmp_path: Path) -> tuple[list[dict[str, Any]], Path]:

@@ -6,20 +6,17 @@ takes effect without a restart. Both servers are mounted from manifests/default.
 from __future__ import annotations
 
 import asyncio
-import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 import yaml
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from router.app import create_app
 from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from tests.asgi_server import serve_asgi as serve
 from tests.integration.policy.conftest import Clock
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
@@ -47,24 +44,6 @@ def manifest(tmp_path: Path) -> Path:
     path = tmp_path / "m.yaml"
     path.write_text(yaml.safe_dump({"upstreams": entries}))
     return path
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        for _ in range(3000):
-            if server.started:
-                break
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 async def ok(client: Client, tool: str, **args: Any) -> dict[str, Any]:
