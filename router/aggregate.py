@@ -169,12 +169,15 @@ class Aggregate:
 
     async def _list_tools(self, ctx: Any, params: Any) -> dict[str, Any]:
         principal = await self._principal(ctx)
-        payload = self.tools_payload(principal, self.expose_mode(ctx))
+        mode = self.expose_mode(ctx)
         if getattr(ctx, "protocol_version", "") in MODERN_PROTOCOL_VERSIONS:
-            # 2026-07-28 results carry a result type and freshness hints; the list depends on
-            # the caller's grants, so it is private and not to be reused by a shared cache.
-            return {"resultType": "complete", "ttlMs": 0, "cacheScope": "private", **payload}
-        return payload
+            return self.tools_payload_modern(principal, mode)
+        return self.tools_payload(principal, mode)
+
+    def tools_payload_modern(self, principal: Principal, mode: str) -> dict[str, Any]:
+        """``tools_payload`` in the 2026-07-28 envelope: a result type and freshness hints. The list
+        depends on the caller's grants, so it is private and not to be reused by a shared cache."""
+        return {"resultType": "complete", "ttlMs": 0, "cacheScope": "private", **self.tools_payload(principal, mode)}
 
     def tools_payload(self, principal: Principal, mode: str) -> dict[str, Any]:
         """The ``tools/list`` result for ``principal`` in expose ``mode``, built once per catalog version."""

@@ -144,8 +144,7 @@ class FastPath:
             principal = principal_of(scope)
             mode = _expose_of(scope, self.aggregate.expose)
             if principal is not None and mode is not None:
-                payload = {"resultType": "complete", "ttlMs": 0, "cacheScope": "private",
-                           **self.aggregate.tools_payload(principal, mode)}
+                payload = self.aggregate.tools_payload_modern(principal, mode)
                 await send_json(send, {"jsonrpc": "2.0", "id": listing["id"], "result": self._modern_envelope(payload)})
                 self.served += 1
                 return True

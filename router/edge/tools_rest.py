@@ -21,10 +21,11 @@ from starlette.routing import Route
 
 from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
+from router.edge.ratelimit import retry_after_header
 from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
 from router.registry import MODES
 from vsm_mcp.auth import grants
-from vsm_mcp.errors import InvalidArguments, VsmError
+from vsm_mcp.errors import InvalidArguments, RateLimited, VsmError
 
 
 def _limit(raw: str | None) -> int:
@@ -60,9 +61,10 @@ def tools_routes(
             arguments = await _call_arguments(request, max_body_bytes)
             result = await dispatcher.call_tool(principal, request.path_params["name"], arguments, source="rest")
             return JSONResponse(result.model_dump(by_alias=True, mode="json", exclude_none=True))
+        except RateLimited as exc:
+            return error_response(exc, {"Retry-After": retry_after_header(exc.retry_after)})
         except VsmError as exc:
-            headers = {"Retry-After": str(max(1, round(exc.data.get("retry_after", 1))))} if exc.status == 429 else None
-            return error_response(exc, headers)
+            return error_response(exc)
 
     async def list_or_search(request: Request) -> Response:
         try:
