@@ -1,59 +1,80 @@
-"""A small field-weighted BM25 (BM25F-style) over tool documents, scored with numpy.
+"""A small field-weighted BM25 (BM25F) over tool documents, scored with numpy.
 
-Each document is a mapping field → tokens. A term's frequency is the weighted sum of its
-counts over fields and a document's length the weighted sum of field lengths, so a word in a
-tool's name can count more than the same word deep in its description. The per-posting BM25
-term weight is computed at build time; a query only gathers and adds posting arrays, which
-keeps scoring 10,000 tools well under a millisecond.
+Each document is a mapping field → term counts. A term's pseudo-frequency is the weighted sum
+of its counts over fields, so a word in a tool's name can count more than the same word deep in
+its description. Length normalisation is either per field (``per_field=True``, Zaragoza et al.'s
+BM25F: each field's count is divided by its length relative to that field's average, so an
+8,000-character description does not dilute the tool's name) or over the whole weighted
+document (``per_field=False``, the original flat variant). The per-posting BM25 term weight is
+computed at build time; a query only gathers and adds posting arrays, which keeps scoring
+10,000 tools well under a millisecond.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
 Vector = npt.NDArray[np.float32]
+FieldCounts = Mapping[str, Mapping[str, int]]
 
 
-def weighted_tf(fields: Mapping[str, Sequence[str]], weights: Mapping[str, float]) -> tuple[dict[str, float], float]:
-    """(term → weighted frequency, weighted length) of one document."""
-    tf: dict[str, float] = {}
-    length = 0.0
-    for field, tokens in fields.items():
-        w = weights.get(field, 1.0)
-        if w <= 0 or not tokens:
-            continue
-        length += w * len(tokens)
-        for token in tokens:
-            tf[token] = tf.get(token, 0.0) + w
-    return tf, length
+def field_counts(fields: Mapping[str, Sequence[str]]) -> dict[str, dict[str, int]]:
+    """field → term → count of one document (empty fields dropped)."""
+    return {f: dict(Counter(tokens)) for f, tokens in fields.items() if tokens}
 
 
 class BM25Index:
-    """BM25 scores of every document for a bag of query terms."""
+    """BM25F scores of every document for a bag of query terms."""
 
-    def __init__(self, docs: Sequence[tuple[Mapping[str, float], float]], *, k1: float = 1.2, b: float = 0.75) -> None:
+    def __init__(
+        self,
+        docs: Sequence[FieldCounts],
+        weights: Mapping[str, float],
+        *,
+        k1: float = 1.2,
+        b: float = 0.75,
+        per_field: bool = True,
+    ) -> None:
         self.n_docs = len(docs)
-
-        avg_len = (sum(length for _, length in docs) / self.n_docs) if self.n_docs else 1.0
-        avg_len = max(avg_len, 1e-6)
+        active = {f: w for f, w in weights.items() if w > 0}
+        lengths = [{f: sum(c.values()) for f, c in doc.items() if f in active} for doc in docs]
+        n = max(self.n_docs, 1)
+        avg_field = {f: max(sum(ln.get(f, 0) for ln in lengths) / n, 1e-6) for f in active}
+        avg_doc = max(sum(active[f] * avg_field[f] for f in active), 1e-6)
         postings: dict[str, tuple[list[int], list[float]]] = {}
-        for doc_id, (tf, length) in enumerate(docs):
-            norm = k1 * (1.0 - b + b * length / avg_len)
+        for doc_id, (doc, length) in enumerate(zip(docs, lengths, strict=True)):
+            tf: dict[str, float] = {}
+            if per_field:
+                for f, counts in doc.items():
+                    if f not in active:
+                        continue
+                    scale = active[f] / (1.0 - b + b * length[f] / avg_field[f])
+                    for term, c in counts.items():
+                        tf[term] = tf.get(term, 0.0) + c * scale
+            else:
+                doc_len = sum(active[f] * ln for f, ln in length.items())
+                scale_all = 1.0 / (1.0 - b + b * doc_len / avg_doc)
+                for f, counts in doc.items():
+                    if f not in active:
+                        continue
+                    for term, c in counts.items():
+                        tf[term] = tf.get(term, 0.0) + c * active[f] * scale_all
             for term, freq in tf.items():
-                ids, weights = postings.setdefault(term, ([], []))
+                ids, ws = postings.setdefault(term, ([], []))
                 ids.append(doc_id)
-                weights.append(freq * (k1 + 1.0) / (freq + norm))
+                ws.append(freq * (k1 + 1.0) / (freq + k1))
         self._postings: dict[str, tuple[npt.NDArray[np.int32], Vector]] = {}
-        for term, (ids, weights) in postings.items():
+        for term, (ids, ws) in postings.items():
             df = len(ids)
             idf = math.log(1.0 + (self.n_docs - df + 0.5) / (df + 0.5))
             self._postings[term] = (
                 np.asarray(ids, dtype=np.int32),
-                np.asarray(weights, dtype=np.float32) * np.float32(idf),
+                np.asarray(ws, dtype=np.float32) * np.float32(idf),
             )
 
     def scores(self, terms: Iterable[str] | Mapping[str, float]) -> Vector:

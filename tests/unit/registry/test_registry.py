@@ -168,3 +168,17 @@ def test_record_from_tool_accepts_mcp_tools_and_json() -> None:
         record_from_tool("s", {"description": "x"}, "s__x")
     with pytest.raises(InvalidArguments, match="input schema"):
         record_from_tool("s", {"name": "x", "inputSchema": "nope"}, "s__x")
+
+
+def test_hidden_set_shapes_same_names_empty_and_huge_descriptions() -> None:
+    # Shapes an unseen catalog will have: one tool name on two servers, a tool without any
+    # description, one with a description of thousands of words.
+    reg = ToolRegistry(HashEmbedder(64))
+    reg.replace_server("fs-go", [rec("fs-go", "read_file", "Read a file."), rec("fs-go", "get_time", "")])
+    reg.replace_server("desktop-commander", [rec("desktop-commander", "read_file", "Read a file. " + "word " * 5000)])
+    dc, fs = reg.get("desktop-commander__read_file"), reg.get("fs-go__read_file")
+    assert dc is not None and fs is not None and dc.embedding_text != fs.embedding_text
+    assert names(reg.search("read a file with desktop commander", limit=1)) == ["desktop-commander__read_file"]
+    assert names(reg.search("read a file on fs-go", limit=1)) == ["fs-go__read_file"]
+    assert names(reg.search("get time", limit=1)) == ["fs-go__get_time"]
+    assert set(names(reg.search("read file", limit=2))) == {"fs-go__read_file", "desktop-commander__read_file"}

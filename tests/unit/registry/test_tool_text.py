@@ -55,3 +55,43 @@ def test_first_sentences_keeps_whole_sentences() -> None:
     text = "First sentence here. Second one is longer than the limit allows. Third."
     assert first_sentences(text, 25) == "First sentence here."
     assert first_sentences("short", 100) == "short"
+
+
+def test_non_english_words_survive_tokenising() -> None:
+    # The unseen catalog may hold German, Russian or Chinese descriptions: no script is dropped.
+    assert split_identifier("Datei öffnen") == ["datei", "offnen"]
+    assert split_identifier("résuméFile") == ["resume", "file"]
+    assert split_identifier("Straße") == ["straße"]
+    assert split_identifier("Создать каталог") == ["создать", "каталог"]
+    assert split_identifier("创建文件夹") == ["创建", "建文", "文件", "件夹"]
+    assert split_identifier("file名前") == ["file", "名前"]
+    assert tokenize("Résumé") == tokenize("resume")
+
+
+_LATIN = st.text(alphabet=st.characters(max_codepoint=0x24F, categories=("Lu", "Ll", "Nd", "Pc", "Pd", "Zs")), max_size=40)
+
+
+@given(_LATIN)
+def test_split_identifier_loses_no_latin_letter_or_digit(text: str) -> None:
+    # Splitting only cuts words apart: accent-folded and lower-cased, every letter and digit stays.
+    import unicodedata
+
+    folded = "".join(c for c in unicodedata.normalize("NFKD", text) if not unicodedata.combining(c))
+    expected = "".join(c for c in folded.lower() if c.isalnum())
+    assert "".join(split_identifier(text)) == expected
+
+
+@given(st.from_regex(r"[A-Za-z][A-Za-z0-9_\-]{0,30}", fullmatch=True))
+def test_ascii_identifiers_split_as_before(name: str) -> None:
+    # The Unicode path must not change how ASCII tool names split (the dev figures depend on it).
+    import re
+
+    camel = re.compile(r"[A-Z]+(?=[A-Z][a-z]{2,})|[A-Z]+s(?![a-z])|[A-Z]?[a-z]+|[A-Z]+|[0-9]+")
+    old = [p.lower() for chunk in re.findall(r"[A-Za-z0-9]+", name) for p in camel.findall(chunk)]
+    assert split_identifier(name) == old
+
+
+def test_embedding_text_leads_with_the_server_id() -> None:
+    text = embedding_text("read_file", "", "Read a file.", {}, server="desktop-commander")
+    assert text == "desktop commander: read file. Read a file"
+    assert embedding_text("read_file", "", "", {}) == "read file"  # empty description: name alone
