@@ -20,7 +20,7 @@ import hashlib
 import math
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -64,10 +64,10 @@ def normalize_rows(x: npt.NDArray[Any]) -> Matrix:
 
 
 def make_embedder(spec: str) -> Embedder:
-    """Build the embedder named by ``spec`` (``minilm``, ``hash[:dim]``, ``litellm:<model>``)."""
+    """Build the embedder named by ``spec`` (``minilm[:backend]``, ``hash[:dim]``, ``litellm:<model>``)."""
     spec = spec.strip()
-    if spec == "minilm":
-        return MiniLMEmbedder()
+    if spec == "minilm" or spec.startswith("minilm:"):
+        return _minilm(spec.partition(":")[2])
     if spec == "hash" or spec.startswith("hash:"):
         dim_text = spec.partition(":")[2] or "64"
         if not dim_text.isdigit() or not 2 <= int(dim_text) <= 4096:
@@ -75,7 +75,23 @@ def make_embedder(spec: str) -> Embedder:
         return HashEmbedder(int(dim_text))
     if spec.startswith("litellm:") and spec.partition(":")[2].strip():
         return LiteLLMEmbedder(spec.partition(":")[2].strip())
-    raise ConfigError(f"unknown embedder {spec!r}; use minilm, hash[:dim] or litellm:<model>")
+    raise ConfigError(f"unknown embedder {spec!r}; use minilm[:int8|fp32|numpy], hash[:dim] or litellm:<model>")
+
+
+MINILM_DEFAULT = "int8"
+
+
+def _minilm(backend: str) -> Embedder:
+    """``minilm`` runs on onnxruntime when it is installed (``MINILM_DEFAULT``), else on numpy."""
+    if backend not in ("", "int8", "fp32", "numpy"):
+        raise ConfigError(f"unknown embedder 'minilm:{backend}'; use minilm, minilm:int8, minilm:fp32 or minilm:numpy")
+    from vsm_mcp import embeddings_onnx
+
+    if backend == "numpy" or (backend == "" and not embeddings_onnx.onnxruntime_available()):
+        return MiniLMEmbedder()
+    if not embeddings_onnx.onnxruntime_available():
+        raise ConfigError(f"embedder 'minilm:{backend}' needs onnxruntime and onnx (pip install onnxruntime onnx)")
+    return embeddings_onnx.OnnxMiniLMEmbedder(backend or MINILM_DEFAULT)  # type: ignore[arg-type]
 
 
 # --- hash -------------------------------------------------------------------------------
@@ -175,12 +191,9 @@ class _MiniLMWeights:
 
     def __init__(self, model_dir: Path, max_length: int) -> None:
         from safetensors.numpy import load_file
-        from tokenizers import Tokenizer
 
         raw = load_file(str(model_dir / "model.safetensors"))
-        self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
-        self.tokenizer.enable_truncation(max_length=max_length)
-        self.tokenizer.no_padding()
+        self.tokenizer = load_tokenizer(model_dir, max_length)
         f32 = {k: np.ascontiguousarray(v, dtype=np.float32) for k, v in raw.items() if k != "embeddings.position_ids"}
         self.word = f32["embeddings.word_embeddings.weight"]
         self.position = f32["embeddings.position_embeddings.weight"]
@@ -238,6 +251,33 @@ class _MiniLMWeights:
         return pooled
 
 
+def load_tokenizer(model_dir: Path, max_length: int) -> Any:
+    """The model's WordPiece tokenizer (``tokenizers.Tokenizer``), truncating, not padding."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+    tokenizer.enable_truncation(max_length=max_length)
+    tokenizer.no_padding()
+    return tokenizer
+
+
+def token_batches(
+    encodings: Sequence[Any], batch_size: int
+) -> Iterator[tuple[list[int], npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """``(rows, ids, mask)`` per batch, texts sorted by length so padding stays small."""
+    order = sorted(range(len(encodings)), key=lambda i: len(encodings[i].ids))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        length = max(len(encodings[i].ids) for i in chunk)
+        ids = np.zeros((len(chunk), length), dtype=np.int64)
+        mask = np.zeros((len(chunk), length), dtype=np.int64)
+        for row, i in enumerate(chunk):
+            n = len(encodings[i].ids)
+            ids[row, :n] = encodings[i].ids
+            mask[row, :n] = 1
+        yield chunk, ids, mask
+
+
 _MODELS: dict[tuple[str, int], _MiniLMWeights] = {}
 _MODELS_LOCK = threading.Lock()
 _BLAS: Any = None
@@ -270,26 +310,35 @@ def _default_model_dir() -> Path:
 
 
 class MiniLMEmbedder:
-    """all-MiniLM-L6-v2 on numpy: batched, length-sorted to keep padding small."""
+    """all-MiniLM-L6-v2 on numpy: batched, length-sorted to keep padding small.
 
-    name = "minilm"
+    The fallback when onnxruntime is not installed (``minilm``), or asked for (``minilm:numpy``).
+    """
+
     dim = 384
 
     def __init__(
         self, model_dir: Path | None = None, batch_size: int = 32, max_length: int = 256, threads: int = 1
     ) -> None:
+        self.name = "minilm"
         self._model_dir = model_dir
         self.batch_size = batch_size
         self.max_length = max_length
         self.threads = threads
 
+    @property
+    def model_dir(self) -> Path:
+        return self._model_dir or _default_model_dir()
+
     def _weights(self) -> _MiniLMWeights:
-        model_dir = self._model_dir or _default_model_dir()
-        key = (str(model_dir), self.max_length)
+        key = (str(self.model_dir), self.max_length)
         with _MODELS_LOCK:
             if key not in _MODELS:
-                _MODELS[key] = _MiniLMWeights(model_dir, self.max_length)
+                _MODELS[key] = _MiniLMWeights(self.model_dir, self.max_length)
             return _MODELS[key]
+
+    def _tokenizer(self) -> Any:
+        return self._weights().tokenizer
 
     def embed(self, texts: Sequence[str]) -> Matrix:
         if isinstance(texts, str):
@@ -297,21 +346,12 @@ class MiniLMEmbedder:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
-        model = self._weights()
-        encodings = model.tokenizer.encode_batch([str(t) for t in texts])
-        order = sorted(range(len(texts)), key=lambda i: len(encodings[i].ids))
-        with blas_limit(self.threads):
-            self._forward(model, encodings, order, out)
+        encodings = self._tokenizer().encode_batch([str(t) for t in texts])
+        self._forward(encodings, out)
         return normalize_rows(out)
 
-    def _forward(self, model: _MiniLMWeights, encodings: Sequence[Any], order: list[int], out: Matrix) -> None:
-        for start in range(0, len(order), self.batch_size):
-            chunk = order[start : start + self.batch_size]
-            length = max(len(encodings[i].ids) for i in chunk)
-            ids = np.zeros((len(chunk), length), dtype=np.int64)
-            mask = np.zeros((len(chunk), length), dtype=np.float32)
-            for row, i in enumerate(chunk):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1.0
-            out[chunk] = model.encode_batch(ids, mask)
+    def _forward(self, encodings: Sequence[Any], out: Matrix) -> None:
+        model = self._weights()
+        with blas_limit(self.threads):
+            for rows, ids, mask in token_batches(encodings, self.batch_size):
+                out[rows] = model.encode_batch(ids, mask.astype(np.float32))

@@ -1,4 +1,8 @@
-"""Embedders: the numpy MiniLM forward pass matches sentence-transformers, hash is deterministic."""
+"""Embedders: MiniLM (numpy and onnxruntime fp32) matches sentence-transformers, hash is deterministic.
+
+The int8 onnxruntime variant (the ``minilm`` default when onnxruntime is installed) is checked
+against these in test_embeddings_onnx.py.
+"""
 
 from __future__ import annotations
 
@@ -22,9 +26,11 @@ CORPUS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def minilm() -> Embedder:
-    return make_embedder("minilm")
+@pytest.fixture(scope="module", params=["minilm:numpy", "minilm:fp32"])
+def minilm(request: pytest.FixtureRequest) -> Embedder:
+    if request.param == "minilm:fp32":
+        pytest.importorskip("onnxruntime")
+    return make_embedder(request.param)
 
 
 def test_minilm_matches_published_sentence_transformers_scores(minilm: Embedder) -> None:
@@ -74,7 +80,7 @@ def test_make_embedder_specs() -> None:
     assert make_embedder("hash:16").dim == 16
     assert make_embedder("hash").name == "hash:64"
     assert make_embedder("litellm:text-embedding-3-small").name == "litellm:text-embedding-3-small"
-    for bad in ("nope", "hash:x", "hash:1", "litellm:"):
+    for bad in ("nope", "hash:x", "hash:1", "litellm:", "minilm:fp16"):
         with pytest.raises(ConfigError, match="embedder"):
             make_embedder(bad)
 

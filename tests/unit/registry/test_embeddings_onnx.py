@@ -1,0 +1,150 @@
+"""MiniLM on onnxruntime: same vectors as the numpy pass, a cached model file, safe fallbacks."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from vsm_mcp import embeddings_onnx
+from vsm_mcp.embeddings import MiniLMEmbedder, make_embedder
+from vsm_mcp.errors import ConfigError
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnx")
+
+from vsm_mcp.embeddings_onnx import OnnxMiniLMEmbedder  # noqa: E402
+
+SENTENCES = [
+    "A man is eating pasta.",
+    "Someone in a gorilla costume is playing a set of drums.",
+    "list the open pull requests of a GitHub repository",
+    "read_file: Read the complete contents of a file from the file system. Parameters: path",
+    "create_issue. Create a new issue in a GitHub repository. Parameters: owner, repo, title, body",
+    "x",
+    "word " * 300,  # truncated to 256 tokens
+]
+
+
+@pytest.fixture(autouse=True)
+def fresh_sessions() -> Iterator[None]:
+    """Each test sees the cache directory it made, not a session another test loaded."""
+    embeddings_onnx._SESSIONS.clear()
+    yield
+    embeddings_onnx._SESSIONS.clear()
+
+
+@pytest.fixture(scope="module")
+def numpy_vectors() -> np.ndarray:
+    return MiniLMEmbedder().embed(SENTENCES)
+
+
+def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1)  # rows are unit length
+
+
+def test_fp32_matches_the_numpy_forward_pass(tmp_path: Path, numpy_vectors: np.ndarray) -> None:
+    emb = OnnxMiniLMEmbedder("fp32", cache_dir=tmp_path)
+    assert emb.name == "minilm"  # same numbers, so stored "minilm" vectors stay valid
+    got = emb.embed(SENTENCES)
+    assert got.shape == (len(SENTENCES), 384) and got.dtype == np.float32
+    assert _cos(got, numpy_vectors).min() >= 0.9999
+    # Padding inside a batch must not change a sentence's vector.
+    alone = np.vstack([emb.embed([s]) for s in SENTENCES])
+    assert _cos(got, alone).min() >= 0.99999
+
+
+def test_int8_is_close_to_fp32_and_named_apart(tmp_path: Path, numpy_vectors: np.ndarray) -> None:
+    emb = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path)
+    assert emb.name == "minilm:int8"  # other numbers: stored vectors are keyed apart
+    got = emb.embed(SENTENCES)
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    assert _cos(got, numpy_vectors).min() >= 0.998
+    # The published sentence-transformers scores still hold to 2 decimals.
+    q = emb.embed(["A man is eating pasta."])
+    corpus = emb.embed(["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."])
+    assert np.allclose((q @ corpus.T)[0], [0.7035, 0.5272, 0.1889], atol=0.01)
+
+
+def test_second_construction_reuses_the_cached_file(tmp_path: Path) -> None:
+    OnnxMiniLMEmbedder("int8", cache_dir=tmp_path).embed(["hello"])
+    files = list(tmp_path.glob("minilm-int8-*.onnx"))
+    assert len(files) == 1
+    mtime, builds = files[0].stat().st_mtime_ns, embeddings_onnx.builds
+    embeddings_onnx._SESSIONS.clear()  # as a new process would
+    OnnxMiniLMEmbedder("int8", cache_dir=tmp_path).embed(["hello"])
+    assert embeddings_onnx.builds == builds
+    assert files[0].stat().st_mtime_ns == mtime
+    assert not list(tmp_path.glob("*.tmp"))  # no temporary file left behind
+
+
+@pytest.mark.parametrize("damage", ["truncate", "garbage", "other-weights"])
+def test_a_corrupt_cached_file_is_rebuilt_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    first = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path).embed(SENTENCES[:2])
+    path = next(tmp_path.glob("minilm-int8-*.onnx"))
+    data = path.read_bytes()
+    if damage == "truncate":
+        path.write_bytes(data[: len(data) // 2])
+    elif damage == "garbage":
+        path.write_bytes(os.urandom(4096))
+    else:  # a valid model, but another file's (as after a wrong copy)
+        OnnxMiniLMEmbedder("fp32", cache_dir=tmp_path / "other").embed(["x"])
+        path.write_bytes(next((tmp_path / "other").glob("*.onnx")).read_bytes())
+    embeddings_onnx._SESSIONS.clear()
+    builds = embeddings_onnx.builds
+    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings_onnx"):
+        again = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path).embed(SENTENCES[:2])
+    assert embeddings_onnx.builds == builds + 1
+    assert any("unusable" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    assert np.allclose(first, again, atol=1e-6)
+    assert path.read_bytes() == data  # the rebuilt file replaced the damaged one
+
+
+def test_make_embedder_picks_onnxruntime_and_falls_back_to_numpy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert isinstance(make_embedder("minilm"), OnnxMiniLMEmbedder)
+    assert make_embedder("minilm").name == "minilm:int8"
+    assert make_embedder("minilm:fp32").name == "minilm"
+    numpy_one = make_embedder("minilm:numpy")
+    assert type(numpy_one) is MiniLMEmbedder and numpy_one.name == "minilm"
+    monkeypatch.setattr(embeddings_onnx, "onnxruntime_available", lambda: False)
+    fallback = make_embedder("minilm")
+    assert type(fallback) is MiniLMEmbedder and fallback.name == "minilm"
+    assert fallback.embed(["still works"]).shape == (1, 384)
+    with pytest.raises(ConfigError, match="onnxruntime"):
+        make_embedder("minilm:int8")
+    with pytest.raises(ConfigError, match="minilm:fp16"):
+        make_embedder("minilm:fp16")
+
+
+def test_onnxruntime_available_is_false_when_it_does_not_import(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ort(name: str, *args: object, **kwargs: object) -> object:
+        if name == "onnxruntime":
+            raise ImportError("no onnxruntime here")
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    assert embeddings_onnx.onnxruntime_available()
+    monkeypatch.setattr(builtins, "__import__", no_ort)
+    assert not embeddings_onnx.onnxruntime_available()
+
+
+def test_an_unwritable_cache_still_gives_a_working_embedder(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the cache directory should be")
+    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings_onnx"):
+        vec = OnnxMiniLMEmbedder("int8", cache_dir=blocker / "models").embed(["hello"])
+    assert vec.shape == (1, 384)
+    assert any("cannot cache" in r.getMessage() for r in caplog.records)
