@@ -133,8 +133,9 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     async def not_allowed(_request: Request) -> Response:
         return Response(status_code=405)
 
+    aggregate_endpoint = protect(mcp_aggregate)
     routes: list[BaseRoute] = [
-        Route("/mcp", _AsgiEndpoint(protect(mcp_aggregate))),
+        Route("/mcp", _AsgiEndpoint(aggregate_endpoint)),
         Route("/mcp/{server}", _AsgiEndpoint(protect(mcp_server))),
         Route("/sse", _AsgiEndpoint(protect(sse_connect))),
         Mount("/messages/", app=protect(sse.handle_post_message)),
@@ -149,7 +150,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
     ]
 
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = _RouterApp(routes=routes, lifespan=lifespan)
+    app.hot_path = aggregate_endpoint
     app.state.ctx = ctx
     app.state.runtime = runtime
     app.state.dispatcher = runtime.dispatcher
@@ -161,6 +163,21 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     app.state.edge = edge
     app.state.metrics = edge.metrics
     return app
+
+
+class _RouterApp(Starlette):
+    """Starlette, except that requests to exactly ``/mcp`` skip its middleware and routing layers
+    (about 5 % of the router's CPU per call): the aggregate endpoint handles its own errors as
+    JSON-RPC, and uvicorn answers 500 for anything that escapes before a response started."""
+
+    hot_path: Any = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.hot_path is not None and scope["type"] == "http" and scope["path"] == "/mcp":
+            scope["app"] = self
+            await self.hot_path(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
 
 
 class _ListChanged:

@@ -2,14 +2,15 @@
 
 Why not httpx: per request, httpcore's pure-Python h11 state machine and its layers cost more
 CPU than everything else the router does for a call. This client keeps a small pool of
-persistent connections (asyncio streams), writes one request in one write, and reads the
-response with ``Content-Length`` or chunked framing. It does exactly what the upstream call
-needs — nothing else (no redirects, no cookies, no proxies, no HTTP/2); everything else keeps
-using httpx.
+persistent connections, each an ``asyncio.Protocol`` whose responses are parsed by httptools
+(llhttp, the parser uvicorn uses), writes one request in one write and wakes the caller once
+per event (headers, body data, end) instead of once per ``readuntil``/``readexactly``. It does
+exactly what the upstream call needs — nothing else (no redirects, no cookies, no proxies, no
+HTTP/2); everything else keeps using httpx.
 
-``post(path, headers, body)`` is an async context manager yielding ``Response``, whose
-``chunks()`` async-iterates the decoded body. A connection is reused only when its response
-was read to the end and the server did not ask to close it.
+``post(headers, body)`` is an async context manager yielding ``Response``, whose ``chunks()``
+async-iterates the decoded body (``read()`` joins it). A connection is reused only when its
+response was read to the end and the server did not ask to close it.
 """
 
 from __future__ import annotations
@@ -17,56 +18,253 @@ from __future__ import annotations
 import asyncio
 import ssl
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from types import TracebackType
 from urllib.parse import urlsplit
+
+import httptools
+
+# Above this much unread body the connection stops reading from the socket (backpressure).
+_HIGH_WATER = 1 << 22
 
 
 class HttpError(ConnectionError):
     """The connection broke or the server spoke something that is not HTTP/1.1."""
 
 
-class _Conn:
-    __slots__ = ("reader", "writer")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-
-    def close(self) -> None:
-        self.writer.close()
-
-
 class Response:
+    __slots__ = ("_conn", "status", "headers", "complete", "_chunks", "_buffered")
+
     def __init__(self, conn: _Conn, status: int, headers: dict[str, str]) -> None:
         self._conn = conn
         self.status = status
         self.headers = headers
         self.complete = False
-        length = headers.get("content-length")
-        self._length = int(length) if length is not None and length.isdigit() else None
-        self._chunked = "chunked" in headers.get("transfer-encoding", "").lower()
+        self._chunks: list[bytes] = []
+        self._buffered = 0
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        r = self._conn.reader
-        if self._chunked:
-            while True:
-                size_line = await r.readuntil(b"\r\n")
-                size = int(size_line.split(b";", 1)[0].strip() or b"0", 16)
-                if size == 0:
-                    await r.readuntil(b"\r\n")  # no trailers from our upstreams; the final CRLF
-                    break
-                data = await r.readexactly(size + 2)
-                yield data[:-2]
-        elif self._length is not None:
-            if self._length:
-                yield await r.readexactly(self._length)
-        else:  # read to EOF; the connection cannot be reused
-            self.headers["connection"] = "close"
-            while chunk := await r.read(65536):
-                yield chunk
-        self.complete = True
+        conn = self._conn
+        while True:
+            if self._chunks:
+                data, self._chunks = self._chunks, []
+                self._buffered = 0
+                conn.resume()
+                for chunk in data:
+                    yield chunk
+                continue
+            if self.complete:
+                return
+            await conn.wait()
 
     async def read(self) -> bytes:
+        if self.complete:  # the common case: the whole answer came with the headers
+            data = b"".join(self._chunks)
+            self._chunks, self._buffered = [], 0
+            self._conn.resume()
+            return data
         return b"".join([c async for c in self.chunks()])
+
+
+class _Conn(asyncio.Protocol):
+    """One connection; one request at a time. httptools calls the ``on_*`` methods."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.error: Exception | None = None
+        self.closed = False
+        self.response: Response | None = None
+        self._headers: dict[str, str] = {}
+        self._waiter: asyncio.Future[None] | None = None
+        self._drained: asyncio.Future[None] | None = None
+        self._paused = False
+        self._paused_reading = False
+        self._got_bytes = False
+
+    # --- asyncio.Protocol ------------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+
+    def data_received(self, data: bytes) -> None:
+        self._got_bytes = True
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._fail(HttpError("the upstream switched protocols"))
+        except httptools.HttpParserError as exc:
+            self._fail(HttpError(f"malformed HTTP response: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        resp = self.response
+        if resp is not None and not resp.complete and _close_delimited(resp):
+            resp.complete = True  # the body ran to EOF, as its headers said it would
+        elif resp is None or not resp.complete:
+            self.error = self.error or HttpError(f"connection closed by the upstream{f': {exc}' if exc else ''}")
+        self._wake()
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+
+    # --- httptools callbacks ---------------------------------------------------------------
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.decode("latin-1").lower()
+        text = value.decode("latin-1").strip()
+        self._headers[key] = f"{self._headers[key]}, {text}" if key in self._headers else text
+
+    def on_headers_complete(self) -> None:
+        status = self.parser.get_status_code()
+        headers, self._headers = self._headers, {}
+        if 100 <= status < 200:  # an interim answer (100 Continue, 103): the real one follows
+            return
+        self.response = Response(self, status, headers)
+        if not self.parser.should_keep_alive():
+            headers["connection"] = "close"
+        self._wake()
+
+    def on_body(self, body: bytes) -> None:
+        resp = self.response
+        if resp is None:
+            return
+        resp._chunks.append(body)  # noqa: SLF001
+        resp._buffered += len(body)  # noqa: SLF001
+        if resp._buffered > _HIGH_WATER and self.transport is not None and not self._paused_reading:  # noqa: SLF001
+            self.transport.pause_reading()
+            self._paused_reading = True
+        self._wake()
+
+    def on_message_complete(self) -> None:
+        if self.response is not None:
+            self.response.complete = True
+        self._wake()
+
+    # --- used by Http11Pool / Response -----------------------------------------------------
+    async def wait(self) -> None:
+        """Until the parser has something new for the response (or the connection broke)."""
+        if self.error is not None:
+            raise self.error
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        try:
+            await waiter
+        finally:
+            self._waiter = None
+        if self.error is not None:
+            raise self.error
+
+    def resume(self) -> None:
+        if self._paused_reading and self.transport is not None:
+            self._paused_reading = False
+            self.transport.resume_reading()
+
+    async def send(self, request: bytes) -> Response:
+        assert self.transport is not None
+        self.response = None
+        self._got_bytes = False
+        self.transport.write(request)
+        if self._paused:  # a large body filled the socket buffer
+            self._drained = asyncio.get_running_loop().create_future()
+            await self._drained
+            self._drained = None
+        while self.response is None:
+            await self.wait()
+        return self.response
+
+    @property
+    def reusable(self) -> bool:
+        resp = self.response
+        return (
+            not self.closed
+            and self.error is None
+            and resp is not None
+            and resp.complete
+            and resp.headers.get("connection", "").lower() != "close"
+        )
+
+    @property
+    def stale(self) -> bool:
+        """Closed while idle in the pool (the server's keep-alive timeout)."""
+        return self.closed or self.transport is None or self.transport.is_closing()
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        self.closed = True
+
+    def _wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    def _fail(self, error: Exception) -> None:
+        self.error = error
+        if self.transport is not None:
+            self.transport.close()
+        self._wake()
+
+
+def _close_delimited(resp: Response) -> bool:
+    h = resp.headers
+    return "content-length" not in h and "chunked" not in h.get("transfer-encoding", "").lower()
+
+
+class _Exchange:
+    """``async with pool.post(...) as resp``: the connection goes back to the pool on a clean
+    exit with the body read to the end, and is closed on anything else."""
+
+    __slots__ = ("_pool", "_headers", "_body", "_conn")
+
+    def __init__(self, pool: Http11Pool, headers: dict[str, str], body: bytes) -> None:
+        self._pool, self._headers, self._body = pool, headers, body
+        self._conn: _Conn | None = None
+
+    async def __aenter__(self) -> Response:
+        pool = self._pool
+        request = pool.encode(self._headers, self._body)
+        conn = pool.take()
+        reused = conn is not None
+        if conn is None:
+            conn = await pool.connect()
+        try:
+            resp = await conn.send(request)
+        except (OSError, HttpError) as exc:
+            conn.close()
+            if not reused or conn._got_bytes:  # noqa: SLF001 — a fresh failure, or a real answer broke
+                raise _as_http_error(exc) from exc
+            # A kept-alive connection the server had closed as we wrote: retry once on a fresh one.
+            conn = await pool.connect()
+            try:
+                resp = await conn.send(request)
+            except (OSError, HttpError) as exc2:
+                conn.close()
+                raise _as_http_error(exc2) from exc2
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+        return resp
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        conn = self._conn
+        if conn is None:
+            return
+        if et is None and conn.reusable:
+            self._pool.give_back(conn)
+        else:
+            conn.close()
+
+
+def _as_http_error(exc: Exception) -> HttpError:
+    return exc if isinstance(exc, HttpError) else HttpError(f"{type(exc).__name__}: {exc}")
 
 
 class Http11Pool:
@@ -82,54 +280,37 @@ class Http11Pool:
         self.max_idle = max_idle
         self._idle: list[_Conn] = []
         self._ssl = ssl.create_default_context() if self.tls else None
+        self._prefix = f"POST {self.path} HTTP/1.1\r\nhost: {self.host_header}\r\n".encode("latin-1")
 
-    async def _connect(self) -> _Conn:
-        reader, writer = await asyncio.open_connection(self.host, self.port, ssl=self._ssl, limit=1 << 22)
-        return _Conn(reader, writer)
+    def post(self, headers: dict[str, str], body: bytes) -> _Exchange:
+        return _Exchange(self, headers, body)
 
-    @asynccontextmanager
-    async def post(self, headers: dict[str, str], body: bytes) -> AsyncIterator[Response]:
-        head = [f"POST {self.path} HTTP/1.1", f"host: {self.host_header}", f"content-length: {len(body)}"]
-        head += [f"{k}: {v}" for k, v in headers.items()]
-        request = ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body
-        conn, reused = (self._idle.pop(), True) if self._idle else (await self._connect(), False)
-        try:
-            resp = await self._exchange(conn, request)
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc:
-            conn.close()
-            if not reused:
-                raise HttpError(f"{type(exc).__name__}: {exc}") from exc
-            # A kept-alive connection the server had already closed: retry once on a fresh one.
-            conn = await self._connect()
-            try:
-                resp = await self._exchange(conn, request)
-            except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError) as exc2:
-                conn.close()
-                raise HttpError(f"{type(exc2).__name__}: {exc2}") from exc2
-        try:
-            yield resp
-        except BaseException:
-            conn.close()
-            raise
-        if resp.complete and resp.headers.get("connection", "").lower() != "close" and len(self._idle) < self.max_idle:
+    def encode(self, headers: dict[str, str], body: bytes) -> bytes:
+        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+        return b"".join((self._prefix, b"content-length: %d\r\n" % len(body), head.encode("latin-1"), b"\r\n", body))
+
+    def take(self) -> _Conn | None:
+        while self._idle:
+            conn = self._idle.pop()
+            if not conn.stale:
+                return conn
+        return None
+
+    def give_back(self, conn: _Conn) -> None:
+        if len(self._idle) < self.max_idle:
             self._idle.append(conn)
         else:
             conn.close()
 
-    async def _exchange(self, conn: _Conn, request: bytes) -> Response:
-        conn.writer.write(request)
-        await conn.writer.drain()
-        raw = await conn.reader.readuntil(b"\r\n\r\n")
-        lines = raw.decode("latin-1").split("\r\n")
-        proto, _, rest = lines[0].partition(" ")
-        if not proto.startswith("HTTP/1."):
-            raise ValueError(f"not an HTTP/1.1 status line: {lines[0][:80]!r}")
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            if line:
-                k, _, v = line.partition(":")
-                headers[k.strip().lower()] = v.strip()
-        return Response(conn, int(rest.split(" ", 1)[0]), headers)
+    async def connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        try:
+            _, conn = await loop.create_connection(
+                _Conn, self.host, self.port, ssl=self._ssl, server_hostname=self.host if self.tls else None
+            )
+        except OSError as exc:
+            raise HttpError(f"{type(exc).__name__}: {exc}") from exc
+        return conn
 
     def close(self) -> None:
         for conn in self._idle:
