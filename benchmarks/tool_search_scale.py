@@ -2,9 +2,9 @@
 
 Catalog: the tool-retrieval dev set (471 real tools of 15 servers) plus variants — the same
 servers registered again under other ids (``<server>-r<k>``), as when one MCP server is
-mounted for several accounts or stages — until the size is reached. Variants share their
-tool's text, so their embeddings come from the content-hash store; the first run embeds the
-471 texts (progress bar), later runs embed nothing.
+mounted for several accounts or stages — until the size is reached. The embedded text leads
+with the server id, so each variant is its own text: the first run embeds them all (~10,000,
+progress bar; minutes), later runs read them from the content-hash store and embed nothing.
 
 Measured per size, interleaved query by query so machine noise hits all alike:
 
