@@ -134,6 +134,13 @@ class Settings(BaseSettings):
     sse_queue_size: int = Field(
         256, ge=1, le=100_000, description="Events buffered per SSE connection; a client further behind gets 'overflow' and is closed."
     )
+    sse_buffer_bytes: int = Field(
+        256 * 1024, ge=1024,
+        description="Unsent bytes an SSE connection may pile up in the server before it gets 'overflow' and is closed.",
+    )
+    sse_direct_write: bool = Field(
+        True, description="Write SSE events straight to uvicorn's socket transport (falls back to ASGI send elsewhere).",
+    )
     sse_replay_max: int = Field(
         10_000, ge=0, description="Most events replayed to one reconnecting SSE client (Last-Event-ID)."
     )

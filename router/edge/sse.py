@@ -1,17 +1,28 @@
 """``GET /v1/events?topics=tool.*,plan.#`` — Server-Sent Events from the bus.
 
 One ``SseHub`` per process holds one bus subscription (``#``) and fans each event out to the
-connections of the event's tenant whose patterns match. The SSE bytes of an event are encoded
-once per event, not once per connection, and handed to each connection's bounded buffer.
+connections of the event's tenant whose patterns match. An event's SSE frame (and its HTTP
+chunk) is encoded once per event, not once per connection.
 
-Per connection: the buffer holds at most ``VSM_SSE_QUEUE_SIZE`` chunks; a client that falls
-further behind gets ``event: overflow`` (with the last id it was sent, to reconnect from) and
-is closed — the hub never waits for a connection, so one slow client never slows another.
+Two write paths, chosen per connection when it opens:
+
+* direct (uvicorn + httptools, ``VSM_SSE_DIRECT_WRITE``, router/edge/sse_direct.py): once live,
+  the hub writes the shared chunk to each connection's transport in one synchronous loop — no
+  task wakeup and no ASGI message per event. A connection whose unsent bytes exceed
+  ``VSM_SSE_BUFFER_BYTES`` is overflowed. Its own task only sleeps until it ends.
+* portable (any other ASGI server, or a ``send`` wrapper we do not know): the hub appends the
+  frame to the connection's bounded buffer (``VSM_SSE_QUEUE_SIZE``) and wakes its task, which
+  writes through ``send``.
+
+Either way a client that falls behind gets ``event: overflow`` (with the last id it was sent,
+to reconnect from) and is closed — the hub never waits for a connection, so one slow client
+never slows another.
 
 Replay with no gap and no duplicate: a connection is registered with the hub *before* the log
 is read, so live events arriving meanwhile are buffered; the replay (event log plus the hub's
 ring of recent events, which covers rows not yet written by another replica) is sent first,
-then the buffer, skipping ids already replayed.
+then the buffer, skipping ids already replayed — and only then, in the same synchronous step,
+does a direct connection switch to direct writes.
 
 Heartbeats come from one hub-wide timer (``: hb`` comment every ``VSM_SSE_HEARTBEAT_S``), so an
 idle connection costs no timer of its own. A disconnect is noticed by a small watcher on the
@@ -30,6 +41,7 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from router.edge._auth import Authenticate, error_response
+from router.edge.sse_direct import DirectWriter, direct_writer, http_chunk
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.bus import Bus, Overflow, Subscription, check_patterns, topic_matches
 from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
@@ -39,6 +51,7 @@ from vsm_mcp.telemetry import Metrics
 log = logging.getLogger("vsm_mcp.sse")
 
 HEARTBEAT = b": hb\n\n"
+HEARTBEAT_CHUNK = http_chunk(HEARTBEAT)
 GRACE_S = 10.0  # how long an overflowed client gets to read its overflow notice
 RECENT = 4096  # events the hub remembers for replay of rows another replica has not written yet
 HEADERS = [
@@ -59,13 +72,15 @@ class SseConnection:
     """One client's bounded buffer of pre-encoded frames."""
 
     __slots__ = (
-        "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone", "reason",
+        "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone",
+        "reason", "writer", "max_bytes",
     )
 
-    def __init__(self, tenant: str, patterns: tuple[str, ...], maxsize: int) -> None:
+    def __init__(self, tenant: str, patterns: tuple[str, ...], maxsize: int, max_bytes: int = 256 * 1024) -> None:
         self.tenant = tenant
         self.patterns = patterns
         self.maxsize = maxsize
+        self.max_bytes = max_bytes  # unsent bytes a live direct-write connection may pile up
         self.buf: deque[tuple[str, bytes]] = deque()
         self.wake = asyncio.Event()
         self.overflowed = False
@@ -75,6 +90,9 @@ class SseConnection:
         self.reason = ""  # why an overflowed connection is being closed (sent to the client)
         self.sending: asyncio.Timeout | None = None  # set while a write to the client is in flight
         self.gone = False  # the client disconnected
+        # Set once the connection is live on the direct path (replay done): from then on the hub
+        # writes each event's chunk to the socket itself and never wakes this connection's task.
+        self.writer: DirectWriter | None = None
 
     def offer(self, event_id: str, frame: bytes) -> bool:
         """Buffer one frame; False when the client is too far behind (it is then closed)."""
@@ -85,6 +103,20 @@ class SseConnection:
             return False
         self.buf.append((event_id, frame))
         self.wake.set()
+        return True
+
+    def write(self, event_id: str, chunk: bytes) -> bool:
+        """Write one pre-framed chunk to a live direct connection; False if it is not written."""
+        writer = self.writer
+        assert writer is not None
+        if self.overflowed or self.closed or not writer.alive:
+            return False
+        if writer.buffered() > self.max_bytes:
+            self.overflow(f"client fell more than {self.max_bytes} bytes behind")
+            return False
+        writer.write(chunk)
+        if event_id:
+            self.last_id = event_id
         return True
 
     def overflow(self, reason: str = "") -> None:
@@ -106,12 +138,18 @@ class SseHub:
 
     def __init__(
         self, bus: Bus, event_log: EventLog | None, metrics: Metrics, *, queue_size: int,
-        heartbeat_s: float, replay_max: int, hub_queue: int = 100_000,
+        heartbeat_s: float, replay_max: int, hub_queue: int = 100_000, buffer_bytes: int = 256 * 1024,
+        direct_write: bool = True,
     ) -> None:
         self.bus = bus
         self.event_log = event_log
         self.metrics = metrics
         self.queue_size = queue_size
+        self.buffer_bytes = buffer_bytes
+        self.direct_write = direct_write  # False: always the portable ASGI path (sse_direct.py says why not)
+        # Connections that went live on each path since start (tests and the benchmark check these).
+        self.direct_connections = 0
+        self.asgi_connections = 0
         self.heartbeat_s = heartbeat_s
         self.replay_max = replay_max
         self.hub_queue = hub_queue
@@ -174,8 +212,11 @@ class SseHub:
             await asyncio.sleep(self.heartbeat_s)
             for conns in self._conns.values():
                 for group in conns.values():
-                    for conn in group:
-                        if not conn.buf:
+                    for conn in tuple(group):
+                        if conn.writer is not None:
+                            if conn.writer.alive and not conn.writer.buffered():  # busy sockets need none
+                                conn.write("", HEARTBEAT_CHUNK)
+                        elif not conn.buf:
                             conn.buf.append(("", HEARTBEAT))
                             conn.wake.set()
 
@@ -186,20 +227,31 @@ class SseHub:
                     conn.overflow()
 
     def dispatch(self, event: Event) -> None:
-        """Hand ``event`` to every matching connection of its tenant (never blocks)."""
+        """Hand ``event`` to every matching connection of its tenant (never blocks, never waits)."""
         self._recent.append(event)
         conns = self._conns.get(event.tenant)
         if not conns:
             return
-        frame: bytes | None = None
+        frame = chunk = b""
+        sent = dropped = 0
         for patterns, group in list(conns.items()):
             if not any(topic_matches(p, event.topic) for p in patterns):
                 continue
-            if frame is None:
+            if not frame:
                 frame = encode_event(event)
-            for conn in list(group):
-                if not conn.offer(event.id, frame):
-                    self.metrics.sse_dropped.labels("overflow").inc()
+                chunk = http_chunk(frame)  # framed once too: every direct connection writes these bytes
+            for conn in tuple(group):
+                if conn.writer is not None:
+                    if conn.write(event.id, chunk):
+                        sent += 1
+                    else:
+                        dropped += 1
+                elif not conn.offer(event.id, frame):
+                    dropped += 1
+        if sent:
+            self.metrics.sse_events.inc(sent)
+        if dropped:
+            self.metrics.sse_dropped.labels("overflow").inc(dropped)
 
     def register(self, conn: SseConnection) -> None:
         self._conns.setdefault(conn.tenant, {}).setdefault(conn.patterns, set()).add(conn)
@@ -260,33 +312,45 @@ class EventsEndpoint:
         except VsmError as exc:
             await error_response(exc)(scope, receive, send)
             return
-        await self._stream(principal, patterns, after, receive, send)
+        await self._stream(principal, patterns, after, scope, receive, send)
 
     async def _stream(
-        self, principal: Principal, patterns: tuple[str, ...], after: str, receive: Receive, send: Send
+        self, principal: Principal, patterns: tuple[str, ...], after: str, scope: Scope, receive: Receive,
+        send: Send,
     ) -> None:
-        conn = SseConnection(principal.tenant_id, patterns, self.hub.queue_size)
-        self.hub.register(conn)  # before the replay, so nothing published meanwhile is missed
+        hub = self.hub
+        conn = SseConnection(principal.tenant_id, patterns, hub.queue_size, hub.buffer_bytes)
+        hub.register(conn)  # before the replay, so nothing published meanwhile is missed
         watcher = asyncio.create_task(_watch_disconnect(receive, conn))
         complete = False
+        writer: DirectWriter | None = None
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
             await send({"type": "http.response.body", "body": b": connected\n\n", "more_body": True})
+            if hub.direct_write:
+                writer = direct_writer(scope, send)
             if after:
                 await self._send_replay(conn, after, send)
-            await self._pump(conn, send)
+            if writer is not None:
+                _go_live(conn, writer)
+                hub.direct_connections += 1
+                await _wait_closed(conn)
+            else:
+                hub.asgi_connections += 1
+                await self._pump(conn, send)
         except TimeoutError:
             pass  # aborted write to a client that stopped reading: overflow is sent below
         except OSError:
             complete = True  # the client went away mid-write
         finally:
-            self.hub.unregister(conn)
+            hub.unregister(conn)
             conn.buf.clear()
+            conn.writer = None
             watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
-        if not complete and not conn.gone:
-            await _finish(conn, send, GRACE_S)
+        if not complete and not conn.gone and not await _finish(conn, send, GRACE_S) and writer is not None:
+            writer.abort()  # unreadable for the whole grace period: free its unsent bytes now
 
     async def _send_replay(self, conn: SseConnection, after: str, send: Send) -> None:
         events, truncated = await self.hub.replay(conn, after)
@@ -334,9 +398,31 @@ def _take(conn: SseConnection) -> tuple[list[bytes], int]:
     return frames, events
 
 
-async def _finish(conn: SseConnection, send: Send, grace: float) -> None:
-    """End the response: tell an overflowed client why first. A client that stays unreadable
-    for ``grace`` seconds is abandoned (the server then closes the socket)."""
+def _go_live(conn: SseConnection, writer: DirectWriter) -> None:
+    """Hand a connection over to direct writes with no gap and no duplicate.
+
+    Live events that arrived during the replay sit in the buffer; they are written (minus the
+    ids the replay already sent) and the writer installed in one synchronous step, so no event
+    can fall between the two: the hub runs on this same loop.
+    """
+    if conn.overflowed or conn.closed:
+        return
+    frames, _ = _take(conn)
+    conn.writer = writer
+    if frames:
+        conn.write(conn.last_id, http_chunk(b"".join(frames)))
+
+
+async def _wait_closed(conn: SseConnection) -> None:
+    """A live direct connection's task sleeps until the hub overflows it or the client leaves."""
+    while not (conn.overflowed or conn.closed):
+        await conn.wake.wait()
+        conn.wake.clear()
+
+
+async def _finish(conn: SseConnection, send: Send, grace: float) -> bool:
+    """End the response: tell an overflowed client why first. False when the client stayed
+    unreadable for ``grace`` seconds (the caller then drops the connection)."""
     with contextlib.suppress(TimeoutError, OSError):
         async with asyncio.timeout(grace):
             if conn.overflowed:
@@ -348,6 +434,8 @@ async def _finish(conn: SseConnection, send: Send, grace: float) -> None:
                 body = f"event: overflow\ndata: {data}\n\n".encode()
                 await send({"type": "http.response.body", "body": body, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            return True
+    return False
 
 
 async def _watch_disconnect(receive: Receive, conn: SseConnection) -> None:

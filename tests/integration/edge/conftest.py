@@ -14,6 +14,7 @@ import httpx
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from router.edge._auth import bearer
 from router.edge.assembly import Edge
@@ -69,7 +70,8 @@ class EdgeApp:
 @asynccontextmanager
 async def edge_app(
     settings: Settings | None = None, *, tenants: tuple[str, ...] = ("acme", "globex"),
-    scopes: tuple[str, ...] = ("events:read", "tools:call"), **edge_kwargs: Any,
+    scopes: tuple[str, ...] = ("events:read", "tools:call"), middleware: list[Middleware] | None = None,
+    check_path: bool = True, **edge_kwargs: Any,
 ) -> AsyncIterator[EdgeApp]:
     settings = settings or load_settings(allow_anonymous=False, sse_heartbeat_s=60)
     await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)  # it runs its own loop
@@ -90,9 +92,20 @@ async def edge_app(
             stack.push_async_callback(edge.aclose)
             yield
 
-    app = Starlette(routes=edge.routes(), lifespan=lifespan)
+    app = Starlette(routes=edge.routes(), lifespan=lifespan, middleware=middleware)
     async with serve(app) as url:
         yield EdgeApp(url, edge, ctx, keys, ids)
+    # Every stream took the write path the settings chose (uvicorn + httptools here, so the
+    # direct path is reachable whenever it is enabled).
+    hub = edge.hub
+    assert not check_path or (hub.asgi_connections if settings.sse_direct_write else hub.direct_connections) == 0
+
+
+@pytest.fixture(params=["direct", "asgi"])
+def sse_write_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Run a test on both SSE write paths (``VSM_SSE_DIRECT_WRITE``); see router/edge/sse_direct.py."""
+    monkeypatch.setenv("VSM_SSE_DIRECT_WRITE", "1" if request.param == "direct" else "0")
+    return str(request.param)
 
 
 @dataclass

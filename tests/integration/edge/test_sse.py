@@ -13,7 +13,7 @@ from tests.integration.edge.conftest import SseReader, edge_app, eventually
 from vsm_mcp.config import load_settings
 from vsm_mcp.events import Event
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("sse_write_path")]
 
 
 async def test_live_events_have_ids_and_topics_filter() -> None:
