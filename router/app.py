@@ -141,11 +141,11 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         Mount("/messages/", app=protect(sse.handle_post_message)),
         # Edge routes (router/edge/) are appended below this line.
         *edge.routes(),
-        *storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator)),  # /v1/storage
-        *tools_routes(  # GET /v1/tools, POST /v1/tools/{name}/call
+        *edge.limit_routes(storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator))),  # /v1/storage
+        *edge.limit_routes(tools_routes(  # GET /v1/tools, POST /v1/tools/{name}/call
             runtime.tool_search, lambda conn: authenticate(conn.scope, authenticator),
             runtime.dispatcher, settings.max_body_bytes,
-        ),
+        )),
         # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
         *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
     ]

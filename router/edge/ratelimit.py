@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vsm_mcp.errors import RateLimited
@@ -69,3 +71,14 @@ class RateLimitMiddleware:
             await send_rate_limited(send, exc)
             return
         await self.app(scope, receive, send)
+
+
+def limit_routes(routes: list[Route], limited: Callable[[ASGIApp], ASGIApp]) -> list[Route]:
+    """Put each route's ASGI app behind ``limited`` (e.g. ``Edge.limited``), in place.
+
+    Routes built by other modules from plain request handlers get the limit without those
+    modules knowing about it; methods, path parameters and names stay as they were.
+    """
+    for route in routes:
+        route.app = limited(route.app)
+    return routes
