@@ -88,7 +88,7 @@ def baseline_app() -> Any:
                 await asyncio.sleep(1 / spec["rate"])
 
         asyncio.get_running_loop().create_task(publish())
-        return JSONResponse({"connections": len(queues)})
+        return JSONResponse({"connections": len(queues), **server_stack()})
 
     return Starlette(routes=[Route("/v1/events", events), Route("/start", start, methods=["POST"])])
 
@@ -129,7 +129,8 @@ def ours_app(home: str) -> Any:
                 await asyncio.sleep(1 / spec["rate"])
 
         asyncio.get_running_loop().create_task(publish())
-        return JSONResponse({"connections": edge.hub.connections})
+        return JSONResponse({"connections": edge.hub.connections, "direct": edge.hub.direct_connections,
+                             **server_stack()})
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
@@ -148,76 +149,134 @@ def serve(kind: str, port: int, home: str) -> None:
 
     raise_nofile()
     app = baseline_app() if kind == "baseline" else ours_app(home)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", backlog=4096, timeout_keep_alive=600)
+    # As ``vsm-mcp serve`` runs it (vsm_mcp/cli.py): uvicorn's defaults, which pick uvloop and
+    # httptools when installed (both are dependencies); /start reports what actually ran.
+    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+
+
+def server_stack() -> dict[str, str]:
+    """The event loop and HTTP protocol this server process runs (call it from a request handler)."""
+    loop = type(asyncio.get_running_loop())
+    task = asyncio.current_task()
+    frame = getattr(task.get_coro() if task else None, "cr_frame", None)
+    cycle = frame.f_locals.get("self") if frame is not None else None  # uvicorn's RequestResponseCycle
+    return {"loop": f"{loop.__module__}.{loop.__qualname__}", "http": type(cycle).__module__}
 
 
 # --- clients -------------------------------------------------------------------------------
+
+class SseClient(asyncio.Protocol):
+    """One SSE connection, as cheap as a client can be: while events arrive it only keeps the
+    received bytes with their arrival time and counts ``data:`` lines; parsing (and computing
+    latency) happens after the run, so the receiving side adds little CPU to the shared cores."""
+
+    REQUEST = (b"GET /v1/events?topics=bench.%23 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+               b"Accept: text/event-stream\r\n\r\n")
+
+    def __init__(self, run: ClientRun) -> None:
+        self.run = run
+        self.connected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.received: list[tuple[float, bytes]] = []
+        self.tail = b""
+        self.events = 0
+        self.overflowed = False
+        self.finished = False
+        self.transport: asyncio.Transport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport subclass
+        transport.write(self.REQUEST)  # type: ignore[attr-defined]
+
+    def data_received(self, data: bytes) -> None:
+        now = time.time()
+        self.received.append((now, data))
+        seen = self.tail + data  # a marker split across two reads is still counted once
+        self.tail = data[-15:]
+        if not self.connected.done():
+            if b": connected" in b"".join(d for _, d in self.received):
+                self.connected.set_result(None)
+            return
+        self.events += seen.count(b"\ndata: ")
+        if b"event: overflow" in seen:
+            self.overflowed = True
+            self.finish()
+        elif self.events >= self.run.events:
+            self.finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.connected.done():
+            self.connected.set_exception(ConnectionError("closed before : connected"))
+        self.finish()
+
+    def finish(self) -> None:
+        if not self.finished:
+            self.finished = True
+            self.run.finished += 1
+            if self.run.finished == len(self.run.clients):
+                self.run.done.set()
+
+    def results(self) -> tuple[list[float], int]:
+        """Latencies (ms) of the distinct events received, and how many there were."""
+        buf = b""
+        latencies: dict[int, float] = {}
+        for at, data in self.received:
+            buf += data
+            *lines, buf = buf.split(b"\n")
+            for line in lines:
+                if line.startswith(b"data: "):
+                    body = json.loads(line[6:])["data"]
+                    latencies.setdefault(body["seq"], (at - body["sent_at"]) * 1000)
+        return list(latencies.values()), len(latencies)
+
+
+class ClientRun:
+    def __init__(self, events: int) -> None:
+        self.events = events
+        self.clients: list[SseClient] = []
+        self.finished = 0
+        self.done = asyncio.Event()
+
 
 async def client_main(port: int, conns: int, events: int, deadline_s: float) -> None:
     """Open ``conns`` SSE connections, print READY, then collect until every connection has
     ``events`` events (or the deadline); print one JSON line of results."""
     raise_nofile()
-    latencies: list[float] = []
-    counts = [0] * conns
-    overflows = 0
-    connected = 0
-    all_connected = asyncio.Event()
-    done = asyncio.Event()
-    finished = 0
+    loop = asyncio.get_running_loop()
+    run = ClientRun(events)
     gate = asyncio.Semaphore(200)
 
-    async def one(i: int) -> None:
-        nonlocal connected, overflows, finished
+    async def one() -> None:
         async with gate:
             for attempt in range(20):
                 try:
-                    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=2**20)
+                    _, client = await loop.create_connection(lambda: SseClient(run), "127.0.0.1", port)
                     break
                 except OSError:
                     await asyncio.sleep(0.1 * (attempt + 1))
             else:
                 raise SystemExit("cannot connect")
-            writer.write(b"GET /v1/events?topics=bench.%23 HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: text/event-stream\r\n\r\n")
-            while (await reader.readline()).strip() != b": connected":
-                pass
-        connected += 1
-        if connected == conns:
-            all_connected.set()
-        seen: set[int] = set()
-        try:
-            while len(seen) < events:
-                line = await reader.readline()
-                if not line:
-                    break
-                if line.startswith(b"data: "):
-                    now = time.time()
-                    body = json.loads(line[6:])
-                    data = body["data"]
-                    if data["seq"] not in seen:
-                        seen.add(data["seq"])
-                        latencies.append((now - data["sent_at"]) * 1000)
-                elif line.startswith(b"event: overflow"):
-                    overflows += 1
-                    break
-        finally:
-            counts[i] = len(seen)
-            writer.close()
-            finished += 1
-            if finished == conns:
-                done.set()
+            run.clients.append(client)
+            await client.connected
 
-    tasks = [asyncio.create_task(one(i)) for i in range(conns)]
-    await all_connected.wait()
+    await asyncio.gather(*(one() for _ in range(conns)))
     print("READY", flush=True)
+    cpu_before = time.process_time()
     try:
-        await asyncio.wait_for(done.wait(), deadline_s)
+        await asyncio.wait_for(run.done.wait(), deadline_s)
     except TimeoutError:
         pass
-    for t in tasks:
-        t.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    print(json.dumps({"delivered": sum(counts), "overflows": overflows,
+    cpu_used = time.process_time() - cpu_before  # what receiving cost this process (parsing comes after)
+    latencies: list[float] = []
+    delivered = 0
+    for c in run.clients:
+        lat, n = c.results()
+        latencies += lat
+        delivered += n
+    print(json.dumps({"delivered": delivered, "overflows": sum(c.overflowed for c in run.clients), "cpu_s": cpu_used,
                       "latencies": [round(x, 3) for x in latencies]}), flush=True)
+    # Connections stay open until the orchestrator has read the server's CPU time, so the cost of
+    # tearing 10,000 connections down is not booked as delivery cost; it closes stdin when done.
+    await loop.run_in_executor(None, sys.stdin.read)
 
 
 # --- orchestration -------------------------------------------------------------------------
@@ -276,7 +335,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         for n in per:
             clients.append(subprocess.Popen(
                 [*me, "--client", "--port", str(port), "--conns", str(n), "--events", str(args.events),
-                 "--deadline", str(deadline)], env=env, stdout=subprocess.PIPE,
+                 "--deadline", str(deadline)], env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
             ))
         for c in clients:
             assert c.stdout is not None
@@ -288,9 +347,13 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         cpu_before = cpu_s(server.pid)
         started = httpx.post(f"http://127.0.0.1:{port}/start", json={"rate": args.rate, "events": args.events},
                              timeout=60).json()
-        results = [json.loads(c.communicate(timeout=deadline + 60)[0].decode().strip().splitlines()[-1])
-                   for c in clients]
+        results = []
+        for c in clients:
+            assert c.stdout is not None
+            results.append(json.loads(c.stdout.readline()))
         cpu_used = cpu_s(server.pid) - cpu_before
+        for c in clients:
+            c.communicate(timeout=60)  # closes stdin: the client closes its connections and exits
     finally:
         for c in clients:
             if c.poll() is None:
@@ -305,10 +368,12 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     expected = args.connections * args.events
     return {
         "connections": args.connections, "server_saw": started["connections"],
+        "server_loop": started["loop"], "server_http": started["http"], "direct": started.get("direct"),
         "delivered": delivered, "lost": expected - delivered, "overflows": sum(r["overflows"] for r in results),
         "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
         "max_ms": round(max(lat), 2) if lat else None,
         "server_cpu_us_per_delivery": round(cpu_used * 1e6 / delivered, 2) if delivered else None,
+        "client_cpu_us_per_delivery": round(sum(r["cpu_s"] for r in results) * 1e6 / delivered, 2) if delivered else None,
         "rss_mb": round(rss_after, 1), "kb_per_conn": round((rss_after - rss_before) * 1024 / args.connections, 2),
     }
 
@@ -331,7 +396,9 @@ def main() -> None:
         serve(args.serve, args.port, args.home)
         return
     if args.client:
-        asyncio.run(client_main(args.port, args.conns, args.events, args.deadline))
+        import uvloop  # the clients use the same loop as the servers, so neither side is handicapped
+
+        uvloop.run(client_main(args.port, args.conns, args.events, args.deadline))
         return
     limit = raise_nofile()
     if args.connections + 100 > limit:
@@ -340,8 +407,11 @@ def main() -> None:
     ours = run_one("ours", args)
     out = {
         **{k: ours[k] for k in ("connections", "delivered", "lost", "p50_ms", "p99_ms", "max_ms", "rss_mb",
-                                "kb_per_conn", "overflows", "server_cpu_us_per_delivery")},
+                                "kb_per_conn", "overflows", "server_cpu_us_per_delivery",
+                                "client_cpu_us_per_delivery")},
         "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
+        "direct_connections": ours["direct"], "server_loop": ours["server_loop"], "server_http": ours["server_http"],
+        "baseline_server_http": baseline["server_http"], "load_avg_1m": round(os.getloadavg()[0], 2),
         "baseline_delivered": baseline["delivered"], "baseline_lost": baseline["lost"],
         "baseline_p50_ms": baseline["p50_ms"], "baseline_p99_ms": baseline["p99_ms"],
         "baseline_server_cpu_us_per_delivery": baseline["server_cpu_us_per_delivery"],
