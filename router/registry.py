@@ -33,6 +33,7 @@ import numpy.typing as npt
 from router.bm25 import BM25Index, FieldCounts, field_counts
 from router.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
 from router.tool_text import embedding_text, expand_query, field_tokens, tokenize
+from router.vector_scan import Int8Scan, int8_scan_available
 from vsm_mcp.embeddings import Embedder, blas_limit
 from vsm_mcp.errors import InvalidArguments
 
@@ -52,6 +53,11 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 BM25_PER_FIELD = False
 EMBED_BATCH = 256
+# From this many tools, weighted hybrid search scans 8-bit codes of the vectors and re-scores
+# the few that can rank first with the float32 ones (router/vector_scan.py, _reranked_scores):
+# below it the exact matvec is already about as cheap as the bookkeeping.
+SCAN_MIN_TOOLS = 2048
+RERANK_POOL = 256  # fewer eligible tools than 4x this (filters): the exact scan
 
 
 @dataclass(frozen=True)
@@ -136,6 +142,7 @@ class _Snapshot:
     by_server: dict[str, npt.NDArray[np.intp]]
     by_tag: dict[str, npt.NDArray[np.intp]]
     by_public: dict[str, int]
+    scan: Int8Scan | None = None
 
 
 def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str, str]:
@@ -203,6 +210,7 @@ class ToolRegistry:
         bm25_per_field: bool = BM25_PER_FIELD,
         rrf_k: float = RRF_K,
         query_cache_size: int = 2048,
+        scan_min_tools: int = SCAN_MIN_TOOLS,
         progress: Callable[[int, int], None] | None = None,
     ) -> None:
         self.embedder = embedder
@@ -213,6 +221,7 @@ class ToolRegistry:
         self.field_weights = dict(field_weights)
         self.bm25_k1, self.bm25_b, self.bm25_per_field = bm25_k1, bm25_b, bm25_per_field
         self.rrf_k = rrf_k
+        self.scan_min_tools = scan_min_tools
         self.progress = progress
         self._servers: dict[str, tuple[ToolRecord, ...]] = {}
         self._vectors: dict[str, Vector] = {}  # content key → vector, for records in the catalog
@@ -304,7 +313,15 @@ class ToolRegistry:
         mask = self._mask(snap, server, tags)
         if not mask.any():
             return []
-        scores = self._scores(snap, query, mask, mode, fusion or self.fusion)
+        fusion = fusion or self.fusion
+        if mode == "hybrid" and fusion == "weighted" and snap.scan is not None:
+            scores = self._reranked_scores(snap, query, mask, limit * 4 + 16)
+            if scores is not None:
+                hits = self._top(snap, scores, mask, limit, allowed)
+                if len(hits) == limit:
+                    return hits
+                # Grants or a large limit used up the pool: rank every tool exactly instead.
+        scores = self._scores(snap, query, mask, mode, fusion)
         return self._top(snap, scores, mask, limit, allowed)
 
     def embed_query(self, query: str) -> Vector:
@@ -355,6 +372,51 @@ class ToolRegistry:
         bm = snap.bm25.scores(self._query_terms(query))
         return fuse(bm, emb, mask, fusion, embed_weight=self.embed_weight, rrf_k=self.rrf_k)
 
+    def _reranked_scores(self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], need: int) -> Vector | None:
+        """``fuse``'s weighted scores of the best tools, exactly; -inf for every other tool.
+
+        The 8-bit scan gives every cosine within ±eps. The min-max range is taken from exact
+        cosines of the tools the bound leaves at either end, then each tool's fused score is
+        known within ±delta; every tool that could reach the top ``need`` (by an estimated
+        threshold) is re-scored exactly, and only those that provably beat all the rest keep
+        their score. None when the exact scan is as cheap (few eligible tools) or the range is
+        degenerate; the caller then scores everything exactly.
+        """
+        assert snap.scan is not None
+        if np.count_nonzero(mask) <= 4 * RERANK_POOL:
+            return None
+        q = self.embed_query(query)
+        approx, eps = snap.scan.cosines(q)
+        top = np.flatnonzero(mask & (approx >= approx.max(where=mask, initial=-np.inf) - 2 * eps))
+        low = np.flatnonzero(mask & (approx <= approx.min(where=mask, initial=np.inf) + 2 * eps))
+        with blas_limit(1):
+            hi, lo = float((snap.vectors[top] @ q).max()), float((snap.vectors[low] @ q).min())
+        if hi - lo < 1e-9:
+            return None
+        w, one = np.float32(self.embed_weight), np.float32(1.0)
+        bm = _minmax(snap.bm25.scores(self._query_terms(query)), mask)
+        rough = np.where(mask, w * ((approx - lo) / np.float32(hi - lo)) + (one - w) * bm, np.float32(-np.inf))
+        delta = float(w) * eps / (hi - lo) + 1e-6
+        # The need-th best rough score, estimated from every 8th tool with room to spare: too
+        # low costs exact re-scoring of more tools, too high only a fallback to the exact scan.
+        sample = rough[::8]
+        k = min(len(sample), max(1, 2 * need // 8))
+        threshold = float(np.partition(sample, len(sample) - k)[len(sample) - k])
+        if not np.isfinite(threshold):
+            return None
+        cand = np.flatnonzero(rough >= threshold - 2 * delta)
+        if len(cand) > len(mask) // 4:
+            return None
+        with blas_limit(1):
+            exact = snap.vectors[cand] @ q
+        # The same float32 arithmetic as fuse(): equal scores, so equal order and tie-breaks.
+        fused = w * ((exact - lo) / (hi - lo)).astype(np.float32, copy=False) + (one - w) * bm[cand]
+        # A tool outside ``cand`` scores below threshold - delta: those above it are the true best.
+        sure = fused >= threshold - delta
+        out = np.full(len(mask), np.float32(-np.inf), dtype=np.float32)
+        out[cand[sure]] = fused[sure]
+        return out
+
     @staticmethod
     def _top(
         snap: _Snapshot,
@@ -363,12 +425,16 @@ class ToolRegistry:
         limit: int,
         allowed: Callable[[ToolRecord], bool] | None,
     ) -> list[SearchHit]:
-        candidates = int(np.count_nonzero(np.isfinite(scores)))
+        finite = np.isfinite(scores)
+        candidates = int(np.count_nonzero(finite))
+        # Few finite scores (bm25 matches, a re-ranked pool): rank those alone, not every tool.
+        subset = np.flatnonzero(finite) if candidates * 8 < len(scores) else None
         pool = min(candidates, limit * 4 + 16)
         while True:
             # Grants are checked lazily in rank order; rank everything only if too many are denied.
             hits: list[SearchHit] = []
-            for i in _ranked(scores, pool):
+            order = _ranked(scores, pool) if subset is None else subset[_ranked(scores[subset], pool)]
+            for i in order:
                 rec = snap.records[int(i)]
                 if allowed is None or allowed(rec):
                     hits.append(SearchHit(rec, float(scores[i])))
@@ -436,7 +502,9 @@ class ToolRegistry:
             for tag in rec.tags:
                 for k in _tag_keys(tag):
                     by_tag.setdefault(k, []).append(i)
+        scan = Int8Scan(vectors) if len(records) >= self.scan_min_tools and int8_scan_available() else None
         return _Snapshot(
+            scan=scan,
             records=records,
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),
             bm25=BM25Index(
