@@ -30,7 +30,7 @@ from starlette.types import Receive, Scope, Send
 from router.aggregate import Aggregate
 from router.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
 from router.edge.assembly import Edge, catalog_lister
-from router.edge.openai import openai_routes
+from router.edge.openai import openai_error_body, openai_routes
 from router.edge.storage_http import storage_routes
 from router.edge.tools_rest import tools_routes
 from router.fastpath import FastPath
@@ -147,7 +147,10 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
             runtime.dispatcher, settings.max_body_bytes,
         )),
         # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
-        *openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
+        *edge.limit_routes(
+            openai_routes(ctx, lambda request: authenticate(request.scope, authenticator), metrics=edge.metrics),
+            render=openai_error_body,  # OpenAI SDKs read a 429 in their own error shape
+        ),
     ]
 
     app = _RouterApp(routes=routes, lifespan=lifespan)

@@ -17,7 +17,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from router.edge._auth import Authenticate
 from router.edge.health import Readiness, healthz, readyz_endpoint
 from router.edge.metrics import CallTelemetry, add_state_collectors, metrics_endpoint
-from router.edge.ratelimit import RateLimitMiddleware, limit_routes
+from router.edge.ratelimit import ErrorBody, RateLimitMiddleware, limit_routes
 from router.edge.sse import EventsEndpoint, SseHub
 from router.edge.telegram import CallTool, ListTools, TelegramBot
 from vsm_mcp.auth import Principal, grants
@@ -102,13 +102,16 @@ class Edge:
                 metrics=self.metrics,
             )
 
-    def limited(self, app: ASGIApp) -> ASGIApp:
+    def limited(self, app: ASGIApp, render: ErrorBody | None = None) -> ASGIApp:
         s = self.settings
-        return RateLimitMiddleware(app, rate=s.edge_rate_per_s, burst=s.edge_rate_burst, metrics=self.metrics)
+        return RateLimitMiddleware(
+            app, rate=s.edge_rate_per_s, burst=s.edge_rate_burst, metrics=self.metrics, render=render
+        )
 
-    def limit_routes(self, routes: list[Route]) -> list[Route]:
-        """Routes built elsewhere (``/v1/tools``, ``/v1/storage``) behind the edge rate limit."""
-        return limit_routes(routes, self.limited)
+    def limit_routes(self, routes: list[Route], render: ErrorBody | None = None) -> list[Route]:
+        """Routes built elsewhere (``/v1/tools``, ``/v1/storage``, the OpenAI-compatible ``/v1``)
+        behind the edge rate limit; ``render`` shapes the 429 body for clients of another API."""
+        return limit_routes(routes, lambda app: self.limited(app, render))
 
     def routes(self, *, health: bool = True) -> list[BaseRoute]:
         """The edge routes; ``health=False`` leaves /healthz and /readyz to the caller."""

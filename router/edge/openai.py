@@ -129,12 +129,13 @@ async def _live(chunks: AsyncIterator[dict[str, Any]], include_usage: bool) -> A
                 chunk = {k: v for k, v in chunk.items() if k != "usage"}
             yield b"data: " + json.dumps(chunk, separators=(",", ":")).encode() + b"\n\n"
     except VsmError as exc:
-        yield b"data: " + json.dumps(_error_body(exc)).encode() + b"\n\n"
+        yield b"data: " + json.dumps(openai_error_body(exc)).encode() + b"\n\n"
         return
     yield b"data: [DONE]\n\n"
 
 
-def _error_body(exc: VsmError) -> dict[str, Any]:
+def openai_error_body(exc: VsmError) -> dict[str, Any]:
+    """``exc`` in OpenAI's error shape (the body of every error these routes answer)."""
     return {"error": {
         "message": exc.message, "type": _OPENAI_TYPES.get(exc.status, "server_error"),
         "param": exc.data.get("param"), "code": exc.data.get("code", exc.label),
@@ -143,7 +144,7 @@ def _error_body(exc: VsmError) -> dict[str, Any]:
 
 def openai_error(exc: VsmError) -> JSONResponse:
     """A VsmError in OpenAI's error shape (with Retry-After when the error carries one)."""
-    body = _error_body(exc)
+    body = openai_error_body(exc)
     headers = {}
     if exc.data.get("retry_after") is not None:
         headers["retry-after"] = str(max(1, int(float(exc.data["retry_after"]) + 0.999)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable
+from typing import Any
 
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -33,8 +34,11 @@ def retry_after_header(seconds: float) -> str:
     return str(max(1, int(seconds + 0.999)))
 
 
-async def send_rate_limited(send: Send, exc: RateLimited) -> None:
-    body = json.dumps(exc.to_http()).encode()
+ErrorBody = Callable[[RateLimited], dict[str, Any]]
+
+
+async def send_rate_limited(send: Send, exc: RateLimited, render: ErrorBody | None = None) -> None:
+    body = json.dumps(render(exc) if render is not None else exc.to_http()).encode()
     await send({
         "type": "http.response.start",
         "status": 429,
@@ -48,15 +52,20 @@ async def send_rate_limited(send: Send, exc: RateLimited) -> None:
 
 
 class RateLimitMiddleware:
-    """Wrap an ASGI app; HTTP requests over the limit get 429 + Retry-After."""
+    """Wrap an ASGI app; HTTP requests over the limit get 429 + Retry-After.
+
+    ``render`` shapes the JSON body for routes whose clients expect another error format
+    (the OpenAI-compatible routes answer in OpenAI's shape)."""
 
     def __init__(
         self, app: ASGIApp, *, rate: float, burst: float, metrics: Metrics | None = None, where: str = "edge",
+        render: ErrorBody | None = None,
     ) -> None:
         self.app = app
         self.limiter = RateLimiter(rate, burst)
         self.metrics = metrics
         self.where = where
+        self.render = render
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -68,7 +77,7 @@ class RateLimitMiddleware:
         except RateLimited as exc:
             if self.metrics is not None:
                 self.metrics.rate_limited.labels(self.where).inc()
-            await send_rate_limited(send, exc)
+            await send_rate_limited(send, exc, self.render)
             return
         await self.app(scope, receive, send)
 

@@ -47,3 +47,27 @@ async def test_tools_and_storage_flood_gets_429_per_principal_and_per_address() 
             assert codes[-1] == 429
         async with from_address(base, "127.0.0.2") as h:
             assert (await h.get("/v1/tools")).status_code == 200
+
+
+async def test_openai_routes_flood_gets_429_in_openai_shape() -> None:
+    """The OpenAI-compatible routes are edge endpoints too; their 429 speaks OpenAI's error shape."""
+    async with serve_router([], edge_rate_per_s=0.001, edge_rate_burst=2) as (base, app):
+        db = app.state.ctx.db
+        await create_tenant(db, "acme")
+        key, _ = await create_api_key(db, "acme", ["tools:call"])
+        auth = {"Authorization": f"Bearer {key}"}
+        async with from_address(base, "127.0.0.1") as h:
+            for method, path in (("GET", "/v1/models"), ("POST", "/v1/chat/completions")):
+                body = {"model": "m", "messages": []} if method == "POST" else None
+
+                async def send(method: str = method, path: str = path, body: object = body) -> httpx.Response:
+                    return await h.request(method, path, headers=auth, json=body)
+
+                codes = [(await send()).status_code for _ in range(2)]
+                assert 429 not in codes, (path, codes)
+                flooded = await send()
+                assert flooded.status_code == 429, path
+                assert int(flooded.headers["retry-after"]) >= 1
+                err = flooded.json()["error"]
+                assert (err["type"], err["code"]) == ("rate_limit_error", "rate_limited"), err
+                assert {"message", "type", "param", "code"} <= set(err), err
