@@ -18,6 +18,7 @@ import pytest
 import uvicorn
 
 from router.app import create_app
+from router.hot_protocol import HotLaneProtocol
 from router.manifest import parse_manifest
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings
@@ -101,7 +102,9 @@ async def serve_router(entries: list[dict[str, Any]], **overrides: Any) -> Async
     app = create_app(settings, specs=parse_manifest({"upstreams": entries}, "test.yaml"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", port))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3))
+    # The protocol `vsm-mcp serve` runs (router/hot_protocol.py), so these tests cover its hot lane.
+    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3, http=HotLaneProtocol)
+    server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
         await eventually(lambda: server.started or task.done(), 90, "uvicorn to start")
