@@ -58,8 +58,8 @@ class HotLaneProtocol(HttpToolsProtocol):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        app = self.config.app
-        self._hot_app = app if getattr(app, "hot_path", None) is not None else None
+        app: Any = self.config.app
+        self._hot_app: Any = app if getattr(app, "hot_path", None) is not None else None
         self._hot: _HotCycle | None = None
         self._hot_body: list[bytes] = []
 
@@ -89,14 +89,14 @@ class HotLaneProtocol(HttpToolsProtocol):
         return not any(name in _NOT_HOT for name, _ in self.headers)
 
     def on_body(self, body: bytes) -> None:
-        if self._hot is not None and self.cycle is self._hot:
+        if self._hot is not None and self._cycle_is(self._hot):
             self._hot_body.append(body)
             return
         super().on_body(body)
 
     def on_message_complete(self) -> None:
         hot = self._hot
-        if hot is not None and self.cycle is hot:
+        if hot is not None and self._cycle_is(hot):
             body = b"".join(self._hot_body)
             self._hot_body = []
             task = self.loop.create_task(self._serve_hot(hot, self.scope, body))
@@ -104,6 +104,10 @@ class HotLaneProtocol(HttpToolsProtocol):
             self.tasks.add(task)
             return
         super().on_message_complete()
+
+    def _cycle_is(self, hot: _HotCycle) -> bool:
+        cycle: Any = self.cycle  # uvicorn types it as its own cycle; ours stands in for one
+        return cycle is hot
 
     # --- the request --------------------------------------------------------------------------
     async def _serve_hot(self, cycle: _HotCycle, scope: Any, body: bytes) -> None:
@@ -145,7 +149,7 @@ class HotLaneProtocol(HttpToolsProtocol):
                 await self.flow.drain()
 
         try:
-            await self._hot_app(scope, receive, send)  # type: ignore[misc]
+            await self._hot_app(scope, receive, send)
         except BaseException as exc:
             if not isinstance(exc, Exception):
                 transport.close()
