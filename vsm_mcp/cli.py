@@ -257,7 +257,8 @@ def serve(
     )
     # HotLaneProtocol: uvicorn's httptools protocol with a shorter road for POST /mcp (router/hot_protocol.py).
     uvicorn.run(
-        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on", http=HotLaneProtocol
+        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on",
+        http=HotLaneProtocol if settings.hot_lane else "auto",
     )
 
 

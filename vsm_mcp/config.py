@@ -51,6 +51,9 @@ class Settings(BaseSettings):
         description="Allow calls without an API key. Honoured only while bound to a loopback address.",
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
+    hot_lane: bool = Field(
+        True, description="Serve POST /mcp on the server's short road (router/hot_protocol.py) instead of uvicorn's ASGI cycle.",
+    )
 
     # --- router (issue 4) ----------------------------------------------------------------
     manifests: Annotated[list[str], NoDecode] = Field(
