@@ -51,6 +51,7 @@ class FastPath:
         self.max_body_bytes = max_body_bytes
         self.served = 0
         self.hung_up = 0  # 2026-era calls cancelled because the client closed the request
+        self._stamp: dict[str, Any] | None = None
         # (session id, request id) -> cancel scope of a call in flight in the fast lane, so a
         # notifications/cancelled from the client stops it (the SDK does not know these calls).
         self._inflight: dict[tuple[bytes, str | int], anyio.CancelScope] = {}
@@ -160,7 +161,11 @@ class FastPath:
     def _modern_envelope(self, result: dict[str, Any]) -> dict[str, Any]:
         result.setdefault("resultType", "complete")
         meta = dict(result.get("_meta") or {})
-        meta[SERVER_INFO_KEY] = self.aggregate.server.server_info_stamp
+        if self._stamp is None:
+            # The SDK deep-copies its stamp per access so callers may mutate it; ours is
+            # serialised at once and never mutated, so one copy serves every answer.
+            self._stamp = self.aggregate.server.server_info_stamp
+        meta[SERVER_INFO_KEY] = self._stamp
         result["_meta"] = meta
         return result
 
