@@ -89,6 +89,7 @@ class EventLog:
         self.flush_s = flush_ms / 1000
         self._pending: deque[Event] = deque()
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._last_prune = 0.0
         self.dropped = 0
@@ -138,7 +139,14 @@ class EventLog:
                 await asyncio.sleep(self.flush_s)
 
     async def flush(self) -> int:
-        """Write everything pending now; returns the number of rows written."""
+        """Write everything pending now; returns the number of rows written.
+
+        Serialised: two overlapping flushes would both write the same batch and then both drop
+        it from ``_pending`` — the second dropping events it never wrote."""
+        async with self._flushing:
+            return await self._flush()
+
+    async def _flush(self) -> int:
         if not self._pending:
             return 0
         batch = list(self._pending)

@@ -113,3 +113,24 @@ async def test_two_logs_on_one_database_never_fail_on_the_same_event(db: Databas
     assert await a.flush() == 2
     assert await b.flush() == 1
     assert [r.id for r in await a.replay(t, "", ["#"])] == [e.id]
+
+
+async def test_overlapping_flushes_write_every_event_once(db: Database) -> None:
+    """Two flushes at once (the writer task and an explicit flush) must not drop events that
+    were appended while the first one was writing."""
+    import asyncio
+
+    t1 = (await create_tenant(db, "one")).id
+    log = EventLog(db, retention_hours=1, flush_ms=50)
+    first = [Event(topic="tool.called", tenant=t1, data={"i": i}) for i in range(200)]
+    for e in first:
+        log.append(e)
+    flushing = asyncio.ensure_future(log.flush())
+    await asyncio.sleep(0)  # the first flush has taken its batch and is writing
+    late = [Event(topic="tool.called", tenant=t1, data={"i": 200 + i}) for i in range(50)]
+    for e in late:
+        log.append(e)
+    written = sum(await asyncio.gather(flushing, log.flush()))
+    assert written == 250 and log.written == 250
+    replayed = await log.replay(t1, "", ["#"])
+    assert [e.data["i"] for e in replayed] == list(range(250))
