@@ -155,6 +155,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
 
     app = _RouterApp(routes=routes, lifespan=lifespan)
     app.hot_path = aggregate_endpoint
+    app.hot_max_body = settings.max_body_bytes
     app.state.ctx = ctx
     app.state.runtime = runtime
     app.state.dispatcher = runtime.dispatcher
@@ -174,6 +175,7 @@ class _RouterApp(Starlette):
     JSON-RPC, and uvicorn answers 500 for anything that escapes before a response started."""
 
     hot_path: Any = None
+    hot_max_body = 0  # the hot lane buffers a request body whole: only declared lengths up to this
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.hot_path is not None and scope["type"] == "http" and scope["path"] == "/mcp":

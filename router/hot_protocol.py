@@ -21,7 +21,8 @@ call), and a graceful shutdown lets it finish. When it completes, uvicorn's own
 
 Anything unusual takes uvicorn's normal road: other paths and methods, a query string, a
 root path, ``Expect: 100-continue``, upgrades, forwarded headers (the proxy-headers middleware
-must see them), a concurrency limit, or a previous request still being answered.
+must see them), a body without ``Content-Length`` or larger than the app's ``hot_max_body``, a
+concurrency limit, or a previous request still being answered.
 """
 
 from __future__ import annotations
@@ -86,7 +87,17 @@ class HotLaneProtocol(HttpToolsProtocol):
             return False
         if self.cycle is not None and not self.cycle.response_complete:
             return False  # a pipelined request: uvicorn keeps the order
-        return not any(name in _NOT_HOT for name, _ in self.headers)
+        length = -1
+        for name, value in self.headers:
+            if name in _NOT_HOT:
+                return False
+            if name == b"content-length":
+                length = int(value) if value.isdigit() else -1
+            elif name == b"transfer-encoding":
+                return False
+        # The body is collected before the app runs, so only a declared, bounded one: chunked or
+        # oversized bodies take uvicorn's road, where reading pauses and the app answers 413.
+        return 0 <= length <= self._hot_app.hot_max_body
 
     def on_body(self, body: bytes) -> None:
         if self._hot is not None and self._cycle_is(self._hot):

@@ -111,9 +111,19 @@ async def test_errors_and_streams_on_the_hot_lane(http_upstream: str) -> None:
         writer.write(call(2, "nope__missing", {}))
         (status, _h, body), = await responses(reader, 1)
         assert json.loads(body)["error"]["code"] == -32601 and "nope__missing" in json.loads(body)["error"]["message"]
+        hot = HotLaneProtocol.served_hot
         writer.write(request(b'{"x": "' + b"a" * 5000 + b'"}'))
         (status, _h, body), = await responses(reader, 1)
         assert status == 413 and "VSM_MAX_BODY_BYTES" in json.loads(body)["error"]["message"]
+        writer.close()
+        # A body the hot lane would have to buffer unbounded (chunked, no Content-Length) takes
+        # uvicorn's road, which stops reading and lets the app answer 413 before it is all in.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        head = request(b"").split(b"content-length: 0\r\n", 1)[0] + b"transfer-encoding: chunked\r\n\r\n"
+        writer.write(head + b"1000\r\n" + b"a" * 4096 + b"\r\n" + b"1000\r\n" + b"a" * 4096 + b"\r\n0\r\n\r\n")
+        (status, _h, body), = await responses(reader, 1)
+        assert status == 413, body
+        assert HotLaneProtocol.served_hot == hot  # neither the 413 by length nor the chunked one
         writer.close()
 
         # A handshake-era initialize is answered by the SDK as a stream: chunk-framed, parsed by h11.
