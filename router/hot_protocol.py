@@ -97,7 +97,8 @@ class HotLaneProtocol(HttpToolsProtocol):
                 return False
         # The body is collected before the app runs, so only a declared, bounded one: chunked or
         # oversized bodies take uvicorn's road, where reading pauses and the app answers 413.
-        return 0 <= length <= self._hot_app.hot_max_body
+        limit: int = self._hot_app.hot_max_body
+        return 0 <= length <= limit
 
     def on_body(self, body: bytes) -> None:
         if self._hot is not None and self._cycle_is(self._hot):
