@@ -19,6 +19,9 @@ behind it, ``connection_lost`` marks it disconnected (the 2026-07-28 era's way t
 call), and a graceful shutdown lets it finish. When it completes, uvicorn's own
 ``on_response_complete`` arms the keep-alive timer or starts the next pipelined request.
 
+Not written on this road: uvicorn's access-log line (every call is audited as an episode row
+and counted in /metrics instead).
+
 Anything unusual takes uvicorn's normal road: other paths and methods, a query string, a
 root path, ``Expect: 100-continue``, upgrades, forwarded headers (the proxy-headers middleware
 must see them), a body without ``Content-Length`` or larger than the app's ``hot_max_body``, a
