@@ -14,6 +14,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from router.edge.ratelimit import retry_after_header
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.errors import Unauthorized, VsmError
@@ -62,7 +63,7 @@ async def send_error(send: Send, exc: VsmError, *, jsonrpc: bool = False) -> Non
         headers.append((b"www-authenticate", b'Bearer realm="vsm-mcp"'))
     retry = exc.data.get("retry_after")
     if retry is not None:
-        headers.append((b"retry-after", str(max(1, int(float(retry) + 0.999))).encode()))
+        headers.append((b"retry-after", retry_after_header(float(retry)).encode()))
     await send({"type": "http.response.start", "status": exc.status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 

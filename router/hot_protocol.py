@@ -36,6 +36,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
+from router.http11 import LAST_CHUNK, http_chunk
+
 log = logging.getLogger(__name__)
 
 HOT_PATH = b"/mcp"
@@ -215,8 +217,8 @@ class HotLaneProtocol(HttpToolsProtocol):
 
 
 def _chunk(data: bytes, last: bool) -> bytes:
-    framed = b"%x\r\n%s\r\n" % (len(data), data) if data else b""
-    return framed if not last else framed + b"0\r\n\r\n"
+    framed = http_chunk(data) if data else b""
+    return framed + LAST_CHUNK if last else framed
 
 
 _INTERNAL_ERROR = (

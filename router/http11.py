@@ -27,6 +27,15 @@ import httptools
 _HIGH_WATER = 1 << 22
 
 
+def http_chunk(data: bytes) -> bytes:
+    """``data`` as one HTTP/1.1 chunk (``transfer-encoding: chunked``); empty data would be the
+    terminating chunk, so callers frame only non-empty data and end with ``LAST_CHUNK``."""
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
 class HttpError(ConnectionError):
     """The connection broke or the server spoke something that is not HTTP/1.1."""
 

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from router.edge.ratelimit import retry_after_header
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments, UpstreamUnavailable, VsmError
@@ -147,7 +148,7 @@ def openai_error(exc: VsmError) -> JSONResponse:
     body = openai_error_body(exc)
     headers = {}
     if exc.data.get("retry_after") is not None:
-        headers["retry-after"] = str(max(1, int(float(exc.data["retry_after"]) + 0.999)))
+        headers["retry-after"] = retry_after_header(float(exc.data["retry_after"]))
     return JSONResponse(body, status_code=exc.status, headers=headers)
 
 

@@ -41,7 +41,8 @@ from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from router.edge._auth import Authenticate, error_response
-from router.edge.sse_direct import DirectWriter, direct_writer, http_chunk
+from router.edge.sse_direct import DirectWriter, direct_writer
+from router.http11 import http_chunk
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.bus import Bus, Overflow, Subscription, check_patterns, topic_matches
 from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError

@@ -35,11 +35,6 @@ TRANSPARENT_SENDERS = frozenset({
 UVICORN_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
 
 
-def http_chunk(data: bytes) -> bytes:
-    """``data`` as one HTTP/1.1 chunk (the framing uvicorn announced with transfer-encoding: chunked)."""
-    return b"%x\r\n%s\r\n" % (len(data), data)
-
-
 class DirectWriter:
     """The transport of one chunked uvicorn response, for whole-chunk writes that never wait."""
 
