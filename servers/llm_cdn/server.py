@@ -7,17 +7,15 @@ both front doors share one cache, one single-flight table and one set of breaker
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from servers.llm_cdn.engine import Engine
+from servers.tool_errors import tool_errors
 from vsm_mcp.context import SCOPES_META_KEY, ServerContext
-from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
+from vsm_mcp.errors import Forbidden, InvalidArguments
 
 EXTRAS_KEY = "llm_cdn"
 _ADMIN_SCOPES = {"*", "admin", "llm:admin", "llm:*", "llm"}
@@ -30,23 +28,6 @@ def engine_of(ctx: ServerContext) -> Engine:
         engine = ctx.extras[EXTRAS_KEY] = Engine.from_context(ctx)
     assert isinstance(engine, Engine)
     return engine
-
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """A tool that ran and failed answers ``is_error`` with the reason (not a generic message)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except VsmError as exc:
-            raise ToolError(f"{exc.label}: {exc.message}") from None
-
-    return wrapper
 
 
 def _scopes(mcp_ctx: Context) -> set[str] | None:
@@ -68,7 +49,7 @@ def build(ctx: ServerContext) -> MCPServer:
     )
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False, openWorldHint=True))
-    @_tool_errors
+    @tool_errors
     async def llm_complete(
         messages: list[dict[str, Any]], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -80,7 +61,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=True))
-    @_tool_errors
+    @tool_errors
     async def llm_embed(
         input: str | list[str], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
     ) -> dict[str, Any]:
@@ -90,13 +71,13 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=False))
-    @_tool_errors
+    @tool_errors
     async def llm_cache_stats() -> dict[str, Any]:
         """Hits by kind, misses, upstream calls, tokens saved, hit/miss latency, breaker states."""
         return engine.snapshot()
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
-    @_tool_errors
+    @tool_errors
     async def llm_cache_purge(
         mcp_ctx: Context, model: str | None = None, older_than_s: float | None = None, tenant: str | None = None
     ) -> dict[str, Any]:

@@ -8,36 +8,18 @@ router. Each change publishes ``policy.changed``; the router's authorizer reload
 from __future__ import annotations
 
 import base64
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
+from servers.tool_errors import tool_errors
 from vsm_mcp.context import ServerContext
-from vsm_mcp.errors import InvalidArguments, VsmError
+from vsm_mcp.errors import InvalidArguments
 from vsm_mcp.models import Policy
 from vsm_mcp.policy.facts import normalize
 from vsm_mcp.policy.service import AUTHORIZER_KEY, check_name, clock_of, prepare, runtime_of
 from vsm_mcp.policy.store import PolicyStore
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """VsmError → ToolError: the caller reads what was wrong (the SDK hides other exceptions)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except VsmError as exc:
-            raise ToolError(f"{exc.label}: {exc.message}") from exc
-
-    return wrapper
 
 
 def _summary(row: Policy) -> dict[str, Any]:

@@ -8,22 +8,17 @@ indexes rebuilt from them (see ``engine.py``).
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
-from typing import Any, Literal, ParamSpec, TypeVar
+from typing import Any, Literal
 
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
 from servers.search.chunking import DEFAULT_CHUNK_WORDS, DEFAULT_OVERLAP_WORDS
 from servers.search.engine import SearchEngine
+from servers.tool_errors import tool_errors
 from vsm_mcp.context import ServerContext
-from vsm_mcp.errors import VsmError
 
 EXTRAS_KEY = "search"
-P = ParamSpec("P")
-R = TypeVar("R")
 
 READ = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
 WRITE = ToolAnnotations(readOnlyHint=False, idempotentHint=True, destructiveHint=False, openWorldHint=False)
@@ -39,19 +34,6 @@ def engine_of(ctx: ServerContext) -> SearchEngine:
     return engine
 
 
-def _tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """A tool that ran and failed answers ``is_error`` with the reason, e.g. ``not_found: …``."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except VsmError as exc:
-            raise ToolError(f"{exc.label}: {exc.message}") from None
-
-    return wrapper
-
-
 def build(ctx: ServerContext) -> MCPServer:
     engine = engine_of(ctx)
     server = MCPServer(
@@ -60,13 +42,13 @@ def build(ctx: ServerContext) -> MCPServer:
     )
 
     @server.tool(annotations=READ)
-    @_tool_errors
+    @tool_errors
     async def search_collections(mcp_ctx: Context) -> dict[str, Any]:
         """List this tenant's collections with dimension, metric, backend, embedder and document count."""
         return {"collections": await engine.list_collections(await ctx.tenant_of(mcp_ctx))}
 
     @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False, openWorldHint=False))
-    @_tool_errors
+    @tool_errors
     async def collection_create(
         name: str, mcp_ctx: Context, dimension: int | None = None, metric: Literal["cos", "ip", "l2"] = "cos",
         backend: Literal["usearch", "pq"] = "usearch", embedder: str | None = None,
@@ -81,7 +63,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return await engine.create(tenant, name, dimension, metric, backend, embedder, params)
 
     @server.tool(annotations=WRITE)
-    @_tool_errors
+    @tool_errors
     async def index_documents(
         collection: str, documents: list[dict[str, Any]], mcp_ctx: Context,
         chunk_size: int = DEFAULT_CHUNK_WORDS, chunk_overlap: int = DEFAULT_OVERLAP_WORDS,
@@ -93,7 +75,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return await engine.index_documents(tenant, collection, documents, chunk_size, chunk_overlap)
 
     @server.tool(annotations=READ)
-    @_tool_errors
+    @tool_errors
     async def search(
         collection: str, mcp_ctx: Context, query: str | None = None, vector: list[float] | None = None,
         k: int = 10, filter: dict[str, Any] | None = None,
@@ -107,13 +89,13 @@ def build(ctx: ServerContext) -> MCPServer:
         return await engine.search(tenant, collection, query, vector, k, filter, mode)
 
     @server.tool(annotations=DELETE)
-    @_tool_errors
+    @tool_errors
     async def delete_documents(collection: str, ids: list[str], mcp_ctx: Context) -> dict[str, Any]:
         """Delete documents (all their chunks) by id; unknown ids are ignored."""
         return await engine.delete_documents(await ctx.tenant_of(mcp_ctx), collection, ids)
 
     @server.tool(annotations=READ)
-    @_tool_errors
+    @tool_errors
     async def collection_stats(collection: str, mcp_ctx: Context) -> dict[str, Any]:
         """Documents, chunks and index figures (backend, parameters, memory) of one collection."""
         return await engine.stats(await ctx.tenant_of(mcp_ctx), collection)

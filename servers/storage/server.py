@@ -9,42 +9,27 @@ as an ``is_error`` result whose text starts with the error type (``not_found: â€
 from __future__ import annotations
 
 import binascii
-import functools
 from base64 import b64decode, b64encode
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import anyio
 from mcp.server.mcpserver import Context, MCPServer
-from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError, ToolError
+from mcp.server.mcpserver.exceptions import ResourceError, ResourceNotFoundError
 from mcp.types import ToolAnnotations
 
+from servers.tool_errors import tool_errors
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments, NotFound, VsmError
 from vsm_mcp.storage import buckets as cbcp
 from vsm_mcp.storage.lifecycle import run_sweeper, sweep_bucket
 from vsm_mcp.storage.service import object_dict, service_for
 
-P = ParamSpec("P")
-R = TypeVar("R")
 READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
 # put and delete replace or remove data; repeating them leaves the same state
 WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
 CREATE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
-
-
-def tool_errors(fn: Callable[P, Awaitable[R]]) -> Callable[P, Awaitable[R]]:
-    """VsmError â†’ ToolError, so the caller reads what went wrong (the SDK hides other exceptions)."""
-
-    @functools.wraps(fn)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await fn(*args, **kwargs)
-        except VsmError as exc:
-            raise ToolError(f"{exc.label}: {exc.message}") from exc
-
-    return wrapper
 
 
 def _decode(text: str | None, data_base64: str | None) -> bytes:
