@@ -101,6 +101,17 @@ def check_matrix(vectors: npt.ArrayLike, dim: int, what: str = "vectors") -> npt
     return np.ascontiguousarray(arr)
 
 
+def check_query(query: npt.ArrayLike, dim: int, k: object) -> npt.NDArray[np.float32]:
+    """One query vector as a ``(1, dim)`` float32 matrix, and ``k`` a positive integer, or
+    InvalidArguments saying which is wrong (every backend's ``search`` starts here)."""
+    q = check_matrix(query, dim, "query")
+    if q.shape[0] != 1:
+        raise InvalidArguments("search takes one query vector")
+    if not isinstance(k, int) or k < 1:
+        raise InvalidArguments(f"k must be a positive integer, got {k!r}")
+    return q
+
+
 def check_ids(ids: Sequence[int] | npt.NDArray[Any], n: int | None = None) -> npt.NDArray[np.int64]:
     """``ids`` as an int64 array of distinct values in ``0..2**63-1`` (and of length ``n``)."""
     try:

@@ -31,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vsm_mcp.errors import ConfigError, DatabaseUnavailable, InvalidArguments
-from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix
+from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query
 from vsm_mcp.vectors_filter import Filter, check_meta
 
 T = TypeVar("T")
@@ -143,11 +143,7 @@ class PgVectorIndex:
         return int(str(status).split()[-1])
 
     def search(self, query: npt.ArrayLike, k: int, filter: Filter | None = None) -> list[Hit]:
-        q = check_matrix(query, self.dim, "query")
-        if q.shape[0] != 1:
-            raise InvalidArguments("search takes one query vector")
-        if not isinstance(k, int) or k < 1:
-            raise InvalidArguments(f"k must be a positive integer, got {k!r}")
+        q = check_query(query, self.dim, k)
         where, args = ["TRUE"], [_literal(q[0])]
         flt = filter or Filter()
         for column, value in (("tenant", flt.tenant), ("collection", flt.collection)):

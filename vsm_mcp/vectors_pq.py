@@ -39,7 +39,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vsm_mcp.errors import InvalidArguments
-from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, exact_distances
+from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query, exact_distances
 from vsm_mcp.vectors_filter import Filter, MetaTable
 
 VECTORS_FILE = "vectors.f32"
@@ -163,11 +163,7 @@ class PQIndex:
     # --- search -------------------------------------------------------------------------
 
     def search(self, query: npt.ArrayLike, k: int, filter: Filter | None = None) -> list[Hit]:
-        q = check_matrix(query, self.dim, "query")
-        if q.shape[0] != 1:
-            raise InvalidArguments("search takes one query vector")
-        if not isinstance(k, int) or k < 1:
-            raise InvalidArguments(f"k must be a positive integer, got {k!r}")
+        q = check_query(query, self.dim, k)
         q = self._prepare(q)
         allowed = self._meta.allowed(filter)
         if allowed is not None and allowed.size == 0:

@@ -37,7 +37,7 @@ from usearch.compiled import ScalarKind
 from usearch.index import Index
 
 from vsm_mcp.errors import InvalidArguments
-from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, exact_distances
+from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query, exact_distances
 from vsm_mcp.vectors_filter import Filter, MetaTable
 
 _METRIC = {"cos": "cos", "ip": "ip", "l2": "l2sq"}
@@ -115,11 +115,7 @@ class UsearchIndex:
     # --- search -------------------------------------------------------------------------
 
     def search(self, query: npt.ArrayLike, k: int, filter: Filter | None = None) -> list[Hit]:
-        q = check_matrix(query, self.dim, "query")
-        if q.shape[0] != 1:
-            raise InvalidArguments("search takes one query vector")
-        if not isinstance(k, int) or k < 1:
-            raise InvalidArguments(f"k must be a positive integer, got {k!r}")
+        q = check_query(query, self.dim, k)
         allowed = self._meta.allowed(filter)
         if allowed is None:
             return self._graph(q[0], k)
