@@ -13,13 +13,12 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from servers.llm_cdn import live
 from servers.llm_cdn import semantic as sem
-from servers.llm_cdn.cache import CacheBackend, DiskBackend, Entry, PostgresBackend
+from servers.llm_cdn.cache import CacheBackend, Clock, DiskBackend, Entry, PostgresBackend
 from servers.llm_cdn.events import EventPublisher
 from servers.llm_cdn.fingerprint import fingerprint
 from servers.llm_cdn.live import StreamOutcome
@@ -31,8 +30,6 @@ from vsm_mcp.bus import Bus
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments
-
-Clock = Callable[[], float]
 
 
 @dataclass
