@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 import wasmtime
@@ -12,7 +11,7 @@ from mcp import Client
 
 from servers.policy.server import build
 from tests.integration.policy.conftest import Env
-from vsm_mcp.context import TENANT_META_KEY
+from tests.mcp_calls import call, error_text
 
 pytestmark = pytest.mark.anyio
 
@@ -26,19 +25,6 @@ deny after_hours "deletes only 09-17 UTC" when tool.name == "storage_delete" and
 async def client(sqlite_env: Env) -> AsyncIterator[tuple[Client, Env]]:
     async with Client(build(sqlite_env.ctx)) as c:
         yield c, sqlite_env
-
-
-async def call(c: Client, tenant: str, tool: str, **args: Any) -> dict[str, Any]:
-    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
-    assert not res.is_error, res.content
-    assert res.structured_content is not None
-    return res.structured_content
-
-
-async def error_text(c: Client, tenant: str, tool: str, **args: Any) -> str:
-    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
-    assert res.is_error
-    return " ".join(getattr(x, "text", "") for x in res.content)
 
 
 async def test_put_versions_get_list_delete_per_tenant(client: tuple[Client, Env]) -> None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 import pytest
 from mcp import Client
 
 from servers.storage.server import build
+from tests.mcp_calls import call, error_text
 from vsm_mcp.context import TENANT_META_KEY, ServerContext
 from vsm_mcp.storage import StorageService
 
@@ -24,19 +24,6 @@ async def client(storage_env: tuple[StorageService, str, str]) -> AsyncIterator[
     ctx.extras["storage.service"] = svc
     async with Client(build(ctx)) as c:
         yield c, a, b
-
-
-async def call(c: Client, tenant: str, tool: str, **args: Any) -> dict[str, Any]:
-    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
-    assert not res.is_error, res.content
-    assert res.structured_content is not None
-    return res.structured_content
-
-
-async def error_text(c: Client, tenant: str, tool: str, **args: Any) -> str:
-    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
-    assert res.is_error
-    return " ".join(getattr(x, "text", "") for x in res.content)
 
 
 @pytest.mark.parametrize("backend_url", ["memory://"], indirect=False)

@@ -1,0 +1,24 @@
+"""Calling a capability server's tool as a tenant, the way the router does (tenant in ``_meta``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mcp import Client
+
+from vsm_mcp.context import TENANT_META_KEY
+
+
+async def call(c: Client, tenant: str, tool: str, **args: Any) -> dict[str, Any]:
+    """The tool's structured result; the call must succeed."""
+    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
+    assert not res.is_error, res.content
+    assert res.structured_content is not None
+    return res.structured_content
+
+
+async def error_text(c: Client, tenant: str, tool: str, **args: Any) -> str:
+    """The text of the tool error; the call must fail as a tool error."""
+    res = await c.call_tool(tool, args, meta={TENANT_META_KEY: tenant})
+    assert res.is_error
+    return " ".join(getattr(x, "text", "") for x in res.content)
