@@ -106,12 +106,23 @@ class SseConnection:
         self.wake.set()
         return True
 
+    def replayed(self, event_id: str) -> bool:
+        """True (once) for an event the replay already sent. The log records an event when it is
+        published and the hub dispatches it a moment later, so it can reach a connection after
+        that connection replayed it — on the buffered path and, once live, on the direct one."""
+        if event_id in self.skip:
+            self.skip.discard(event_id)
+            return True
+        return False
+
     def write(self, event_id: str, chunk: bytes) -> bool:
         """Write one pre-framed chunk to a live direct connection; False if it is not written."""
         writer = self.writer
         assert writer is not None
         if self.overflowed or self.closed or not writer.alive:
             return False
+        if self.replayed(event_id):
+            return True
         if writer.buffered() > self.max_bytes:
             self.overflow(f"client fell more than {self.max_bytes} bytes behind")
             return False
@@ -390,8 +401,7 @@ def _take(conn: SseConnection) -> tuple[list[bytes], int]:
     while conn.buf:
         event_id, frame = conn.buf.popleft()
         if event_id:
-            if event_id in conn.skip:
-                conn.skip.discard(event_id)
+            if conn.replayed(event_id):
                 continue
             conn.last_id = event_id
             events += 1

@@ -285,3 +285,32 @@ async def test_direct_writer_needs_uvicorns_own_send() -> None:
 
     assert direct_writer({"type": "http"}, plain_send) is None
     assert http_chunk(b"abc") == b"3\r\nabc\r\n" and http_chunk(b"x" * 26)[:4] == b"1a\r\n"
+
+
+async def test_an_event_replayed_from_the_log_before_the_hub_saw_it_is_written_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The log records an event when it is published; the hub dispatches it a moment later. A
+    connection that replays it in between and goes live must not get it again from the hub."""
+    async with edge_app() as app:
+        acme = app.tenants["acme"]
+        hub = app.edge.hub
+        first = Event(topic="t.x", tenant=acme)
+        await app.ctx.bus.publish(first)
+        await eventually(lambda: first in hub._recent, what="the hub to dispatch the first event")  # noqa: SLF001
+        held: list[Event] = []
+        real_dispatch = hub.dispatch
+        monkeypatch.setattr(hub, "dispatch", held.append)  # the hub is "late" from here on
+        late = Event(topic="t.x", tenant=acme)
+        await app.ctx.bus.publish(late)  # in the log, not yet dispatched
+        await eventually(lambda: held == [late], what="the hub to receive the event")
+        clients = await open_raw(app, 1, headers={"Last-Event-ID": first.id})
+        await eventually(lambda: clients[0].ids() == [late.id], what="the replay")
+        await eventually(lambda: hub.direct_connections == 1, what="the connection to go live")
+        monkeypatch.setattr(hub, "dispatch", real_dispatch)
+        for e in held:
+            hub.dispatch(e)
+        marker = Event(topic="t.x", tenant=acme)
+        await app.ctx.bus.publish(marker)
+        await eventually(lambda: clients[0].ids()[-1:] == [marker.id], what="the marker")
+        assert clients[0].ids() == [late.id, marker.id]
