@@ -17,7 +17,7 @@ errors); a tool that ran and failed comes back as a ``CallToolResult`` with ``is
 Hooks (vsm_mcp/hooks.py) plug in with ``add_authorizer(a)``, ``add_observer(o)`` and
 ``set_cache(c)`` (or the constructor's ``authorizers=``, ``observers=``, ``cache=``).
 Nothing here does per-call database I/O or compiles a schema per call: validators are cached
-by schema hash and the principal's ``_meta`` by principal.
+by schema hash (router/arg_schema.py) and the principal's ``_meta`` by principal.
 """
 
 from __future__ import annotations
@@ -28,9 +28,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import mcp.types as mt
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import SchemaError
 
+from router.arg_schema import ArgumentSchemas
 from router.catalog import Catalog, ToolEntry
 from router.recorder import Recorder
 from router.upstream import Upstream
@@ -41,49 +40,6 @@ from vsm_mcp.resilience import RateLimiter
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
 Via = Callable[[str, dict[str, Any], dict[str, Any], ProgressFn | None], Awaitable[mt.CallToolResult]]
-
-
-class _Validators:
-    """JSON Schema validators compiled once per schema hash."""
-
-    def __init__(self) -> None:
-        self._cache: dict[str, Any] = {}
-
-    def get(self, entry: ToolEntry) -> Any:
-        v = self._cache.get(entry.schema_hash)
-        if v is None:
-            schema = entry.input_schema or {"type": "object"}
-            cls = validators.validator_for(schema, default=Draft202012Validator)
-            try:
-                cls.check_schema(schema)
-                v = cls(schema)
-            except SchemaError:
-                v = False  # the upstream's schema is broken: let the upstream judge the arguments
-            if len(self._cache) > 50_000:
-                self._cache.clear()
-            self._cache[entry.schema_hash] = v
-        return v
-
-
-def validate_arguments(validator: Any, arguments: dict[str, Any], tool: str) -> None:
-    """Raise InvalidArguments naming the offending field (the deepest, most relevant error)."""
-    if not validator:
-        return
-    errors = list(validator.iter_errors(arguments))
-    if not errors:
-        return
-    from jsonschema.exceptions import best_match
-
-    err = best_match(errors)
-    path = "/".join(str(p) for p in err.absolute_path)
-    field = path or (
-        err.message.split("'")[1] if err.validator == "required" and "'" in err.message else ""
-    )
-    where = f"argument {field!r}" if field else "arguments"
-    raise InvalidArguments(
-        f"invalid {where} for tool {tool!r}: {err.message}",
-        data={"tool": tool, "field": field, "schema_path": "/".join(str(p) for p in err.absolute_schema_path)},
-    )
 
 
 class Dispatcher:
@@ -110,7 +66,7 @@ class Dispatcher:
         self.cache = cache
         self.principal_limiter = RateLimiter(rate_per_principal, burst_per_principal or max(1.0, 2 * rate_per_principal))
         self._tool_limiters: dict[str, RateLimiter] = {}
-        self._validators = _Validators()
+        self._schemas = ArgumentSchemas()
         self._meta: dict[Principal, dict[str, Any]] = {}
 
     # --- hooks ---------------------------------------------------------------------------
@@ -149,7 +105,7 @@ class Dispatcher:
             call.server, call.tool, call.tags = entry.server, entry.name, entry.tags
             call.annotations, call.schema_hash = entry.annotations, entry.schema_hash
             await self._authorize(call)
-            validate_arguments(self._validators.get(entry), args, public_name)
+            self._schemas.get(entry.schema_hash, entry.input_schema).check(args, public_name)
             self._rate_limit(principal, entry)
             result, cached = await self._invoke(call, entry, progress, via)
         except VsmError as exc:

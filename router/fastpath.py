@@ -24,7 +24,6 @@ cancels it (and the upstream call with it). Oversized bodies are refused here wi
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 from typing import Any
 
@@ -32,6 +31,7 @@ import anyio
 from starlette.types import Message, Receive, Scope, Send
 
 from router.authn import principal_of
+from vsm_mcp import json_fast
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, VsmError
 
 _MODERN = b"2026-07-28"
@@ -217,7 +217,7 @@ class FastPath:
         if mode is None:
             return None
         payload: bytes = self.aggregate.tools_payload_json(principal, mode)
-        return b'{"jsonrpc":"2.0","id":' + json.dumps(rid).encode() + b',"result":' + payload + b"}"
+        return b'{"jsonrpc":"2.0","id":' + json_fast.dumps(rid) + b',"result":' + payload + b"}"
 
     async def _replay(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
         sent = False
@@ -284,7 +284,7 @@ def _parse_request(body: bytes, method: str) -> dict[str, Any] | None:
     if f'"{method}"'.encode() not in body:
         return None
     try:
-        msg = json.loads(body)
+        msg = json_fast.loads(body)
     except ValueError:
         return None
     if not isinstance(msg, dict) or msg.get("jsonrpc") != "2.0" or msg.get("method") != method:
@@ -331,7 +331,7 @@ def _parse_cancel(body: bytes) -> str | int | None:
     if b'"notifications/cancelled"' not in body:
         return None
     try:
-        msg = json.loads(body)
+        msg = json_fast.loads(body)
     except ValueError:
         return None
     if not isinstance(msg, dict) or msg.get("method") != "notifications/cancelled":
@@ -373,7 +373,7 @@ def _touch(transport: Any) -> None:
 
 
 async def send_json(send: Send, payload: dict[str, Any], status: int = 200) -> None:
-    await send_body(send, json.dumps(payload, separators=(",", ":")).encode(), status)
+    await send_body(send, json_fast.dumps(payload), status)
 
 
 async def send_body(send: Send, body: bytes, status: int = 200) -> None:

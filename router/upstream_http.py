@@ -30,6 +30,7 @@ import mcp.types as mt
 from mcp.shared.exceptions import MCPError
 
 from router.http11 import Http11Pool, HttpError, Response
+from vsm_mcp import json_fast
 from vsm_mcp.errors import UpstreamUnavailable
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
@@ -171,7 +172,7 @@ class RawHttpSession:
             params["_meta"] = {**(meta or {}), **_ENVELOPE}
             headers = {**self.headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call",
                        "mcp-name": tool}
-        body = json.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params}).encode()
+        body = json_fast.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params})
         async with self._pool.post(headers, body) as resp:
             if resp.status == 404 and self.session_id:
                 await resp.read()
@@ -194,7 +195,7 @@ class RawHttpSession:
         """The JSON-RPC answer from a router/http11.py response (JSON, or SSE events)."""
         ctype = resp.headers.get("content-type", "")
         if ctype.startswith("application/json"):
-            data = json.loads(await resp.read())
+            data = json_fast.loads(await resp.read())
             if isinstance(data, list):
                 data = next((m for m in data if m.get("id") == rid), {})
             return dict(data)
@@ -212,7 +213,7 @@ class RawHttpSession:
                 data = b"\n".join(line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:"))
                 if not data:
                     continue
-                msg = json.loads(data)
+                msg = json_fast.loads(data)
                 if msg.get("id") == rid and ("result" in msg or "error" in msg):
                     found = dict(msg)
                 elif progress is not None and msg.get("method") == "notifications/progress":
