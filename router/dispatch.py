@@ -22,7 +22,7 @@ by schema hash (router/arg_schema.py) and the principal's ``_meta`` by principal
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -95,9 +95,36 @@ class Dispatcher:
         ``via(tool, arguments, meta, progress)`` replaces step 7's pooled session — the per-server
         proxy passes its downstream session's own upstream session (session affinity).
         """
+        result = await self._run(principal, public_name, arguments, source, progress, via, as_json=False)
+        if isinstance(result, dict):  # not asked for; kept total for the type checker
+            return mt.CallToolResult.model_validate(result, by_name=False)
+        return result
+
+    async def call_tool_json(
+        self, principal: Principal, public_name: str, arguments: dict[str, Any] | None, *, source: str = "mcp"
+    ) -> dict[str, Any]:
+        """``call_tool`` for a caller that writes the result straight out as JSON (the /mcp fast
+        lane): the same pipeline, but an upstream's JSON answer is passed through as it came —
+        no model built only to be dumped again (about 15 µs of a routed call's critical path)."""
+        result = await self._run(principal, public_name, arguments, source, None, None, as_json=True)
+        if isinstance(result, dict):
+            return result
+        return result.model_dump(by_alias=True, mode="json", exclude_none=True)
+
+    async def _run(
+        self,
+        principal: Principal,
+        public_name: str,
+        arguments: dict[str, Any] | None,
+        source: str,
+        progress: ProgressFn | None,
+        via: Via | None,
+        *,
+        as_json: bool,
+    ) -> mt.CallToolResult | dict[str, Any]:
         started = time.perf_counter()
         args = {} if arguments is None else arguments
-        call = CallInfo(principal, public_name, "", public_name, args, source=source, trace_id=os.urandom(8).hex())
+        call = CallInfo(principal, public_name, "", public_name, args, source=source, trace_id=_trace_id())
         try:
             if not isinstance(args, dict):
                 raise InvalidArguments(f"arguments for tool {public_name!r} must be a JSON object")
@@ -107,11 +134,12 @@ class Dispatcher:
             await self._authorize(call)
             self._schemas.get(entry.schema_hash, entry.input_schema).check(args, public_name)
             self._rate_limit(principal, entry)
-            result, cached = await self._invoke(call, entry, progress, via)
+            result, cached = await self._invoke(call, entry, progress, via, as_json)
         except VsmError as exc:
             self._record(call, started, exc.label, exc.message)
             raise
-        self._record(call, started, "tool_error" if result.is_error else "ok", _error_text(result), cached)
+        error = _error_text(result)
+        self._record(call, started, "ok" if error is None else "tool_error", error or "", cached)
         return result
 
     async def _authorize(self, call: CallInfo) -> None:
@@ -144,8 +172,8 @@ class Dispatcher:
         return meta
 
     async def _invoke(
-        self, call: CallInfo, entry: ToolEntry, progress: ProgressFn | None, via: Via | None
-    ) -> tuple[mt.CallToolResult, bool]:
+        self, call: CallInfo, entry: ToolEntry, progress: ProgressFn | None, via: Via | None, as_json: bool = False
+    ) -> tuple[mt.CallToolResult | dict[str, Any], bool]:
         up = self.upstreams.get(entry.server)
         if up is None:
             raise UpstreamUnavailable(f"upstream {entry.server!r} is not mounted", data={"server": entry.server})
@@ -159,6 +187,8 @@ class Dispatcher:
         if self.cache is not None and entry.cacheable:
             result, cached = await self.cache.get_or_call(call, invoke)
             return result, cached
+        if as_json and via is None:
+            return await up.call_tool(entry.name, call.arguments, meta=meta, as_json=True), False
         return await invoke(), False
 
     def _record(self, call: CallInfo, started: float, outcome: str, error: str = "", cached: bool = False) -> None:
@@ -166,11 +196,24 @@ class Dispatcher:
         self.recorder.record(call, CallOutcome(outcome=outcome, duration_ms=duration, error=error, cached=cached))
 
 
-def _error_text(result: mt.CallToolResult) -> str:
-    if not result.is_error:
-        return ""
-    for block in result.content:
-        text = getattr(block, "text", None)
+def _error_text(result: mt.CallToolResult | dict[str, Any]) -> str | None:
+    """None for a result that is not an error; else its first text (or "tool error")."""
+    if isinstance(result, dict):
+        if result.get("isError") is not True:
+            return None
+        blocks = result.get("content")
+        texts = [b.get("text") for b in blocks if isinstance(b, dict)] if isinstance(blocks, list) else []
+    else:
+        if not result.is_error:
+            return None
+        texts = [getattr(block, "text", None) for block in result.content]
+    for text in texts:
         if text:
             return str(text)[:2000]
     return "tool error"
+
+
+def _trace_id() -> str:
+    # 64 random bits, not from the OS: a trace id needs to be unique, not secret, and getrandom
+    # is a system call on every routed call.
+    return f"{random.getrandbits(64):016x}"

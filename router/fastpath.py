@@ -245,12 +245,13 @@ class FastPath:
                 raise InvalidArguments(f"arguments for tool {name!r} must be a JSON object")
             local = self.aggregate.local_tools.get(name)
             if local is not None:
-                result = await local.handler(principal, arguments or {})
+                typed = await local.handler(principal, arguments or {})
+                result = typed.model_dump(by_alias=True, mode="json", exclude_none=True)
             else:
-                result = await self.dispatcher.call_tool(principal, name, arguments or {}, source="mcp")
+                result = await self.dispatcher.call_tool_json(principal, name, arguments or {}, source="mcp")
         except VsmError as exc:
             return {"jsonrpc": "2.0", "id": rid, "error": exc.to_jsonrpc()}
-        return {"jsonrpc": "2.0", "id": rid, "result": result.model_dump(by_alias=True, mode="json", exclude_none=True)}
+        return {"jsonrpc": "2.0", "id": rid, "result": result}
 
 
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"

@@ -230,7 +230,7 @@ class _Exchange:
 
     __slots__ = ("_pool", "_headers", "_body", "_conn")
 
-    def __init__(self, pool: Http11Pool, headers: dict[str, str], body: bytes) -> None:
+    def __init__(self, pool: Http11Pool, headers: dict[str, str] | bytes, body: bytes) -> None:
         self._pool, self._headers, self._body = pool, headers, body
         self._conn: _Conn | None = None
 
@@ -291,12 +291,18 @@ class Http11Pool:
         self._ssl = ssl.create_default_context() if self.tls else None
         self._prefix = f"POST {self.path} HTTP/1.1\r\nhost: {self.host_header}\r\n".encode("latin-1")
 
-    def post(self, headers: dict[str, str], body: bytes) -> _Exchange:
+    def post(self, headers: dict[str, str] | bytes, body: bytes) -> _Exchange:
+        """``headers`` as a dict, or already encoded (``encode_headers``) for a caller that sends
+        the same ones again and again."""
         return _Exchange(self, headers, body)
 
-    def encode(self, headers: dict[str, str], body: bytes) -> bytes:
-        head = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
-        return b"".join((self._prefix, b"content-length: %d\r\n" % len(body), head.encode("latin-1"), b"\r\n", body))
+    @staticmethod
+    def encode_headers(headers: dict[str, str]) -> bytes:
+        return "".join(f"{k}: {v}\r\n" for k, v in headers.items()).encode("latin-1")
+
+    def encode(self, headers: dict[str, str] | bytes, body: bytes) -> bytes:
+        head = headers if isinstance(headers, bytes) else self.encode_headers(headers)
+        return b"".join((self._prefix, b"content-length: %d\r\n" % len(body), head, b"\r\n", body))
 
     def take(self) -> _Conn | None:
         while self._idle:

@@ -28,7 +28,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, Literal, overload
 
 import anyio
 import mcp.types as mt
@@ -453,6 +453,18 @@ class Upstream:
             f"upstream {self.name!r} is {self.state}{detail}", data={"server": self.name, "state": self.state}
         )
 
+    @overload
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any], *, meta: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None, client: Client | None = None, as_json: Literal[False] = False,
+    ) -> mt.CallToolResult: ...
+
+    @overload
+    async def call_tool(
+        self, tool: str, arguments: dict[str, Any], *, meta: dict[str, Any] | None = None,
+        progress: ProgressFn | None = None, client: Client | None = None, as_json: Literal[True],
+    ) -> mt.CallToolResult | dict[str, Any]: ...
+
     async def call_tool(
         self,
         tool: str,
@@ -461,9 +473,12 @@ class Upstream:
         meta: dict[str, Any] | None = None,
         progress: ProgressFn | None = None,
         client: Client | None = None,
-    ) -> mt.CallToolResult:
+        as_json: bool = False,
+    ) -> mt.CallToolResult | dict[str, Any]:
         """Call ``tool`` with the manifest timeout and the circuit breaker, over the pooled
-        session or the given dedicated ``client``."""
+        session or the given dedicated ``client``: a ``CallToolResult``, or with ``as_json`` the
+        result's JSON object as the upstream sent it where the session has it (the raw HTTP
+        lane; other sessions still give a ``CallToolResult``)."""
         raw = self._raw if client is None else None
         if raw is None:
             client = client or self._pick_client()
@@ -481,7 +496,7 @@ class Upstream:
                 deadline = asyncio.timeout(self.spec.timeout)
                 try:
                     async with deadline:
-                        result = await raw.call_tool(tool, arguments, meta, progress)
+                        result = await raw.call_tool(tool, arguments, meta, progress, as_json=as_json)
                 except TimeoutError:
                     if not deadline.expired():
                         raise
@@ -508,7 +523,7 @@ class Upstream:
                 data={"server": self.name, "timeout_s": self.spec.timeout},
             )
         self.breaker.record_success()
-        if not isinstance(result, mt.CallToolResult):
+        if not isinstance(result, mt.CallToolResult) and not (as_json and isinstance(result, dict)):
             raise UpstreamProtocolError(mt.INTERNAL_ERROR, f"upstream {self.name!r} returned an unexpected result")
         return result
 

@@ -63,6 +63,7 @@ class RawHttpSession:
         self.modern = False
         self._ids = itertools.count(1)
         self._pool = Http11Pool(url)
+        self._modern_head: dict[str, bytes] = {}
         self._http = httpx.AsyncClient(
             timeout=httpx.Timeout(timeout, connect=10.0),
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=64),
@@ -108,6 +109,17 @@ class RawHttpSession:
             return False
         return isinstance(versions, list) and MODERN_VERSION in versions
 
+    def _modern_headers(self, tool: str) -> bytes:
+        """The encoded headers of a sessionless tools/call, built once per tool name."""
+        head = self._modern_head.get(tool)
+        if head is None:
+            if len(self._modern_head) > 4096:
+                self._modern_head.clear()
+            head = self._modern_head[tool] = Http11Pool.encode_headers(
+                {**self.headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call", "mcp-name": tool}
+            )
+        return head
+
     def _session_headers(self) -> dict[str, str]:
         h = dict(self.headers)
         h["mcp-protocol-version"] = self.protocol_version
@@ -125,22 +137,30 @@ class RawHttpSession:
         await self._http.aclose()
 
     async def call_tool(
-        self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
-    ) -> mt.CallToolResult:
+        self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None,
+        *, as_json: bool = False,
+    ) -> Any:
+        """A ``CallToolResult``; with ``as_json`` the result object as the upstream sent it."""
         try:
-            return await self._call(tool, arguments, meta, progress)
-        except SessionExpired:
-            await self.open()
-            return await self._call(tool, arguments, meta, progress)
+            try:
+                result = await self._call(tool, arguments, meta, progress)
+            except SessionExpired:
+                await self.open()
+                result = await self._call(tool, arguments, meta, progress)
         except (httpx.HTTPError, HttpError) as exc:
             raise UpstreamUnavailable(
                 f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "),
                 data={"server": self.name},
             ) from exc
+        if not isinstance(result, dict) or not isinstance(result.get("content"), list):
+            raise MCPError(mt.INTERNAL_ERROR, f"upstream {self.name!r} answered tools/call without a result's content list")
+        if as_json:  # the client validates what it receives; a proxy passes the answer through
+            return result
+        return mt.CallToolResult.model_validate(result, by_name=False)
 
     async def _call(
         self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
-    ) -> mt.CallToolResult:
+    ) -> Any:
         rid = next(self._ids)
         try:
             return await self._call_once(rid, tool, arguments, meta, progress)
@@ -157,7 +177,7 @@ class RawHttpSession:
 
     async def _call_once(
         self, rid: int, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
-    ) -> mt.CallToolResult:
+    ) -> Any:
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
         token = None
         if meta or progress is not None:
@@ -166,12 +186,13 @@ class RawHttpSession:
                 token = f"vsm-{rid}"
                 m["progressToken"] = token
             params["_meta"] = m
-        headers = self._session_headers()
+        headers: dict[str, str] | bytes
         if self.modern and progress is None:
             # Sessionless era: the envelope rides in _meta; a client cancels by closing the request.
             params["_meta"] = {**(meta or {}), **_ENVELOPE}
-            headers = {**self.headers, "mcp-protocol-version": MODERN_VERSION, "mcp-method": "tools/call",
-                       "mcp-name": tool}
+            headers = self._modern_headers(tool)
+        else:
+            headers = self._session_headers()
         body = json_fast.dumps({"jsonrpc": "2.0", "id": rid, "method": "tools/call", "params": params})
         async with self._pool.post(headers, body) as resp:
             if resp.status == 404 and self.session_id:
@@ -187,7 +208,7 @@ class RawHttpSession:
         if "error" in msg:
             err = msg["error"]
             raise MCPError(int(err.get("code", mt.INTERNAL_ERROR)), str(err.get("message", "")), err.get("data"))
-        return mt.CallToolResult.model_validate(msg.get("result", {}), by_name=False)
+        return msg.get("result", {})
 
     async def _read_fast(
         self, resp: Response, rid: Any, progress: tuple[str | None, ProgressFn] | None
