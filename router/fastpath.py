@@ -52,6 +52,7 @@ class FastPath:
         self.served = 0
         self.hung_up = 0  # 2026-era calls cancelled because the client closed the request
         self._stamp: dict[str, Any] | None = None
+        self._watch: _CallWatch | None = None
         # (session id, request id) -> cancel scope of a call in flight in the fast lane, so a
         # notifications/cancelled from the client stops it (the SDK does not know these calls).
         self._inflight: dict[tuple[bytes, str | int], anyio.CancelScope] = {}
@@ -72,9 +73,10 @@ class FastPath:
         """Answer the request and return True, or return False having consumed nothing."""
         if scope["type"] != "http" or scope["method"] != "POST":
             return False
-        if await refuse_oversized(scope, send, self.max_body_bytes):
-            return True
         headers = _headers(scope)
+        length = headers.get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.max_body_bytes:
+            return await refuse_oversized(scope, send, self.max_body_bytes)
         if headers.get(b"mcp-protocol-version", b"").startswith(_MODERN):
             return await self._handle_modern(scope, receive, send, headers)
         if b"application/json" not in headers.get(b"accept", b""):
@@ -175,38 +177,25 @@ class FastPath:
         """The call's answer; None when the client hung up first (in this era closing the request
         is how a client cancels, so the upstream call is cancelled with it).
 
-        The disconnect watcher starts only once the call has run ``WATCH_AFTER_S``: a watcher task
-        per call cost ~10 % of the router's CPU, and a call that answers within a few ms has
-        nothing left to cancel."""
+        Only calls that have run ``WATCH_AFTER_S`` get a disconnect watcher: a watcher task per
+        call cost ~10 % of the router's CPU, and a call that answers within a few ms has nothing
+        left to cancel. One sweep timer (``_CallWatch``) serves every call in flight, instead of
+        a timer armed and cancelled per call."""
         task = asyncio.current_task()
         assert task is not None
-        loop = asyncio.get_running_loop()
-        gone = False
-        watcher: asyncio.Task[None] | None = None
-
-        async def watch() -> None:
-            nonlocal gone
-            while (await receive())["type"] != "http.disconnect":
-                pass
-            gone = True
-            task.cancel()
-
-        def start_watching() -> None:
-            nonlocal watcher
-            watcher = loop.create_task(watch())
-
-        timer = loop.call_later(WATCH_AFTER_S, start_watching)
+        watch = self._watch
+        if watch is None:
+            watch = self._watch = _CallWatch(asyncio.get_running_loop())
+        watched = watch.add(task, receive)
         try:
             return await self._answer(scope, msg)
         except asyncio.CancelledError:
-            if gone and task.uncancel() == 0:
+            if watched.gone and task.uncancel() == 0:
                 self.hung_up += 1
                 return None
             raise
         finally:
-            timer.cancel()
-            if watcher is not None:
-                watcher.cancel()
+            watch.remove(task)
 
     def _list(self, scope: Scope, rid: str | int) -> bytes | None:
         """tools/list from the aggregate's cached, pre-serialized listing (None: let the SDK answer)."""
@@ -280,9 +269,12 @@ def _expose_of(scope: Scope, default: str) -> str | None:
     return mode if mode in ("all", "search", "both") else None
 
 
+_MARKERS = {m: f'"{m}"'.encode() for m in ("tools/call", "tools/list")}
+
+
 def _parse_request(body: bytes, method: str) -> dict[str, Any] | None:
     """The message if ``body`` is one well-formed JSON-RPC request for ``method``, else None."""
-    if f'"{method}"'.encode() not in body:
+    if _MARKERS[method] not in body:
         return None
     try:
         msg = json_fast.loads(body)
@@ -386,3 +378,51 @@ async def send_body(send: Send, body: bytes, status: int = 200) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+class _Watched:
+    __slots__ = ("task", "receive", "since", "gone", "watcher")
+
+    def __init__(self, task: asyncio.Task[Any], receive: Receive, since: float) -> None:
+        self.task, self.receive, self.since = task, receive, since
+        self.gone = False
+        self.watcher: asyncio.Task[None] | None = None
+
+
+class _CallWatch:
+    """2026-era calls in flight; a call still running ``WATCH_AFTER_S`` after it started gets a
+    task that waits for the client to hang up and then cancels it. One timer sweeps every
+    ``WATCH_AFTER_S`` while calls are in flight, so a call that is over sooner costs a dict
+    insert and delete."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.calls: dict[asyncio.Task[Any], _Watched] = {}
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, task: asyncio.Task[Any], receive: Receive) -> _Watched:
+        watched = self.calls[task] = _Watched(task, receive, self.loop.time())
+        if self._timer is None:
+            self._timer = self.loop.call_later(WATCH_AFTER_S, self._sweep)
+        return watched
+
+    def remove(self, task: asyncio.Task[Any]) -> None:
+        watched = self.calls.pop(task, None)
+        if watched is not None and watched.watcher is not None:
+            watched.watcher.cancel()
+
+    def _sweep(self) -> None:
+        self._timer = None
+        due = self.loop.time() - WATCH_AFTER_S
+        for watched in self.calls.values():
+            if watched.watcher is None and watched.since <= due:
+                watched.watcher = self.loop.create_task(_wait_for_hang_up(watched))
+        if self.calls:
+            self._timer = self.loop.call_later(WATCH_AFTER_S, self._sweep)
+
+
+async def _wait_for_hang_up(watched: _Watched) -> None:
+    while (await watched.receive())["type"] != "http.disconnect":
+        pass
+    watched.gone = True
+    watched.task.cancel()

@@ -46,19 +46,28 @@ class HostOriginGuard:
         self.app = app
         self.enabled = enabled
         self.extra = extra_hosts
+        self._allowed: set[tuple[bytes | None, bytes | None]] = set()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.enabled and scope["type"] == "http":
-            host = origin = None
+            raw_host = raw_origin = None
             for k, v in scope.get("headers", ()):
                 if k == b"host":
-                    host = v.decode("latin-1")
+                    raw_host = v
                 elif k == b"origin":
-                    origin = v.decode("latin-1")
+                    raw_origin = v
+            if (raw_host, raw_origin) in self._allowed:  # seen and allowed before: every call repeats them
+                await self.app(scope, receive, send)
+                return
+            host = None if raw_host is None else raw_host.decode("latin-1")
+            origin = None if raw_origin is None else raw_origin.decode("latin-1")
             if not host_allowed(host, self.extra):
                 await send_error(send, Forbidden(f"Host {host!r} is not allowed on a loopback bind"), jsonrpc=True)
                 return
             if not origin_allowed(origin, self.extra):
                 await send_error(send, Forbidden(f"Origin {origin!r} is not allowed on a loopback bind"), jsonrpc=True)
                 return
+            if len(self._allowed) >= 1024:
+                self._allowed.clear()
+            self._allowed.add((raw_host, raw_origin))
         await self.app(scope, receive, send)
