@@ -130,7 +130,10 @@ def ours_app(home: str) -> Any:
 
         asyncio.get_running_loop().create_task(publish())
         return JSONResponse({"connections": edge.hub.connections, "direct": edge.hub.direct_connections,
-                             **server_stack()})
+                             "fanout_threads": edge.hub.fanout_threads, **server_stack()})
+
+    async def stats(_request: Request) -> JSONResponse:
+        return JSONResponse({"fanout_s": edge.hub.fanout_s})
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> Any:
@@ -140,7 +143,7 @@ def ours_app(home: str) -> Any:
             stack.push_async_callback(edge.aclose)
             yield
 
-    routes = [*edge.routes(health=False), Route("/start", start, methods=["POST"])]
+    routes = [*edge.routes(health=False), Route("/start", start, methods=["POST"]), Route("/stats", stats)]
     return Starlette(routes=routes, lifespan=lifespan)
 
 
@@ -335,6 +338,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     home = tempfile.mkdtemp(prefix="vsm-sse-bench-")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
+    if args.fanout_threads:
+        env["VSM_SSE_FANOUT_THREADS"] = str(args.fanout_threads)
     me = [sys.executable, str(Path(__file__).resolve())]
     server = subprocess.Popen([*me, "--serve", kind, "--port", str(port), "--home", home], env=env)
     clients: list[subprocess.Popen[bytes]] = []
@@ -368,6 +373,7 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
             assert c.stdout is not None
             results.append(json.loads(c.stdout.readline()))
         cpu_used = cpu_s(server.pid) - cpu_before
+        fanout_s = httpx.get(f"http://127.0.0.1:{port}/stats", timeout=30).json()["fanout_s"] if kind == "ours" else None
         for c in clients:
             c.communicate(timeout=60)  # closes stdin: the client closes its connections and exits
     finally:
@@ -385,6 +391,8 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "connections": args.connections, "server_saw": started["connections"],
         "server_loop": started["loop"], "server_http": started["http"], "direct": started.get("direct"),
+        "fanout_threads": started.get("fanout_threads"),
+        "fanout_ms_per_event": round(fanout_s * 1000 / args.events, 2) if fanout_s is not None else None,
         "delivered": delivered, "lost": expected - delivered, "overflows": sum(r["overflows"] for r in results),
         "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
         "max_ms": round(max(lat), 2) if lat else None,
@@ -400,6 +408,8 @@ def main() -> None:
     p.add_argument("--events", type=int, default=20, help="events published per run")
     p.add_argument("--rate", type=float, default=2.0, help="events per second")
     p.add_argument("--clients", type=int, default=4, help="client processes")
+    p.add_argument("--fanout-threads", type=int, default=0,
+                   help="VSM_SSE_FANOUT_THREADS for our server (0: the setting's default)")
     p.add_argument("--client-poll-ms", type=float, default=1.0,
                    help="clients read their sockets in rounds this far apart (0: woken by every event)")
     p.add_argument("--json", action="store_true", help="print the JSON result as the last line")
@@ -428,7 +438,8 @@ def main() -> None:
                                 "kb_per_conn", "overflows", "server_cpu_us_per_delivery",
                                 "client_cpu_us_per_delivery")},
         "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
-        "client_poll_ms": args.client_poll_ms,
+        "client_poll_ms": args.client_poll_ms, "fanout_threads": ours["fanout_threads"],
+        "fanout_ms_per_event": ours["fanout_ms_per_event"],
         "direct_connections": ours["direct"], "server_loop": ours["server_loop"], "server_http": ours["server_http"],
         "baseline_server_http": baseline["server_http"], "load_avg_1m": round(os.getloadavg()[0], 2),
         "baseline_delivered": baseline["delivered"], "baseline_lost": baseline["lost"],
