@@ -300,6 +300,19 @@ async def client_main(port: int, conns: int, events: int, deadline_s: float, pol
 
 # --- orchestration -------------------------------------------------------------------------
 
+def build_c_client() -> str | None:
+    """Compile benchmarks/sse_client.c into a temporary directory; None without a C compiler."""
+    import shutil
+
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        print("no C compiler: using the Python client", file=sys.stderr)
+        return None
+    out = Path(tempfile.mkdtemp(prefix="vsm-sse-client-")) / "sse_client"
+    subprocess.run([cc, "-O2", "-o", str(out), str(ROOT / "benchmarks" / "sse_client.c")], check=True)
+    return str(out)
+
+
 def percentile(xs: list[float], p: float) -> float:
     if not xs:
         return float("nan")
@@ -354,10 +367,12 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
                for i in range(args.clients)]
         deadline = args.events / args.rate + 60
         for n in per:
-            clients.append(subprocess.Popen(
-                [*me, "--client", "--port", str(port), "--conns", str(n), "--events", str(args.events),
-                 "--deadline", str(deadline), "--client-poll-ms", str(args.client_poll_ms)], env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE,
-            ))
+            if args.c_client:
+                cmd = [args.c_client, str(port), str(n), str(args.events), str(deadline), str(args.client_poll_ms)]
+            else:
+                cmd = [*me, "--client", "--port", str(port), "--conns", str(n), "--events", str(args.events),
+                       "--deadline", str(deadline), "--client-poll-ms", str(args.client_poll_ms)]
+            clients.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stdin=subprocess.PIPE))
         for c in clients:
             assert c.stdout is not None
             line = c.stdout.readline()
@@ -408,6 +423,9 @@ def main() -> None:
     p.add_argument("--events", type=int, default=20, help="events published per run")
     p.add_argument("--rate", type=float, default=2.0, help="events per second")
     p.add_argument("--clients", type=int, default=4, help="client processes")
+    p.add_argument("--client-impl", choices=["c", "python"], default="c",
+                   help="load client: benchmarks/sse_client.c built with cc (the default; falls back to python "
+                        "when no compiler is found) or the uvloop protocol in this file")
     p.add_argument("--fanout-threads", type=int, default=0,
                    help="VSM_SSE_FANOUT_THREADS for our server (0: the setting's default)")
     p.add_argument("--client-poll-ms", type=float, default=1.0,
@@ -428,6 +446,7 @@ def main() -> None:
 
         uvloop.run(client_main(args.port, args.conns, args.events, args.deadline, args.client_poll_ms))
         return
+    args.c_client = build_c_client() if args.client_impl == "c" else None
     limit = raise_nofile()
     if args.connections + 100 > limit:
         raise SystemExit(f"RLIMIT_NOFILE hard limit {limit} is too low for {args.connections} connections")
@@ -438,6 +457,7 @@ def main() -> None:
                                 "kb_per_conn", "overflows", "server_cpu_us_per_delivery",
                                 "client_cpu_us_per_delivery")},
         "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
+        "client_impl": "c" if args.c_client else "python",
         "client_poll_ms": args.client_poll_ms, "fanout_threads": ours["fanout_threads"],
         "fanout_ms_per_event": ours["fanout_ms_per_event"],
         "direct_connections": ours["direct"], "server_loop": ours["server_loop"], "server_http": ours["server_http"],
