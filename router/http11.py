@@ -89,6 +89,7 @@ class _Conn(asyncio.Protocol):
         self._paused = False
         self._paused_reading = False
         self._got_bytes = False
+        self._hold = False  # a body of declared length is on its way: wake the caller at its end
 
     # --- asyncio.Protocol ------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -136,7 +137,12 @@ class _Conn(asyncio.Protocol):
         self.response = Response(self, status, headers)
         if not self.parser.should_keep_alive():
             headers["connection"] = "close"
-        self._wake()
+        # A body of declared length is read whole by its caller (a JSON answer): waking it at the
+        # head would cost a second wake-up whenever head and body arrive in separate segments
+        # (uvicorn writes them with two writes). Streams (SSE, chunked) wake at once.
+        self._hold = "content-length" in headers
+        if not self._hold:
+            self._wake()
 
     def on_body(self, body: bytes) -> None:
         resp = self.response
@@ -145,13 +151,16 @@ class _Conn(asyncio.Protocol):
         resp._chunks.append(body)  # noqa: SLF001
         resp._buffered += len(body)  # noqa: SLF001
         if resp._buffered > _HIGH_WATER and self.transport is not None and not self._paused_reading:  # noqa: SLF001
+            self._hold = False  # a paused reader must be drained, or the body never completes
             self.transport.pause_reading()
             self._paused_reading = True
-        self._wake()
+        if not self._hold:
+            self._wake()
 
     def on_message_complete(self) -> None:
         if self.response is not None:
             self.response.complete = True
+        self._hold = False
         self._wake()
 
     # --- used by Http11Pool / Response -----------------------------------------------------
@@ -177,6 +186,7 @@ class _Conn(asyncio.Protocol):
         assert self.transport is not None
         self.response = None
         self._got_bytes = False
+        self._hold = False
         self.transport.write(request)
         if self._paused:  # a large body filled the socket buffer
             self._drained = asyncio.get_running_loop().create_future()

@@ -169,3 +169,15 @@ async def test_an_exception_in_the_block_closes_the_connection() -> None:
                 raise RuntimeError("caller gave up")
         await post(pool)
         assert len(accepted) == 2
+
+
+async def test_a_declared_length_body_split_from_its_head_wakes_the_caller_once_complete() -> None:
+    """uvicorn writes head and body separately; the caller of a Content-Length answer is woken
+    when the body is complete, not at the head (a second wake-up per call otherwise)."""
+    body = b'{"jsonrpc":"2.0"}'
+    head = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: %d\r\n\r\n" % len(body)
+    async with scripted(lambda req, n: [head, body]) as (url, _s, _a):
+        pool = Http11Pool(url)
+        async with pool.post({}, b"{}") as resp:
+            assert resp.complete  # both packets were in before the caller ran again
+            assert await resp.read() == body
