@@ -37,6 +37,7 @@ import json
 import logging
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
@@ -59,6 +60,8 @@ GRACE_S = 10.0  # how long an overflowed client gets to read its overflow notice
 # Fewest direct connections for which one event is written by several threads (below it the
 # hand-off to a helper costs more than it saves).
 PARALLEL_MIN = 512
+# Direct connections written per turn of the event loop (SseHub.deliver).
+SLICE = 1024
 RECENT = 4096  # events the hub remembers for replay of rows another replica has not written yet
 HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -246,7 +249,7 @@ class SseHub:
         while True:
             try:
                 async for event in sub:
-                    self.dispatch(event)
+                    await self.deliver(event)
             except Overflow:
                 # The hub itself fell behind: every client may have a gap, so tell each one to
                 # reconnect (and replay from the log) rather than deliver silently incomplete streams.
@@ -290,12 +293,25 @@ class SseHub:
 
     def dispatch(self, event: Event) -> None:
         """Hand ``event`` to every matching connection of its tenant (never blocks, never waits)."""
+        for _ in self._dispatch_steps(event):
+            pass
+
+    async def deliver(self, event: Event) -> None:
+        """``dispatch`` for the pump: between slices of ``SLICE`` direct connections the event loop
+        runs other work. Written in one go, one event to 10,000 connections held the loop ~80 ms
+        (every tool call through the router waited that long); sliced, ~8 ms at a time. Order per
+        connection is kept: the pump finishes one event before it takes the next."""
+        for _ in self._dispatch_steps(event):
+            await asyncio.sleep(0)
+
+    def _dispatch_steps(self, event: Event) -> Iterator[None]:
+        """The work of one dispatch; yields between slices of direct writes."""
         self._recent.append(event)
         conns = self._conns.get(event.tenant)
         if not conns:
             return
         frame = chunk = b""
-        sent = dropped = 0
+        dropped = 0
         direct: list[SseConnection] = []
         for patterns, group in list(conns.items()):
             if not any(topic_matches(p, event.topic) for p in patterns):
@@ -308,15 +324,18 @@ class SseHub:
                     direct.append(conn)
                 elif not conn.offer(event.id, frame):
                     dropped += 1
-        if direct:
-            started = time.perf_counter()
-            s, d = self._fan_out(direct, event.id, chunk)
-            sent, dropped = sent + s, dropped + d
-            self.fanout_s += time.perf_counter() - started
-        if sent:
-            self.metrics.sse_events.inc(sent)
         if dropped:
             self.metrics.sse_dropped.labels("overflow").inc(dropped)
+        for start in range(0, len(direct), SLICE):
+            if start:
+                yield
+            began = time.perf_counter()
+            sent, dropped = self._fan_out(direct[start:start + SLICE], event.id, chunk)
+            self.fanout_s += time.perf_counter() - began
+            if sent:
+                self.metrics.sse_events.inc(sent)
+            if dropped:
+                self.metrics.sse_dropped.labels("overflow").inc(dropped)
 
     def _fan_out(self, direct: list[SseConnection], event_id: str, chunk: bytes) -> tuple[int, int]:
         """Write ``chunk`` to the direct connections: (written, dropped).

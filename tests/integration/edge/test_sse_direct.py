@@ -314,15 +314,19 @@ async def test_an_event_replayed_from_the_log_before_the_hub_saw_it_is_written_o
         await app.ctx.bus.publish(first)
         await eventually(lambda: first in hub._recent, what="the hub to dispatch the first event")  # noqa: SLF001
         held: list[Event] = []
-        real_dispatch = hub.dispatch
-        monkeypatch.setattr(hub, "dispatch", held.append)  # the hub is "late" from here on
+        real_deliver = hub.deliver
+
+        async def hold(event: Event) -> None:
+            held.append(event)
+
+        monkeypatch.setattr(hub, "deliver", hold)  # the hub is "late" from here on
         late = Event(topic="t.x", tenant=acme)
         await app.ctx.bus.publish(late)  # in the log, not yet dispatched
         await eventually(lambda: held == [late], what="the hub to receive the event")
         clients = await open_raw(app, 1, headers={"Last-Event-ID": first.id})
         await eventually(lambda: clients[0].ids() == [late.id], what="the replay")
         await eventually(lambda: hub.direct_connections == 1, what="the connection to go live")
-        monkeypatch.setattr(hub, "dispatch", real_dispatch)
+        monkeypatch.setattr(hub, "deliver", real_deliver)
         for e in held:
             hub.dispatch(e)
         marker = Event(topic="t.x", tenant=acme)

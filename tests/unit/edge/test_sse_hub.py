@@ -108,3 +108,50 @@ async def test_hub_that_falls_behind_tells_every_client_to_replay_and_recovers()
     finally:
         await h.aclose()
     assert bus.subscriber_count == 0
+
+
+class _Writer:
+    """A stand-in DirectWriter that records its writes in a shared log."""
+
+    def __init__(self, name: str, log: list[str]) -> None:
+        self.name, self.log, self.fd = name, log, -1
+        self.alive = True
+
+    def buffered(self) -> int:
+        return 0
+
+    def write(self, chunk: bytes) -> None:
+        self.log.append(self.name)
+
+
+@pytest.mark.anyio
+async def test_deliver_lets_the_loop_run_between_slices(monkeypatch: pytest.MonkeyPatch) -> None:
+    import asyncio
+
+    from router.edge import sse
+
+    monkeypatch.setattr(sse, "SLICE", 2)
+    h = hub()
+    log: list[str] = []
+    conns = [SseConnection("a", ("#",), 4) for _ in range(5)]
+    for i, c in enumerate(conns):
+        c.writer = _Writer(f"c{i}", log)  # type: ignore[assignment]
+        h.register(c)
+
+    async def ticker() -> None:
+        while True:
+            log.append("tick")
+            await asyncio.sleep(0)
+
+    tick = asyncio.get_running_loop().create_task(ticker())
+    await asyncio.sleep(0)
+    log.clear()
+    await h.deliver(Event(topic="x", tenant="a"))
+    tick.cancel()
+    writes = [x for x in log if x != "tick"]
+    assert sorted(writes) == [f"c{i}" for i in range(5)]  # every connection exactly once
+    # other work ran between the slices of two, and not inside one
+    shape = ["tick" if x == "tick" else "w" for x in log]
+    assert shape[:7] == ["w", "w", "tick", "w", "w", "tick", "w"]
+    h.dispatch(Event(topic="x", tenant="a"))  # the synchronous form writes everything at once
+    assert len([x for x in log if x != "tick"]) == 10
