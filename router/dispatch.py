@@ -153,7 +153,7 @@ class Dispatcher:
             await authorizer.authorize(call)
 
     def _rate_limit(self, principal: Principal, entry: ToolEntry) -> None:
-        if self.principal_limiter.enabled:
+        if self.principal_limiter.rate > 0:
             self.principal_limiter.take(f"{principal.tenant_id}/{principal.id}", "this API key")
         up = self.upstreams.get(entry.server)
         if up is not None and up.spec.rate_limit > 0:
@@ -178,6 +178,8 @@ class Dispatcher:
         if up is None:
             raise UpstreamUnavailable(f"upstream {entry.server!r} is not mounted", data={"server": entry.server})
         meta = self.meta_for(call.principal)
+        if as_json and via is None and (self.cache is None or not entry.cacheable):
+            return await up.call_tool(entry.name, call.arguments, meta=meta, as_json=True), False
 
         async def invoke() -> mt.CallToolResult:
             if via is not None:
@@ -187,8 +189,6 @@ class Dispatcher:
         if self.cache is not None and entry.cacheable:
             result, cached = await self.cache.get_or_call(call, invoke)
             return result, cached
-        if as_json and via is None:
-            return await up.call_tool(entry.name, call.arguments, meta=meta, as_json=True), False
         return await invoke(), False
 
     def _record(self, call: CallInfo, started: float, outcome: str, error: str = "", cached: bool = False) -> None:

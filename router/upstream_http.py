@@ -141,39 +141,37 @@ class RawHttpSession:
         *, as_json: bool = False,
     ) -> Any:
         """A ``CallToolResult``; with ``as_json`` the result object as the upstream sent it."""
+        rid = next(self._ids)
         try:
             try:
-                result = await self._call(tool, arguments, meta, progress)
+                result = await self._call_once(rid, tool, arguments, meta, progress)
             except SessionExpired:
                 await self.open()
-                result = await self._call(tool, arguments, meta, progress)
+                rid = next(self._ids)
+                result = await self._call_once(rid, tool, arguments, meta, progress)
         except (httpx.HTTPError, HttpError) as exc:
             raise UpstreamUnavailable(
                 f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "),
                 data={"server": self.name},
             ) from exc
+        except anyio.get_cancelled_exc_class():
+            await self._tell_cancelled(rid)
+            raise
         if not isinstance(result, dict) or not isinstance(result.get("content"), list):
             raise MCPError(mt.INTERNAL_ERROR, f"upstream {self.name!r} answered tools/call without a result's content list")
         if as_json:  # the client validates what it receives; a proxy passes the answer through
             return result
         return mt.CallToolResult.model_validate(result, by_name=False)
 
-    async def _call(
-        self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
-    ) -> Any:
-        rid = next(self._ids)
-        try:
-            return await self._call_once(rid, tool, arguments, meta, progress)
-        except anyio.get_cancelled_exc_class():
-            # Our caller gave up (client cancel, timeout): tell the upstream to stop too.
-            with anyio.CancelScope(shield=True), anyio.move_on_after(2):
-                note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
-                        "params": {"requestId": rid, "reason": "cancelled by the router's caller"}}
-                try:
-                    await self._http.post(self.url, json=note, headers=self._session_headers())
-                except httpx.HTTPError:
-                    pass
-            raise
+    async def _tell_cancelled(self, rid: int) -> None:
+        """Our caller gave up (client cancel, timeout): tell the upstream to stop too."""
+        with anyio.CancelScope(shield=True), anyio.move_on_after(2):
+            note = {"jsonrpc": "2.0", "method": "notifications/cancelled",
+                    "params": {"requestId": rid, "reason": "cancelled by the router's caller"}}
+            try:
+                await self._http.post(self.url, json=note, headers=self._session_headers())
+            except httpx.HTTPError:
+                pass
 
     async def _call_once(
         self, rid: int, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
