@@ -153,7 +153,7 @@ class Dispatcher:
             await authorizer.authorize(call)
 
     def _rate_limit(self, principal: Principal, entry: ToolEntry) -> None:
-        if self.principal_limiter.rate > 0:
+        if self.principal_limiter.enabled:
             self.principal_limiter.take(f"{principal.tenant_id}/{principal.id}", "this API key")
         up = self.upstreams.get(entry.server)
         if up is not None and up.spec.rate_limit > 0:

@@ -61,17 +61,7 @@ class TokenBucket:
 
     def take(self, what: str = "calls") -> None:
         """Spend one token or raise RateLimited with ``retry_after``."""
-        # try_take(1) inlined: this runs on every routed call (principal bucket).
-        now = self._clock()
-        tokens = self._tokens
-        if now > self._stamp:
-            tokens = min(self.burst, tokens + (now - self._stamp) * self.rate)
-        self._stamp = now
-        if tokens >= 1.0:
-            self._tokens = tokens - 1.0
-            return
-        self._tokens = tokens
-        wait = (1.0 - tokens) / self.rate
+        wait = self.try_take()
         if wait > 0:
             raise RateLimited(
                 f"rate limit exceeded for {what}: {self.rate:g}/s (burst {self.burst:g}); retry in {wait:.3f}s",
