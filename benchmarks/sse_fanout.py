@@ -130,7 +130,7 @@ def ours_app(home: str) -> Any:
 
         asyncio.get_running_loop().create_task(publish())
         return JSONResponse({"connections": edge.hub.connections, "direct": edge.hub.direct_connections,
-                             "fanout_threads": edge.hub.fanout_threads, **server_stack()})
+                             **server_stack()})
 
     async def stats(_request: Request) -> JSONResponse:
         return JSONResponse({"fanout_s": edge.hub.fanout_s})
@@ -351,8 +351,6 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     port = free_port()
     home = tempfile.mkdtemp(prefix="vsm-sse-bench-")
     env = {**os.environ, "PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1"}
-    if args.fanout_threads:
-        env["VSM_SSE_FANOUT_THREADS"] = str(args.fanout_threads)
     me = [sys.executable, str(Path(__file__).resolve())]
     server = subprocess.Popen([*me, "--serve", kind, "--port", str(port), "--home", home], env=env)
     clients: list[subprocess.Popen[bytes]] = []
@@ -406,7 +404,6 @@ def run_one(kind: str, args: argparse.Namespace) -> dict[str, Any]:
     return {
         "connections": args.connections, "server_saw": started["connections"],
         "server_loop": started["loop"], "server_http": started["http"], "direct": started.get("direct"),
-        "fanout_threads": started.get("fanout_threads"),
         "fanout_ms_per_event": round(fanout_s * 1000 / args.events, 2) if fanout_s is not None else None,
         "delivered": delivered, "lost": expected - delivered, "overflows": sum(r["overflows"] for r in results),
         "p50_ms": round(percentile(lat, 50), 2), "p99_ms": round(percentile(lat, 99), 2),
@@ -426,8 +423,6 @@ def main() -> None:
     p.add_argument("--client-impl", choices=["c", "python"], default="c",
                    help="load client: benchmarks/sse_client.c built with cc (the default; falls back to python "
                         "when no compiler is found) or the uvloop protocol in this file")
-    p.add_argument("--fanout-threads", type=int, default=0,
-                   help="VSM_SSE_FANOUT_THREADS for our server (0: the setting's default)")
     p.add_argument("--client-poll-ms", type=float, default=1.0,
                    help="clients read their sockets in rounds this far apart (0: woken by every event)")
     p.add_argument("--json", action="store_true", help="print the JSON result as the last line")
@@ -458,7 +453,7 @@ def main() -> None:
                                 "client_cpu_us_per_delivery")},
         "events": args.events, "rate_per_s": args.rate, "client_processes": args.clients,
         "client_impl": "c" if args.c_client else "python",
-        "client_poll_ms": args.client_poll_ms, "fanout_threads": ours["fanout_threads"],
+        "client_poll_ms": args.client_poll_ms,
         "fanout_ms_per_event": ours["fanout_ms_per_event"],
         "direct_connections": ours["direct"], "server_loop": ours["server_loop"], "server_http": ours["server_http"],
         "baseline_server_http": baseline["server_http"], "load_avg_1m": round(os.getloadavg()[0], 2),

@@ -144,12 +144,6 @@ class Settings(BaseSettings):
     sse_direct_write: bool = Field(
         True, description="Write SSE events straight to uvicorn's socket transport (falls back to ASGI send elsewhere).",
     )
-    sse_fanout_threads: int = Field(
-        1, ge=1, le=16,
-        description="Threads that write one event to the direct-write SSE connections together, the event loop's "
-        "included (from 512 connections on; the socket writes release the GIL). 1 = the event loop alone; more "
-        "pays off only with cores to spare beside the clients' (on 2 cores it measured the same).",
-    )
     sse_replay_max: int = Field(
         10_000, ge=0, description="Most events replayed to one reconnecting SSE client (Last-Event-ID)."
     )

@@ -38,13 +38,12 @@ import logging
 import time
 from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 
 from starlette.requests import Request
 from starlette.types import Receive, Scope, Send
 
 from router.edge._auth import Authenticate, error_response
-from router.edge.sse_direct import DirectWriter, direct_writer, write_raw
+from router.edge.sse_direct import DirectWriter, direct_writer
 from router.http11 import http_chunk
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.bus import Bus, Overflow, Subscription, check_patterns, topic_matches
@@ -57,9 +56,6 @@ log = logging.getLogger("vsm_mcp.sse")
 HEARTBEAT = b": hb\n\n"
 HEARTBEAT_CHUNK = http_chunk(HEARTBEAT)
 GRACE_S = 10.0  # how long an overflowed client gets to read its overflow notice
-# Fewest direct connections for which one event is written by several threads (below it the
-# hand-off to a helper costs more than it saves).
-PARALLEL_MIN = 512
 # Direct connections written per turn of the event loop (SseHub.deliver).
 SLICE = 1024
 RECENT = 4096  # events the hub remembers for replay of rows another replica has not written yet
@@ -139,26 +135,6 @@ class SseConnection:
             self.last_id = event_id
         return True
 
-    def write_off_loop(self, event_id: str, chunk: bytes) -> tuple[int, bytes | None]:
-        """``write`` for a fan-out helper thread (the loop is blocked in ``SseHub.dispatch``):
-        (1, None) written, (0, None) not written (dropped), or (-1, rest) for the loop thread to
-        finish — ``rest`` is the part the kernel did not take, or None to redo ``write`` there
-        (the transport holds unsent bytes, so the chunk must queue behind them)."""
-        writer = self.writer
-        assert writer is not None
-        if self.overflowed or self.closed or not writer.alive:
-            return 0, None
-        if self.replayed(event_id):
-            return 1, None
-        if writer.buffered():
-            return -1, None
-        rest = write_raw(writer, chunk)
-        if rest is None:
-            return -1, None
-        if event_id:
-            self.last_id = event_id
-        return (1, None) if not rest else (-1, rest)
-
     def overflow(self, reason: str = "") -> None:
         """Mark the client as too slow; a write stuck on its full socket is aborted at once."""
         self.overflowed = True
@@ -173,30 +149,13 @@ class SseConnection:
         self.wake.set()
 
 
-def _write_share(
-    conns: list[SseConnection], event_id: str, chunk: bytes
-) -> tuple[int, int, list[tuple[SseConnection, bytes | None]]]:
-    """One thread's share of ``SseHub._fan_out``: (written, dropped, left for the loop thread)."""
-    sent = dropped = 0
-    unfinished: list[tuple[SseConnection, bytes | None]] = []
-    for conn in conns:
-        done, rest = conn.write_off_loop(event_id, chunk)
-        if done == 1:
-            sent += 1
-        elif done == 0:
-            dropped += 1
-        else:
-            unfinished.append((conn, rest))
-    return sent, dropped, unfinished
-
-
 class SseHub:
     """The process-wide fan-out from the bus to SSE connections."""
 
     def __init__(
         self, bus: Bus, event_log: EventLog | None, metrics: Metrics, *, queue_size: int,
         heartbeat_s: float, replay_max: int, hub_queue: int = 100_000, buffer_bytes: int = 256 * 1024,
-        direct_write: bool = True, fanout_threads: int = 1,
+        direct_write: bool = True,
     ) -> None:
         self.bus = bus
         self.event_log = event_log
@@ -204,10 +163,6 @@ class SseHub:
         self.queue_size = queue_size
         self.buffer_bytes = buffer_bytes
         self.direct_write = direct_write  # False: always the portable ASGI path (sse_direct.py says why not)
-        # Threads that write one event to the direct connections together (the loop thread
-        # included); see ``_fan_out``. 1 = the loop thread alone.
-        self.fanout_threads = max(1, fanout_threads)
-        self._helpers: ThreadPoolExecutor | None = None
         self.fanout_s = 0.0  # time spent writing events to direct connections (benchmark, curiosity)
         # Connections that went live on each path since start (tests and the benchmark check these).
         self.direct_connections = 0
@@ -241,9 +196,6 @@ class SseHub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
-        if self._helpers is not None:
-            self._helpers.shutdown(wait=False)
-            self._helpers = None
 
     async def _pump(self, sub: Subscription) -> None:
         while True:
@@ -337,42 +289,15 @@ class SseHub:
             if dropped:
                 self.metrics.sse_dropped.labels("overflow").inc(dropped)
 
-    def _fan_out(self, direct: list[SseConnection], event_id: str, chunk: bytes) -> tuple[int, int]:
-        """Write ``chunk`` to the direct connections: (written, dropped).
-
-        With ``fanout_threads`` > 1 and enough connections, the list is split: helper threads
-        and the loop thread each write their share with ``os.write`` (which releases the GIL, so
-        the system calls — nearly all of the cost — overlap), and the loop thread waits for the
-        helpers before it returns. The loop is blocked for that time, as it is while it writes
-        alone, which is what makes the off-loop writes safe (sse_direct.write_raw). Whatever a
-        helper could not finish (a transport with queued bytes, a partial write) is finished
-        here on the loop thread, in order."""
-        threads = self.fanout_threads
-        if threads == 1 or len(direct) < PARALLEL_MIN:
-            sent = dropped = 0
-            for conn in direct:
-                if conn.write(event_id, chunk):
-                    sent += 1
-                else:
-                    dropped += 1
-            return sent, dropped
-        if self._helpers is None:
-            self._helpers = ThreadPoolExecutor(threads - 1, thread_name_prefix="vsm-sse-fanout")
-        shares = [direct[i::threads] for i in range(threads)]
-        futures = [self._helpers.submit(_write_share, share, event_id, chunk) for share in shares[1:]]
-        results = [_write_share(shares[0], event_id, chunk)] + [f.result() for f in futures]
+    @staticmethod
+    def _fan_out(direct: list[SseConnection], event_id: str, chunk: bytes) -> tuple[int, int]:
+        """Write ``chunk`` to the direct connections: (written, dropped)."""
         sent = dropped = 0
-        for s, d, unfinished in results:
-            sent, dropped = sent + s, dropped + d
-            for conn, rest in unfinished:
-                if rest is not None:
-                    assert conn.writer is not None
-                    conn.writer.write(rest)  # the kernel took the head of the chunk; queue its tail
-                    sent += 1
-                elif conn.write(event_id, chunk):
-                    sent += 1
-                else:
-                    dropped += 1
+        for conn in direct:
+            if conn.write(event_id, chunk):
+                sent += 1
+            else:
+                dropped += 1
         return sent, dropped
 
     def register(self, conn: SseConnection) -> None:

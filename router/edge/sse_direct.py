@@ -21,7 +21,6 @@ endpoint uses the portable ASGI path.
 from __future__ import annotations
 
 import asyncio
-import os
 from typing import Any
 
 from starlette.types import Scope, Send
@@ -39,14 +38,11 @@ UVICORN_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle"
 class DirectWriter:
     """The transport of one chunked uvicorn response, for whole-chunk writes that never wait."""
 
-    __slots__ = ("cycle", "transport", "fd")
+    __slots__ = ("cycle", "transport")
 
     def __init__(self, cycle: Any) -> None:
         self.cycle = cycle
         self.transport: asyncio.Transport = cycle.transport
-        sock = self.transport.get_extra_info("socket")
-        # The socket's descriptor, for ``write_raw`` from the fan-out helpers (-1: none known).
-        self.fd: int = sock.fileno() if sock is not None else -1
 
     @property
     def alive(self) -> bool:
@@ -64,31 +60,6 @@ class DirectWriter:
     def abort(self) -> None:
         """Drop the connection and its unsent bytes (a client that stays unreadable)."""
         self.transport.abort()
-
-
-def write_raw(writer: DirectWriter, chunk: bytes) -> bytes | None:
-    """Write ``chunk`` with ``os.write`` on the socket itself, from any thread; what the kernel did
-    not take is returned for ``writer.write`` on the event loop (None: nothing written, use the
-    transport).
-
-    Why: one event to 10,000 connections is 10,000 ``send`` system calls, ~9 µs each on this VM
-    (the sender also runs the receiver's TCP input). ``transport.write`` makes them one at a time
-    while holding the GIL; ``os.write`` releases it, so fan-out helper threads
-    (``SseHub.fanout_threads``) overlap their system calls with the loop thread's.
-
-    Only safe while the event loop is blocked in the hub's dispatch (nothing else writes to the
-    socket or closes it then) and only when the transport holds no unsent bytes (else the chunk
-    would overtake them): the caller checks ``buffered() == 0`` and ``alive`` first.
-    """
-    if writer.fd < 0:
-        return None
-    try:
-        n = os.write(writer.fd, chunk)
-    except BlockingIOError:
-        return chunk
-    except OSError:
-        return None  # a broken socket: the transport's own write reports and closes it
-    return chunk[n:] if n < len(chunk) else b""
 
 
 def _owner_cycle(send: Any) -> Any:

@@ -61,15 +61,6 @@ class RawSse(asyncio.Protocol):
         return [line[4:] for line in self.body.decode().split("\n") if line.startswith("id: ")]
 
 
-@pytest.fixture(params=[1, 2], ids=["loop-writes", "threaded-fanout"])
-def fanout_threads(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """Run a test with the event loop writing alone and with helper threads writing alongside it
-    (``SseHub._fan_out``), the latter from the first connection on."""
-    monkeypatch.setenv("VSM_SSE_FANOUT_THREADS", str(request.param))
-    monkeypatch.setattr(sse, "PARALLEL_MIN", 1)
-    return int(request.param)
-
-
 async def open_raw(app: EdgeApp, n: int, tenant: str = "acme", **kw: object) -> list[RawSse]:
     loop = asyncio.get_running_loop()
     port = int(app.url.rsplit(":", 1)[1])
@@ -81,10 +72,9 @@ async def open_raw(app: EdgeApp, n: int, tenant: str = "acme", **kw: object) -> 
     return clients
 
 
-async def test_fan_out_to_many_connections_with_valid_chunked_framing(fanout_threads: int) -> None:
+async def test_fan_out_to_many_connections_with_valid_chunked_framing() -> None:
     settings = load_settings(allow_anonymous=False, sse_heartbeat_s=60, edge_rate_burst=1000)
     async with edge_app(settings) as app:
-        assert app.edge.hub.fanout_threads == fanout_threads
         acme = app.tenants["acme"]
         clients = await open_raw(app, 200)
         assert app.edge.hub.direct_connections == 200
@@ -106,9 +96,7 @@ async def test_fan_out_to_many_connections_with_valid_chunked_framing(fanout_thr
         await eventually(lambda: app.edge.hub.connections == 0, what="the hub to forget every client")
 
 
-async def test_a_client_that_never_reads_is_cut_off_and_freed(
-    monkeypatch: pytest.MonkeyPatch, fanout_threads: int
-) -> None:
+async def test_a_client_that_never_reads_is_cut_off_and_freed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sse, "GRACE_S", 0.5)  # how long it may take to read its overflow notice
     settings = load_settings(allow_anonymous=False, sse_heartbeat_s=60, sse_buffer_bytes=64 * 1024)
     async with edge_app(settings) as app:
@@ -154,7 +142,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_freed(
         stuck.close()
 
 
-async def test_abrupt_disconnects_free_everything_while_events_flow(fanout_threads: int) -> None:
+async def test_abrupt_disconnects_free_everything_while_events_flow() -> None:
     async with edge_app() as app:
         acme = app.tenants["acme"]
         tasks_before = len(asyncio.all_tasks())
@@ -175,9 +163,7 @@ async def test_abrupt_disconnects_free_everything_while_events_flow(fanout_threa
         await eventually(lambda: len(keep.ids()) == 50, what="the remaining client to get every event")
 
 
-async def test_replay_hand_over_has_no_gap_and_no_duplicate(
-    monkeypatch: pytest.MonkeyPatch, fanout_threads: int
-) -> None:
+async def test_replay_hand_over_has_no_gap_and_no_duplicate(monkeypatch: pytest.MonkeyPatch) -> None:
     """Live events published while the replay reads the log land both in the replay (via the hub's
     ring) and in the connection's buffer; the hand-over to direct writes sends each once."""
     async with edge_app() as app:
@@ -302,7 +288,6 @@ async def test_direct_writer_needs_uvicorns_own_send() -> None:
 
 
 async def test_an_event_replayed_from_the_log_before_the_hub_saw_it_is_written_once(
-    fanout_threads: int,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The log records an event when it is published; the hub dispatches it a moment later. A
