@@ -32,7 +32,7 @@ run: setup
 
 lint: setup
 	$(BIN)/ruff check vsm_mcp router servers tests benchmarks examples
-	$(BIN)/mypy vsm_mcp
+	$(BIN)/mypy vsm_mcp router servers
 
 test: setup lint
 	$(BIN)/pytest -q

@@ -20,7 +20,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import cache
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -143,11 +143,11 @@ class Providers:
         params = {k: v for k, v in request.items() if k not in _NOT_FORWARDED and v is not None}
 
         def call(spec: ModelSpec, timeout: float) -> Awaitable[Any]:
-            return _litellm().acompletion(
+            return cast(Awaitable[Any], _litellm().acompletion(
                 model=spec.target, messages=request["messages"], api_base=spec.api_base or None,
                 api_key=spec.api_key or None, timeout=timeout, num_retries=0, max_retries=0,
                 drop_params=True, **params,
-            )
+            ))
 
         resp, model = await self._chain(request["model"], "chat", call)
         return _body(resp, model), model
@@ -175,10 +175,10 @@ class Providers:
         params = {k: v for k, v in request.items() if k not in _NOT_FORWARDED and k != "user" and v is not None}
 
         def call(spec: ModelSpec, timeout: float) -> Awaitable[Any]:
-            return _litellm().aembedding(
+            return cast(Awaitable[Any], _litellm().aembedding(
                 model=spec.target, input=request["input"], api_base=spec.api_base or None,
                 api_key=spec.api_key or None, timeout=timeout, num_retries=0, max_retries=0, **params,
-            )
+            ))
 
         resp, model = await self._chain(request["model"], "embedding", call)
         return _body(resp, model), model

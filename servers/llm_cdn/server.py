@@ -38,7 +38,8 @@ def _scopes(mcp_ctx: Context) -> set[str] | None:
         return None
     if not meta or meta.get(SCOPES_META_KEY) is None:
         return None
-    return set(meta.get(SCOPES_META_KEY) or [])
+    scopes = meta.get(SCOPES_META_KEY) or []
+    return {str(s) for s in scopes} if isinstance(scopes, list | tuple) else set()  # malformed: no scopes
 
 
 def build(ctx: ServerContext) -> MCPServer:
@@ -48,7 +49,7 @@ def build(ctx: ServerContext) -> MCPServer:
         instructions="LLM gateway: cached, deduplicated completions and embeddings with provider fallbacks.",
     )
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False, openWorldHint=True))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=True))
     @tool_errors
     async def llm_complete(
         messages: list[dict[str, Any]], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
@@ -60,7 +61,7 @@ def build(ctx: ServerContext) -> MCPServer:
         out = await engine.complete(await ctx.tenant_of(mcp_ctx), request)
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=True))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True))
     @tool_errors
     async def llm_embed(
         input: str | list[str], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
@@ -70,13 +71,13 @@ def build(ctx: ServerContext) -> MCPServer:
         out = await engine.embed(await ctx.tenant_of(mcp_ctx), request)
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=True, idempotentHint=False, openWorldHint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False))
     @tool_errors
     async def llm_cache_stats() -> dict[str, Any]:
         """Hits by kind, misses, upstream calls, tokens saved, hit/miss latency, breaker states."""
         return engine.snapshot()
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def llm_cache_purge(
         mcp_ctx: Context, model: str | None = None, older_than_s: float | None = None, tenant: str | None = None

@@ -22,6 +22,7 @@ import numpy as np
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from servers.search.chunking import DEFAULT_CHUNK_WORDS, DEFAULT_OVERLAP_WORDS, chunk_text
 from servers.search.hybrid import Bm25Side, fuse
@@ -80,18 +81,18 @@ class SearchEngine:
     # --- collections ----------------------------------------------------------------------
 
     async def _collection(self, session: AsyncSession, name: str) -> SearchCollection:
-        row = (await session.execute(select(SearchCollection).where(SearchCollection.name == name))).scalar_one_or_none()
+        row = (await session.execute(select(SearchCollection).where(col(SearchCollection.name) == name))).scalar_one_or_none()
         if row is None:
             raise NotFound(f"no collection named {name!r}")
         return row
 
     async def list_collections(self, tenant: str) -> list[dict[str, Any]]:
         async with self.ctx.db.tenant(tenant) as session:
-            rows = (await session.execute(select(SearchCollection).order_by(SearchCollection.name))).scalars().all()
-            counts = dict(
+            rows = (await session.execute(select(SearchCollection).order_by(col(SearchCollection.name)))).scalars().all()
+            counts: dict[str, int] = dict(
                 (await session.execute(
-                    select(SearchChunk.collection_id, func.count(func.distinct(SearchChunk.doc_id)))
-                    .group_by(SearchChunk.collection_id)
+                    select(col(SearchChunk.collection_id), func.count(func.distinct(col(SearchChunk.doc_id))))
+                    .group_by(col(SearchChunk.collection_id))
                 )).tuples().all()
             )
         return [{**_describe(r), "documents": int(counts.get(r.id, 0))} for r in rows]
@@ -114,12 +115,12 @@ class SearchEngine:
         dim = dimension if dimension is not None else emb_dim
         make_index(backend, dim, metric, **_index_params(backend, params or {}, None))  # validates the knobs
         row = SearchCollection(
-            name=name, dim=dim, metric=metric, backend=backend, embedder=spec if dim == emb_dim else "",
+            tenant_id=tenant, name=name, dim=dim, metric=metric, backend=backend, embedder=spec if dim == emb_dim else "",
             params=dict(params or {}),
         )
         try:
             async with self.ctx.db.tenant(tenant) as session:
-                exists = (await session.execute(select(SearchCollection.id).where(SearchCollection.name == name))).first()
+                exists = (await session.execute(select(col(SearchCollection.id)).where(col(SearchCollection.name) == name))).first()
                 if exists:
                     raise Conflict(f"collection {name!r} already exists")
                 session.add(row)
@@ -176,16 +177,16 @@ class SearchEngine:
             coll = await self._locked_collection(session, name)
             doc_ids = [d.doc_id for d in docs]
             removed = list((await session.execute(
-                select(SearchChunk.vid).where(SearchChunk.collection_id == coll.id, SearchChunk.doc_id.in_(doc_ids))  # type: ignore[attr-defined]
+                select(col(SearchChunk.vid)).where(col(SearchChunk.collection_id) == coll.id, col(SearchChunk.doc_id).in_(doc_ids))
             )).scalars().all())
             if removed:
                 await session.execute(
-                    delete(SearchChunk).where(SearchChunk.collection_id == coll.id, SearchChunk.doc_id.in_(doc_ids))  # type: ignore[attr-defined]
+                    delete(SearchChunk).where(col(SearchChunk.collection_id) == coll.id, col(SearchChunk.doc_id).in_(doc_ids))
                 )
-            added = []
+            added: list[SearchChunk] = []
             for (doc, n, text), vec in zip(pieces, vectors, strict=True):
                 added.append(SearchChunk(
-                    collection_id=coll.id, doc_id=doc.doc_id, chunk=n, vid=coll.next_vid + len(added), text=text,
+                    tenant_id=tenant, collection_id=coll.id, doc_id=doc.doc_id, chunk=n, vid=coll.next_vid + len(added), text=text,
                     meta=doc.meta, tags=list(doc.tags), vector=np.asarray(vec, dtype=np.float32).tobytes(),
                 ))
             session.add_all(added)
@@ -195,7 +196,7 @@ class SearchEngine:
             return added, removed, coll.version
 
     async def _locked_collection(self, session: AsyncSession, name: str) -> SearchCollection:
-        stmt = select(SearchCollection).where(SearchCollection.name == name)
+        stmt = select(SearchCollection).where(col(SearchCollection.name) == name)
         if self.ctx.db.is_postgres:
             stmt = stmt.with_for_update()  # serialise writers across replicas: vids stay unique
         row = (await session.execute(stmt)).scalar_one_or_none()
@@ -228,8 +229,8 @@ class SearchEngine:
         async with self._lock(key):
             async with self.ctx.db.tenant(tenant) as session:
                 coll = await self._locked_collection(session, name)
-                where = (SearchChunk.collection_id == coll.id, SearchChunk.doc_id.in_(list(doc_ids)))  # type: ignore[attr-defined]
-                rows = (await session.execute(select(SearchChunk.vid, SearchChunk.doc_id).where(*where))).all()
+                where = (col(SearchChunk.collection_id) == coll.id, col(SearchChunk.doc_id).in_(list(doc_ids)))
+                rows = (await session.execute(select(col(SearchChunk.vid), col(SearchChunk.doc_id)).where(*where))).all()
                 if rows:
                     await session.execute(delete(SearchChunk).where(*where))
                     coll.version += 1
@@ -296,7 +297,7 @@ class SearchEngine:
             else:
                 if not coll.embedder:
                     raise InvalidArguments(f"collection {name!r} has no embedder: search it with a vector")
-                qvec = (await anyio.to_thread.run_sync(self.embedder(coll.embedder).embed, [query]))[0]
+                qvec = (await anyio.to_thread.run_sync(self.embedder(coll.embedder).embed, [str(query)]))[0]
             # Scores are "larger = better" in every mode: similarity for cos/ip, -distance for l2.
             hits = live.index.search(qvec, fetch, flt)
             ranked.append([(vid, -d if coll.metric == "l2" else 1.0 - d) for vid, d in hits])
@@ -313,7 +314,7 @@ class SearchEngine:
             return []
         async with self.ctx.db.tenant(tenant) as session:
             rows = (await session.execute(
-                select(SearchChunk).where(SearchChunk.collection_id == coll_id, SearchChunk.vid.in_([h[0] for h in hits]))  # type: ignore[attr-defined]
+                select(SearchChunk).where(col(SearchChunk.collection_id) == coll_id, col(SearchChunk.vid).in_([h[0] for h in hits]))
             )).scalars().all()
         by_vid = {r.vid: r for r in rows}
         return [
@@ -326,7 +327,7 @@ class SearchEngine:
         async with self.ctx.db.tenant(tenant) as session:
             coll = await self._collection(session, name)
             docs, chunks = (await session.execute(
-                select(func.count(func.distinct(SearchChunk.doc_id)), func.count()).where(SearchChunk.collection_id == coll.id)
+                select(func.count(func.distinct(col(SearchChunk.doc_id))), func.count()).where(col(SearchChunk.collection_id) == coll.id)
             )).one()
         live = await self.live(tenant, coll)
         return {**_describe(coll), "documents": int(docs), "chunks": int(chunks), "index": live.index.stats()}

@@ -20,9 +20,9 @@ from vsm_mcp.context import ServerContext
 
 EXTRAS_KEY = "search"
 
-READ = ToolAnnotations(readOnlyHint=True, idempotentHint=True, openWorldHint=False)
-WRITE = ToolAnnotations(readOnlyHint=False, idempotentHint=True, destructiveHint=False, openWorldHint=False)
-DELETE = ToolAnnotations(readOnlyHint=False, idempotentHint=True, destructiveHint=True, openWorldHint=False)
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+WRITE = ToolAnnotations(read_only_hint=False, idempotent_hint=True, destructive_hint=False, open_world_hint=False)
+DELETE = ToolAnnotations(read_only_hint=False, idempotent_hint=True, destructive_hint=True, open_world_hint=False)
 
 
 def engine_of(ctx: ServerContext) -> SearchEngine:
@@ -47,7 +47,7 @@ def build(ctx: ServerContext) -> MCPServer:
         """List this tenant's collections with dimension, metric, backend, embedder and document count."""
         return {"collections": await engine.list_collections(await ctx.tenant_of(mcp_ctx))}
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, idempotentHint=False, openWorldHint=False))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=False))
     @tool_errors
     async def collection_create(
         name: str, mcp_ctx: Context, dimension: int | None = None, metric: Literal["cos", "ip", "l2"] = "cos",

@@ -26,10 +26,10 @@ from vsm_mcp.storage import buckets as cbcp
 from vsm_mcp.storage.lifecycle import run_sweeper, sweep_bucket
 from vsm_mcp.storage.service import object_dict, service_for
 
-READ = ToolAnnotations(readOnlyHint=True, destructiveHint=False, idempotentHint=True, openWorldHint=False)
+READ = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 # put and delete replace or remove data; repeating them leaves the same state
-WRITE = ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True, openWorldHint=False)
-CREATE = ToolAnnotations(readOnlyHint=False, destructiveHint=False, idempotentHint=False, openWorldHint=False)
+WRITE = ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True, open_world_hint=False)
+CREATE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 
 
 def _decode(text: str | None, data_base64: str | None) -> bytes:
@@ -167,7 +167,7 @@ def build(ctx: ServerContext) -> MCPServer:
         rows = await cbcp.list_buckets(ctx.db, t)
         return {"buckets": [cbcp.bucket_dict(b, await cbcp.usage(ctx.db, t, b.name)) for b in rows]}
 
-    @server.tool(annotations=ToolAnnotations(readOnlyHint=False, destructiveHint=True, idempotentHint=True))
+    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def bucket_sweep(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Apply a bucket's lifecycle rules now: remove expired objects and versions beyond
