@@ -43,11 +43,10 @@ import numpy as np
 import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router import registry as reg_mod  # noqa: E402
-from router.bench_retrieval import Query, load_queries, load_tools  # noqa: E402
-from router.embedding_store import DiskEmbeddingStore  # noqa: E402
-from router.registry import ToolRecord, ToolRegistry, fuse  # noqa: E402
-from router.tool_text import (  # noqa: E402
+from router.registry import index as reg_mod  # noqa: E402
+from router.registry.embedding_store import DiskEmbeddingStore  # noqa: E402
+from router.registry.index import ToolRecord, ToolRegistry, fuse  # noqa: E402
+from router.registry.tool_text import (  # noqa: E402
     STOPWORDS,
     embedding_text,
     expand_query,
@@ -58,6 +57,7 @@ from router.tool_text import (  # noqa: E402
     stem,
     tokenize,
 )
+from vsm_mcp.cli.bench_retrieval import Query, load_queries, load_tools  # noqa: E402
 from vsm_mcp.embeddings import Embedder, make_embedder  # noqa: E402
 
 DEV = Path("/work/shared/bench/tool_retrieval")

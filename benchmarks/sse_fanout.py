@@ -105,9 +105,9 @@ def ours_app(home: str) -> Any:
     from router.edge._auth import bearer
     from router.edge.assembly import Edge
     from vsm_mcp import migrate
+    from vsm_mcp.bus.events import Event
     from vsm_mcp.config import load_settings
     from vsm_mcp.context import ServerContext
-    from vsm_mcp.events import Event
     from vsm_mcp.tenants import Authenticator
 
     # One address opens every connection here, so the per-IP edge limit is lifted for the run.

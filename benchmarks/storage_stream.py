@@ -40,7 +40,7 @@ def serve(home: str, port: int) -> None:
     import uvicorn
 
     from router.app import create_app
-    from router.manifest import load_manifests
+    from router.upstreams.manifest import load_manifests
     from vsm_mcp import migrate
     from vsm_mcp.config import load_settings
 

@@ -10,7 +10,7 @@ The embedder is ``--embedder`` (default ``minilm``: all-MiniLM-L6-v2 on onnxrunt
 weights in blocks of 32, ``minilm:int8``); stored vectors are keyed by its name, so the first
 run after an encoder change embeds the catalog again. From 2,048 tools the hybrid search scans
 8-bit codes of the tool vectors and re-scores exactly the tools the scan's error bound cannot
-rule out (router/vector_scan.py): the ranking is the full float32 scan's.
+rule out (router/registry/vector_scan.py): the ranking is the full float32 scan's.
 
 Measured per size, interleaved query by query so machine noise hits all alike:
 
@@ -46,10 +46,10 @@ import httpx
 import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from router.bench_retrieval import load_queries, load_tools  # noqa: E402
-from router.cli_tools import embedding_progress  # noqa: E402
-from router.embedding_store import default_store  # noqa: E402
-from router.registry import ToolRecord, ToolRegistry  # noqa: E402
+from router.registry.embedding_store import default_store  # noqa: E402
+from router.registry.index import ToolRecord, ToolRegistry  # noqa: E402
+from vsm_mcp.cli.bench_retrieval import load_queries, load_tools  # noqa: E402
+from vsm_mcp.cli.tools import embedding_progress  # noqa: E402
 from vsm_mcp.config import load_settings  # noqa: E402
 from vsm_mcp.embeddings import make_embedder  # noqa: E402
 

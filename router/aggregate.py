@@ -3,7 +3,7 @@
 
 Served over streamable HTTP at ``/mcp`` (router/app.py), legacy SSE at ``/sse`` and stdio
 (``vsm-mcp stdio``). The caller's principal comes from ``principal_of(ctx)``: the HTTP scope
-set by router/authn.py, or the fixed principal of a stdio run.
+set by router/gate/authn.py, or the fixed principal of a stdio run.
 
 Extension points for the registry (issue 5) and others:
 
@@ -33,8 +33,8 @@ from mcp.server.models import InitializationOptions
 from mcp.shared.exceptions import MCPError
 from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 
-from router.catalog import Catalog
 from router.dispatch import Dispatcher
+from router.registry.catalog import Catalog
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.errors import Internal, InvalidArguments, NotFound, VsmError
 

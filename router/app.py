@@ -28,17 +28,17 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import Receive, Scope, Send
 
 from router.aggregate import Aggregate
-from router.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
 from router.edge.assembly import Edge, catalog_lister
 from router.edge.openai import openai_error_body, openai_routes
 from router.edge.storage_http import storage_routes
 from router.edge.tools_rest import tools_routes
-from router.fastpath import FastPath
-from router.guard import HostOriginGuard
-from router.manifest import UpstreamSpec
+from router.fastlane.fastpath import FastPath
+from router.gate.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
+from router.gate.guard import HostOriginGuard
 from router.meta_tools import install_meta_tools
 from router.proxy import ProxySet
 from router.runtime import RouterRuntime
+from router.upstreams.manifest import UpstreamSpec
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext

@@ -30,9 +30,9 @@ from typing import Any
 import mcp.types as mt
 
 from router.arg_schema import ArgumentSchemas
-from router.catalog import Catalog, ToolEntry
 from router.recorder import Recorder
-from router.upstream import Upstream
+from router.registry.catalog import Catalog, ToolEntry
+from router.upstreams.upstream import Upstream
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.errors import Forbidden, InvalidArguments, UpstreamUnavailable, VsmError
 from vsm_mcp.hooks import Authorizer, CallCache, CallInfo, CallObserver, CallOutcome
@@ -80,6 +80,18 @@ class Dispatcher:
         self.cache = cache
 
     # --- the pipeline --------------------------------------------------------------------
+    async def call(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        source: str = "server",
+        meta: dict[str, Any] | None = None,
+    ) -> mt.CallToolResult:
+        """``vsm_mcp.hooks.ToolCaller``: a server's call of another server's tool (``ctx.tools``)."""
+        return await self.call_tool(principal, name, arguments, source=source, meta=meta)
+
     async def call_tool(
         self,
         principal: Principal,
@@ -89,13 +101,16 @@ class Dispatcher:
         source: str = "mcp",
         progress: ProgressFn | None = None,
         via: Via | None = None,
+        meta: dict[str, Any] | None = None,
     ) -> mt.CallToolResult:
         """Run one call through steps 2-8 (see the module docstring).
 
         ``via(tool, arguments, meta, progress)`` replaces step 7's pooled session — the per-server
         proxy passes its downstream session's own upstream session (session affinity).
+        ``meta`` adds request ``_meta`` entries for the upstream (idempotency key, trace context of a
+        planner step); it cannot replace the principal's entries.
         """
-        result = await self._run(principal, public_name, arguments, source, progress, via, as_json=False)
+        result = await self._run(principal, public_name, arguments, source, progress, via, as_json=False, meta=meta)
         if isinstance(result, dict):  # not asked for; kept total for the type checker
             return mt.CallToolResult.model_validate(result, by_name=False)
         return result
@@ -121,10 +136,13 @@ class Dispatcher:
         via: Via | None,
         *,
         as_json: bool,
+        meta: dict[str, Any] | None = None,
     ) -> mt.CallToolResult | dict[str, Any]:
         started = time.perf_counter()
         args = {} if arguments is None else arguments
         call = CallInfo(principal, public_name, "", public_name, args, source=source, trace_id=_trace_id())
+        if meta:
+            call.meta = meta
         try:
             if not isinstance(args, dict):
                 raise InvalidArguments(f"arguments for tool {public_name!r} must be a JSON object")
@@ -178,6 +196,8 @@ class Dispatcher:
         if up is None:
             raise UpstreamUnavailable(f"upstream {entry.server!r} is not mounted", data={"server": entry.server})
         meta = self.meta_for(call.principal)
+        if call.meta:
+            meta = {**call.meta, **meta}
         if as_json and via is None and (self.cache is None or not entry.cacheable):
             return await up.call_tool(entry.name, call.arguments, meta=meta, as_json=True), False
 

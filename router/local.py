@@ -20,10 +20,10 @@ import mcp.types as mt
 from mcp.server.stdio import stdio_server
 
 from router.aggregate import Aggregate
-from router.manifest import UpstreamSpec
 from router.meta_tools import install_meta_tools
 from router.runtime import RouterRuntime
-from router.upstream import leaf
+from router.upstreams.manifest import UpstreamSpec
+from router.upstreams.upstream import leaf
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext

@@ -1,6 +1,6 @@
 """The meta-tools ``find_tools`` and ``call_tool``, and the link from the catalog to the registry.
 
-``ToolSearch`` listens to the catalog (router/catalog.py) and keeps the registry in step with
+``ToolSearch`` listens to the catalog (router/registry/catalog.py) and keeps the registry in step with
 it — start-up, ``list_changed``, availability — indexing lazily before the next search.
 ``RouterRuntime.tool_search`` is the one instance; find_tools, ``GET /v1/tools`` and
 ``vsm-mcp tools search`` all call ``ToolSearch.find``.
@@ -23,10 +23,10 @@ import anyio
 import mcp.types as mt
 
 from router.aggregate import LocalTool
-from router.catalog import ToolEntry
 from router.dispatch import Dispatcher
-from router.embedding_store import default_store
-from router.registry import Mode, SearchHit, ToolRecord, ToolRegistry, record_from_tool
+from router.registry.catalog import ToolEntry
+from router.registry.embedding_store import default_store
+from router.registry.index import Mode, SearchHit, ToolRecord, ToolRegistry, record_from_tool
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
 from vsm_mcp.embeddings import make_embedder
@@ -110,7 +110,7 @@ def build_registry(settings: Settings) -> ToolRegistry:
 
 
 def attach_tool_search(settings: Settings, catalog: Any) -> ToolSearch:
-    """Tool search fed by ``catalog`` (a router/catalog.py ``Catalog``) from now on."""
+    """Tool search fed by ``catalog`` (a router/registry/catalog.py ``Catalog``) from now on."""
     search = ToolSearch(build_registry(settings))
     catalog.add_listener(search)
     for server in {e.server for e in catalog.tools()}:

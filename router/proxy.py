@@ -34,10 +34,10 @@ from mcp.shared.message import ServerMessageMetadata
 from starlette.types import Receive, Scope, Send
 
 from router.aggregate import PrincipalOf, _progress_forwarder, to_mcp_error
-from router.authn import send_error
-from router.fastpath import refuse_oversized
+from router.fastlane.fastpath import refuse_oversized
+from router.gate.authn import send_error
 from router.runtime import RouterRuntime
-from router.upstream import CONNECT_TIMEOUT_S, Upstream
+from router.upstreams.upstream import CONNECT_TIMEOUT_S, Upstream
 from vsm_mcp.errors import InvalidArguments, NotFound, UpstreamUnavailable, VsmError
 
 log = logging.getLogger(__name__)

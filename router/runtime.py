@@ -14,12 +14,12 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from router.catalog import Catalog
 from router.dispatch import Dispatcher
-from router.manifest import UpstreamSpec, load_manifests
 from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
-from router.upstream import Upstream
+from router.registry.catalog import Catalog
+from router.upstreams.manifest import UpstreamSpec, load_manifests
+from router.upstreams.upstream import Upstream
 from vsm_mcp.context import ServerContext
 
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class RouterRuntime:
             rate_per_principal=settings.rate_limit,
             burst_per_principal=settings.rate_burst,
         )
+        ctx.tool_caller = self.dispatcher  # servers call each other's tools through the pipeline
         self._tg: TaskGroup | None = None
         self.started = False
 

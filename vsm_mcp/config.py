@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
     hot_lane: bool = Field(
-        True, description="Serve POST /mcp on the server's short road (router/hot_protocol.py) instead of uvicorn's ASGI cycle.",
+        True, description="Serve POST /mcp on the server's short road (router/fastlane/hot_protocol.py) instead of uvicorn's ASGI cycle.",
     )
 
     # --- router (issue 4) ----------------------------------------------------------------

@@ -30,6 +30,7 @@ class CallInfo:
     source: str = "mcp"  # mcp | stdio | rest | telegram | planner | meta
     trace_id: str = ""
     schema_hash: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)  # extra request _meta for the upstream
 
 
 @dataclass
@@ -50,6 +51,23 @@ class Authorizer(Protocol):
 class CallObserver(Protocol):
     async def observe(self, call: CallInfo, outcome: CallOutcome) -> None:
         """Called after every call, off the caller's critical path where possible."""
+
+
+class ToolCaller(Protocol):
+    """How a server calls another server's tool: through the router's dispatcher, with the same
+    grants, policy, limits and audit as any client (``ServerContext.tools``; set by the router)."""
+
+    async def call(
+        self,
+        principal: Principal,
+        name: str,
+        arguments: dict[str, Any] | None,
+        *,
+        source: str = "server",
+        meta: dict[str, Any] | None = None,
+    ) -> Any:
+        """Run ``<server>__<tool>`` as ``principal``; returns an ``mcp.types.CallToolResult``.
+        Routing failures raise ``vsm_mcp.errors`` classes, as for any caller."""
 
 
 class CallCache(Protocol):

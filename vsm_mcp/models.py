@@ -54,7 +54,9 @@ class ApiKey(TenantOwned, table=True):
 
 
 class SystemState(TenantOwned, table=True):
-    """The state of one VSM system (s1…s5) or named subsystem of a tenant."""
+    """The state of one VSM system (s1…s5) or named subsystem of a tenant.
+
+    Written by the episode analyzer (vsm_mcp/workers, issue 20): per-tenant rollups of episodes."""
 
     __tablename__ = "system_states"
     __table_args__ = (UniqueConstraint("tenant_id", "system"),)

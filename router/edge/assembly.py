@@ -17,13 +17,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from router.edge._auth import Authenticate
 from router.edge.health import Readiness, healthz, readyz_endpoint
 from router.edge.metrics import CallTelemetry, add_state_collectors, metrics_endpoint
-from router.edge.ratelimit import ErrorBody, RateLimitMiddleware, limit_routes
 from router.edge.sse import EventsEndpoint, SseHub
 from router.edge.telegram import CallTool, ListTools, TelegramBot
+from router.gate.ratelimit import ErrorBody, RateLimitMiddleware, limit_routes
 from vsm_mcp.auth import Principal, grants
+from vsm_mcp.bus.events import EventLog
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
-from vsm_mcp.events import EventLog
 from vsm_mcp.telemetry import Metrics
 
 
@@ -93,7 +93,7 @@ class Edge:
         upstream_status = (lambda: readiness().get("upstreams", {})) if readiness else None
         add_state_collectors(self.metrics, ctx.db, upstream_status, lambda: len(self.event_log._pending))
         self.events = EventsEndpoint(self.hub, authenticate)
-        self.guard = guard  # e.g. router.guard.HostOriginGuard: browsers can open /v1/events too
+        self.guard = guard  # e.g. router.gate.guard.HostOriginGuard: browsers can open /v1/events too
         self.telegram: TelegramBot | None = None
         if call_tool is not None:
             self.telegram = TelegramBot(

@@ -18,8 +18,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from vsm_mcp.bus import Bus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event
 from vsm_mcp.hooks import CallInfo, CallOutcome
 from vsm_mcp.telemetry import CONTENT_TYPE, Metrics
 

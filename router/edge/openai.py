@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from router.edge.ratelimit import retry_after_header
+from router.gate.ratelimit import retry_after_header
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments, UpstreamUnavailable, VsmError

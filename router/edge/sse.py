@@ -44,11 +44,11 @@ from starlette.types import Receive, Scope, Send
 
 from router.edge._auth import Authenticate, error_response
 from router.edge.sse_direct import DirectWriter, direct_writer
-from router.http11 import http_chunk
+from router.upstreams.http11 import http_chunk
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.bus import Bus, Overflow, Subscription, check_patterns, topic_matches
+from vsm_mcp.bus.events import Event, EventLog
 from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
-from vsm_mcp.events import Event, EventLog
 from vsm_mcp.telemetry import Metrics
 
 log = logging.getLogger("vsm_mcp.sse")

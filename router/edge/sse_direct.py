@@ -21,9 +21,16 @@ endpoint uses the portable ASGI path.
 from __future__ import annotations
 
 import asyncio
+import functools
+import importlib
+import logging
 from typing import Any
 
 from starlette.types import Scope, Send
+
+from vsm_mcp.internals import missing, nested_code, version_in
+
+log = logging.getLogger(__name__)
 
 # Wrappers of ``send`` that pass every message through unchanged; each holds the next ``send``
 # in its closure cell named ``send``. A wrapper not listed here might rewrite the body, so it
@@ -33,6 +40,51 @@ TRANSPARENT_SENDERS = frozenset({
     ("starlette._exception_handler", "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
 })
 UVICORN_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
+# Where each transparent sender is defined (module, outer callable, inner qualname): the
+# self-check finds the inner function's code there and checks it still closes over ``send``.
+_SENDER_HOMES = (
+    ("starlette.middleware.errors", "ServerErrorMiddleware.__call__",
+     "ServerErrorMiddleware.__call__.<locals>._send"),
+    ("starlette._exception_handler", "wrap_app_handling_exceptions",
+     "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
+)
+_CYCLE_INTERNALS = ("scope", "transport", "disconnected", "response_started", "chunked_encoding", "response_complete")
+# Pinned in pyproject.toml to the ranges these internals were read from.
+TESTED = {"starlette": ("1.10", "1.11"), "uvicorn": ("0.54", "0.55")}
+
+
+@functools.cache
+def self_check() -> str | None:
+    """None when the Starlette and uvicorn internals direct writes rely on are as expected; else
+    why not. On a mismatch ``direct_writer`` always answers None (the portable ASGI path) and the
+    reason is logged once."""
+    for dist, (lo, hi) in TESTED.items():
+        reason = version_in(dist, lo, hi)
+        if reason:
+            return reason
+    for module_name, outer, inner in _SENDER_HOMES:
+        obj: Any = importlib.import_module(module_name)
+        for part in outer.split("."):
+            obj = getattr(obj, part, None)
+        code = nested_code(obj, inner)
+        if code is None or "send" not in code.co_freevars:
+            return f"{module_name}: {inner} no longer forwards through a closure cell named send"
+    cycle_cls = getattr(importlib.import_module(UVICORN_CYCLE[0]), UVICORN_CYCLE[1], None)
+    if cycle_cls is None:
+        return f"{UVICORN_CYCLE[0]}.{UVICORN_CYCLE[1]} is gone"
+    return missing(cycle_cls, _CYCLE_INTERNALS)
+
+
+def engaged() -> bool:
+    """Whether direct writes may be used in this process (logs the reason once when not)."""
+    reason = self_check()
+    if reason is not None and not _told:
+        _told.append(True)
+        log.warning("SSE direct writes off, using the ASGI path: %s", reason)
+    return reason is None
+
+
+_told: list[bool] = []
 
 
 class DirectWriter:
@@ -85,6 +137,8 @@ def direct_writer(scope: Scope, send: Send) -> DirectWriter | None:
 
     Call it after ``http.response.start`` went through ``send``: only then is the framing known.
     """
+    if not engaged():
+        return None
     cycle = _owner_cycle(send)
     if cycle is None or getattr(cycle, "scope", None) is not scope:
         return None  # not uvicorn/httptools, or a middleware replaced the request scope

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from router.edge._auth import error_response
-from router.edge.ratelimit import retry_after_header
+from router.gate.ratelimit import retry_after_header
 from vsm_mcp.auth import Principal, validate_scopes
 from vsm_mcp.config import Settings
 from vsm_mcp.db import Database

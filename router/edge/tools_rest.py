@@ -21,9 +21,9 @@ from starlette.routing import Route
 
 from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
-from router.edge.ratelimit import retry_after_header
+from router.gate.ratelimit import retry_after_header
 from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
-from router.registry import MODES
+from router.registry.index import MODES
 from vsm_mcp.auth import grants
 from vsm_mcp.errors import InvalidArguments, RateLimited, VsmError
 

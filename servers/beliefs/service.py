@@ -30,6 +30,7 @@ from typing import Any
 
 from servers.beliefs.store import BeliefStore
 from vsm_mcp.bus import Bus, Overflow, Subscription
+from vsm_mcp.bus.events import Event
 from vsm_mcp.config import Settings
 from vsm_mcp.crdt import (
     Belief,
@@ -45,7 +46,6 @@ from vsm_mcp.crdt import (
 )
 from vsm_mcp.db import Database
 from vsm_mcp.errors import InvalidArguments, VsmError
-from vsm_mcp.events import Event
 
 log = logging.getLogger("servers.beliefs")
 DELTA = "beliefs.delta"

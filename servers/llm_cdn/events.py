@@ -13,7 +13,7 @@ import logging
 from typing import Any
 
 from vsm_mcp.bus import Bus
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 log = logging.getLogger("servers.llm_cdn")
 

@@ -14,6 +14,7 @@ which is how ``policy_put`` rejects a module.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -26,8 +27,8 @@ from vsm_mcp.policy.abi import ABI_VERSION, FUNC_EXPORTS, PolicyMeta, decode_res
 from vsm_mcp.policy.decision import Decision
 from vsm_mcp.policy.diagnostics import AbiError
 from vsm_mcp.policy.encoder import Encoder
-from vsm_mcp.policy.fastcall import AVAILABLE as FAST_AVAILABLE
 from vsm_mcp.policy.fastcall import FastCall, OutOfMemory
+from vsm_mcp.policy.fastcall import self_check as fast_self_check
 
 PAGE = 65536
 
@@ -73,6 +74,9 @@ def check_exports(module: wasmtime.Module) -> None:
             )
 
 
+log = logging.getLogger(__name__)
+
+
 class LoadedPolicy:
     """A validated module with its metadata, encoder and instance pool."""
 
@@ -109,7 +113,7 @@ class LoadedPolicy:
         exports = instance.exports(store)
         memory, evaluate = exports["memory"], exports["vsm_evaluate"]
         assert isinstance(memory, wasmtime.Memory) and isinstance(evaluate, wasmtime.Func)
-        fast = FastCall(store, memory, evaluate) if FAST_AVAILABLE and self.runtime.fast_calls else None
+        fast = FastCall(store, memory, evaluate) if self.runtime.fast_calls else None
         return _Instance(store, memory, evaluate, exports, fast)
 
     def _read_header(self, inst: _Instance) -> tuple[PolicyMeta, int]:
@@ -184,12 +188,25 @@ class LoadedPolicy:
         return Decision("deny", "sandbox", f"policy {self.meta.name!r} failed closed: {error}", self.meta.name, error)
 
 
+def _fast_calls_usable() -> bool:
+    reason = fast_self_check()
+    if reason is not None and not _fast_warned:
+        _fast_warned.append(True)
+        log.warning("policy fast call off, using wasmtime's public API: %s", reason)
+    return reason is None
+
+
+_fast_warned: list[bool] = []
+
+
 class PolicyRuntime:
     """The wasmtime engine and the module cache (LRU by sha256)."""
 
     def __init__(self, limits: Limits | None = None, cache_size: int = 256, *, fast_calls: bool = True) -> None:
         self.limits = limits or Limits()
-        self.fast_calls = fast_calls  # False: only wasmtime-py's public API (tests compare both)
+        # False: only wasmtime-py's public API (tests compare both). The private fast call is used
+        # only after its start-up probe agreed with the public API (vsm_mcp/policy/fastcall.py).
+        self.fast_calls = fast_calls and _fast_calls_usable()
         config = wasmtime.Config()
         config.consume_fuel = True
         # Linear memory stays at one address for its life, so the hot path can cache it.

@@ -14,9 +14,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, delete, select, update
 
 from vsm_mcp.bus import Bus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Conflict, NotFound
-from vsm_mcp.events import Event
 from vsm_mcp.models import Policy, utcnow
 
 CHANGED_TOPIC = "policy.changed"

@@ -20,10 +20,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from vsm_mcp.bus import Bus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.config import Settings
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Conflict, NotFound, QuotaExceeded
-from vsm_mcp.events import Event
 from vsm_mcp.models import Artifact, new_id, utcnow
 from vsm_mcp.storage import buckets as cbcp
 from vsm_mcp.storage.backends import backend_urls, open_storage

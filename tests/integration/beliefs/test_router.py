@@ -15,7 +15,7 @@ from mcp.shared._httpx_utils import create_mcp_http_client
 from mcp.shared.exceptions import MCPError
 
 from router.app import create_app
-from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings

@@ -196,7 +196,7 @@ async def test_runs_alone_over_stdio(tmp_path: Any) -> None:
 
 
 async def test_malformed_bus_messages_do_not_stop_replication(make_node: Any, bus: MemoryBus) -> None:
-    from vsm_mcp.events import Event
+    from vsm_mcp.bus.events import Event
 
     t = "tenant-garbage"
     async with make_node("a", bus) as a, make_node("b", bus) as b:
@@ -209,7 +209,7 @@ async def test_malformed_bus_messages_do_not_stop_replication(make_node: Any, bu
 
 
 async def test_writes_are_acknowledged_and_kept_pending_while_the_bus_is_down(make_node: Any) -> None:
-    from vsm_mcp.bus_amqp import AmqpBus
+    from vsm_mcp.bus.amqp import AmqpBus
 
     dead = AmqpBus("amqp://guest:guest@127.0.0.1:1/")  # nothing listens on port 1
     try:

@@ -34,7 +34,7 @@ async def bus(request: pytest.FixtureRequest) -> AsyncIterator[Bus]:
         yield b
         await b.aclose()
         return
-    from vsm_mcp.bus_amqp import AmqpBus
+    from vsm_mcp.bus.amqp import AmqpBus
 
     exchange = f"vsm.test.{uuid.uuid4().hex[:10]}"
     b = AmqpBus(RABBITMQ_URL, exchange=exchange)

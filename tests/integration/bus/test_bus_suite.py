@@ -9,8 +9,8 @@ import pytest
 
 from tests.unit.bus.test_topics import TABLE
 from vsm_mcp.bus import Bus, Overflow
+from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import InvalidArguments
-from vsm_mcp.events import Event
 
 pytestmark = pytest.mark.anyio
 SENTINEL = "zz.sentinel"
@@ -143,7 +143,7 @@ async def test_amqp_worker_that_dies_mid_event_gets_it_redelivered() -> None:
     worker whose channel dies while holding it does not lose it."""
     from tests.conftest import RABBITMQ_URL
     from tests.integration.bus.conftest import _drop_exchange
-    from vsm_mcp.bus_amqp import AmqpBus
+    from vsm_mcp.bus.amqp import AmqpBus
 
     exchange, queue = f"vsm.test.{uuid.uuid4().hex[:10]}", f"test.redeliver.{uuid.uuid4().hex[:8]}"
     bus = AmqpBus(RABBITMQ_URL, exchange=exchange)

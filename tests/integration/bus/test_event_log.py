@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from vsm_mcp import migrate
+from vsm_mcp.bus.events import Event, EventLog
 from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event, EventLog
 from vsm_mcp.models import Tenant
 from vsm_mcp.tenants import create_tenant as _create_tenant
 

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from router.app import create_app
-from router.manifest import UpstreamSpec
+from router.upstreams.manifest import UpstreamSpec
 from tests.integration.edge.conftest import SseReader, eventually, serve
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings

@@ -10,8 +10,8 @@ import httpx
 import pytest
 
 from tests.integration.edge.conftest import SseReader, edge_app, eventually
+from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
-from vsm_mcp.events import Event
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("sse_write_path")]
 

@@ -16,10 +16,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.edge import sse
 from router.edge.sse_direct import direct_writer
-from router.http11 import http_chunk
+from router.upstreams.http11 import http_chunk
 from tests.integration.edge.conftest import EdgeApp, SseReader, edge_app, eventually
+from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
-from vsm_mcp.events import Event
 
 pytestmark = pytest.mark.anyio
 

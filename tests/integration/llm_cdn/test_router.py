@@ -13,7 +13,7 @@ import yaml
 from mcp import Client
 
 from router.app import create_app
-from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
 from tests.integration.llm_cdn.conftest import make_settings
 from tests.integration.llm_cdn.fake_openai import FakeState

@@ -110,7 +110,7 @@ async def test_a_change_on_one_replica_reloads_another_over_rabbitmq(pg_env: Env
     import uuid
 
     from tests.conftest import RABBITMQ_URL
-    from vsm_mcp.bus_amqp import AmqpBus
+    from vsm_mcp.bus.amqp import AmqpBus
     from vsm_mcp.db import Database
     from vsm_mcp.policy.authorizer import PolicyAuthorizer
     from vsm_mcp.policy.runtime import PolicyRuntime

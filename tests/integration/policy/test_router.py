@@ -15,7 +15,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from router.app import create_app
-from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
 from tests.integration.policy.conftest import Clock
 from vsm_mcp import migrate

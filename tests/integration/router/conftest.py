@@ -18,8 +18,8 @@ import pytest
 import uvicorn
 
 from router.app import create_app
-from router.hot_protocol import HotLaneProtocol
-from router.manifest import parse_manifest
+from router.fastlane.hot_protocol import HotLaneProtocol
+from router.upstreams.manifest import parse_manifest
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings
 
@@ -102,7 +102,7 @@ async def serve_router(entries: list[dict[str, Any]], **overrides: Any) -> Async
     app = create_app(settings, specs=parse_manifest({"upstreams": entries}, "test.yaml"))
     sock = socket.socket()
     sock.bind(("127.0.0.1", port))
-    # The protocol `vsm-mcp serve` runs (router/hot_protocol.py), so these tests cover its hot lane.
+    # The protocol `vsm-mcp serve` runs (router/fastlane/hot_protocol.py), so these tests cover its hot lane.
     config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=3, http=HotLaneProtocol)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))

@@ -6,8 +6,8 @@ import anyio
 import pytest
 from sqlmodel import select
 
-from router.manifest import parse_manifest
 from router.runtime import RouterRuntime
+from router.upstreams.manifest import parse_manifest
 from vsm_mcp import migrate
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import load_settings

@@ -8,7 +8,7 @@ import pytest
 
 from tests.integration.edge.conftest import SseReader
 from tests.integration.router.conftest import serve_router
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 pytestmark = pytest.mark.anyio
 

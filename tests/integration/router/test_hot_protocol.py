@@ -1,4 +1,4 @@
-"""router/hot_protocol.py over raw sockets: the HTTP/1.1 rules the hot lane must keep.
+"""router/fastlane/hot_protocol.py over raw sockets: the HTTP/1.1 rules the hot lane must keep.
 
 Pipelined requests are answered in order (a hot one and a normal one), keep-alive is reused
 and ``Connection: close`` honoured, a streamed (SSE) answer from the SDK is chunk-framed, bad
@@ -15,7 +15,7 @@ from typing import Any
 import h11
 import pytest
 
-from router.hot_protocol import HotLaneProtocol
+from router.fastlane.hot_protocol import HotLaneProtocol
 from tests.integration.router.conftest import serve_router
 
 pytestmark = pytest.mark.anyio

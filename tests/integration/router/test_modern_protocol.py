@@ -10,7 +10,7 @@ import pytest
 from mcp import Client
 from mcp.shared.exceptions import MCPError
 
-from router.hot_protocol import HotLaneProtocol
+from router.fastlane.hot_protocol import HotLaneProtocol
 from tests.integration.router.conftest import serve_router, stdio_entry
 
 pytestmark = pytest.mark.anyio
@@ -30,7 +30,7 @@ async def test_default_mode_client_lists_and_calls(http_upstream: str) -> None:
             assert failed.is_error
             # Answered by the fast lane (list + 2 calls), and still valid for the SDK's checks.
             assert fast.served - served == 3
-            # ... and every POST /mcp took the server's hot lane (router/hot_protocol.py).
+            # ... and every POST /mcp took the server's hot lane (router/fastlane/hot_protocol.py).
             assert HotLaneProtocol.served_hot - hot >= 4
             found = await c.call_tool("find_tools", {"query": "add two numbers", "limit": 3})
             assert not found.is_error and "add" in found.content[0].text  # type: ignore[union-attr]
@@ -48,7 +48,7 @@ async def test_client_hanging_up_cancels_a_slow_call(http_upstream: str) -> None
     import anyio
     import httpx
 
-    from router.fastpath import WATCH_AFTER_S
+    from router.fastlane.fastpath import WATCH_AFTER_S
 
     entries = [{"name": "h", "kind": "http", "url": http_upstream}]
     async with serve_router(entries) as (base, app):

@@ -17,7 +17,7 @@ import pytest
 from tests.unit.vectors.test_backends import DIM, brute, clustered
 from vsm_mcp.errors import ConfigError, InvalidArguments
 from vsm_mcp.vectors import Filter, exact_distances, make_index, open_index
-from vsm_mcp.vectors_pg import PgVectorIndex
+from vsm_mcp.vectors.pgvector import PgVectorIndex
 
 N = 600
 

@@ -16,7 +16,7 @@ import yaml
 from mcp import Client, StdioServerParameters
 
 from router.app import create_app
-from router.manifest import DEFAULT_MANIFEST, parse_manifest
+from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings

@@ -11,9 +11,9 @@ from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from router.edge.health import readyz_endpoint
-from router.edge.ratelimit import RateLimitMiddleware, client_key
+from router.gate.ratelimit import RateLimitMiddleware, client_key
 from vsm_mcp.bus import MemoryBus
-from vsm_mcp.bus_amqp import AmqpBus
+from vsm_mcp.bus.amqp import AmqpBus
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
 from vsm_mcp.telemetry import Metrics

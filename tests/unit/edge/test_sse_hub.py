@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from router.edge.sse import SseConnection, SseHub, encode_event, parse_topics
 from router.edge.telegram import parse_chat_bindings, result_text
 from vsm_mcp.bus import MemoryBus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import ConfigError, InvalidArguments
-from vsm_mcp.events import Event
 from vsm_mcp.telemetry import Metrics
 
 

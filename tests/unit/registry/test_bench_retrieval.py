@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from router.bench_retrieval import load_tools, metrics
 from vsm_mcp.cli import app
+from vsm_mcp.cli.bench_retrieval import load_tools, metrics
 from vsm_mcp.errors import InvalidArguments
 
 TOOLS = [

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.bm25 import BM25Index, field_counts
+from router.registry.bm25 import BM25Index, field_counts
 
 W = {"name": 3.0, "description": 1.0}
 

@@ -10,14 +10,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from vsm_mcp import embeddings_onnx
 from vsm_mcp.embeddings import MiniLMEmbedder, make_embedder
+from vsm_mcp.embeddings import onnx_encoder as embeddings_onnx
 from vsm_mcp.errors import ConfigError
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnx")
 
-from vsm_mcp.embeddings_onnx import OnnxMiniLMEmbedder  # noqa: E402
+from vsm_mcp.embeddings.onnx_encoder import OnnxMiniLMEmbedder  # noqa: E402
 
 SENTENCES = [
     "A man is eating pasta.",
@@ -98,7 +98,7 @@ def test_a_corrupt_cached_file_is_rebuilt_with_a_warning(
         path.write_bytes(next((tmp_path / "other").glob("*.onnx")).read_bytes())
     embeddings_onnx._SESSIONS.clear()
     builds = embeddings_onnx.builds
-    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings_onnx"):
+    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings.onnx_encoder"):
         again = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path).embed(SENTENCES[:2])
     assert embeddings_onnx.builds == builds + 1
     assert any("unusable" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
@@ -144,7 +144,7 @@ def test_an_unwritable_cache_still_gives_a_working_embedder(
 ) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the cache directory should be")
-    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings_onnx"):
+    with caplog.at_level(logging.WARNING, logger="vsm_mcp.embeddings.onnx_encoder"):
         vec = OnnxMiniLMEmbedder("int8", cache_dir=blocker / "models").embed(["hello"])
     assert vec.shape == (1, 384)
     assert any("cannot cache" in r.getMessage() for r in caplog.records)

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router.embedding_store import DiskEmbeddingStore
-from router.registry import ToolRecord, ToolRegistry, record_from_tool
+from router.registry.embedding_store import DiskEmbeddingStore
+from router.registry.index import ToolRecord, ToolRegistry, record_from_tool
 from vsm_mcp.embeddings import HashEmbedder
 from vsm_mcp.errors import InvalidArguments
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from router.tool_text import embedding_text, field_tokens, first_sentences, split_identifier, stem, tokenize
+from router.registry.tool_text import (
+    embedding_text,
+    field_tokens,
+    first_sentences,
+    split_identifier,
+    stem,
+    tokenize,
+)
 
 
 def test_split_identifier_handles_camel_snake_kebab_and_acronyms() -> None:

@@ -9,12 +9,12 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from router.registry import ToolRecord, ToolRegistry
+from router.registry.index import ToolRecord, ToolRegistry
 from vsm_mcp.embeddings import HashEmbedder, normalize_rows
 
 pytest.importorskip("numkong")
 
-from router.vector_scan import Int8Scan  # noqa: E402
+from router.registry.vector_scan import Int8Scan  # noqa: E402
 
 
 def test_every_cosine_is_within_the_stated_bound() -> None:

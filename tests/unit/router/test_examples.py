@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from router.manifest import load_manifests
+from router.upstreams.manifest import load_manifests
 
 ROOT = Path(__file__).resolve().parents[3]
 

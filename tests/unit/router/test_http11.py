@@ -1,4 +1,4 @@
-"""router/http11.py against a real TCP server on 127.0.0.1 that answers with scripted bytes.
+"""router/upstreams/http11.py against a real TCP server on 127.0.0.1 that answers with scripted bytes.
 
 Each case is one way an HTTP/1.1 server may frame an answer (Content-Length, chunked, until
 close, interim 100, split across packets) or misbehave (garbage, closing a kept-alive
@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 
-from router.http11 import Http11Pool, HttpError
+from router.upstreams.http11 import Http11Pool, HttpError
 
 pytestmark = pytest.mark.anyio
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.manifest import DEFAULT_MANIFEST, load_manifests, parse_manifest
+from router.upstreams.manifest import DEFAULT_MANIFEST, load_manifests, parse_manifest
 from vsm_mcp.errors import ConfigError
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from router import names
+from router.registry import names
 
 part = st.text(min_size=1, max_size=80)
 pairs = st.lists(st.tuples(part, part), min_size=1, max_size=40)

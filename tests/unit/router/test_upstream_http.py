@@ -1,4 +1,4 @@
-"""router/upstream_http.py: a sessionless tools/call against a scripted HTTP server — what is
+"""router/upstreams/http_session.py: a sessionless tools/call against a scripted HTTP server — what is
 sent, and what each kind of answer becomes (passed through as JSON, typed, or an error)."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import mcp.types as mt
 import pytest
 from mcp.shared.exceptions import MCPError
 
-from router.upstream_http import RawHttpSession
+from router.upstreams.http_session import RawHttpSession
 from tests.unit.router.test_http11 import scripted
 
 pytestmark = pytest.mark.anyio

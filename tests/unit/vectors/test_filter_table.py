@@ -10,7 +10,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from vsm_mcp.vectors_filter import Filter, MetaTable
+from vsm_mcp.vectors.filter import Filter, MetaTable
 
 tenants = st.sampled_from(["a", "b", "c"])
 tags = st.lists(st.sampled_from(["x", "y", "z"]), unique=True, max_size=3)

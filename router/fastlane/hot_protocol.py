@@ -1,6 +1,6 @@
 """uvicorn's httptools protocol, with a shorter road for POST requests to exactly ``/mcp``.
 
-Why: after the fast lane (router/fastpath.py) and the lean upstream client, the biggest single
+Why: after the fast lane (router/fastlane/fastpath.py) and the lean upstream client, the biggest single
 cost left on a routed call was uvicorn's per-request ASGI machinery — a scope plus a
 ``RequestResponseCycle`` with its ``asyncio.Event``, the proxy-headers middleware, header
 validation and two socket writes per response (head, then body). A bare uvicorn+ASGI forwarding
@@ -36,9 +36,19 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
 
-from router.http11 import LAST_CHUNK, http_chunk
+from router.upstreams.http11 import LAST_CHUNK, http_chunk
+from vsm_mcp.internals import missing, version_in
 
 log = logging.getLogger(__name__)
+
+# The private side of uvicorn's HttpToolsProtocol this subclass relies on; checked at start-up
+# (``self_check``) together with the version range pinned in pyproject.toml.
+UVICORN_TESTED = ("0.54", "0.55")
+_BASE_INTERNALS = (
+    "config", "scope", "cycle", "parser", "tasks", "flow", "url", "transport", "server_state", "root_path",
+    "pipeline", "loop", "limit_concurrency", "headers", "on_headers_complete", "on_body",
+    "on_message_complete", "on_response_complete",
+)
 
 HOT_PATH = b"/mcp"
 # Request headers that send a request down uvicorn's normal road (see the module docstring).
@@ -225,3 +235,20 @@ _INTERNAL_ERROR = (
     b"HTTP/1.1 500 Internal Server Error\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: 21\r\nconnection: close\r\n\r\nInternal Server Error"
 )
+
+
+def self_check() -> str | None:
+    """None when the uvicorn installed here is the one the hot lane was written against; else
+    why not (``vsm-mcp serve`` then logs it in one line and serves with uvicorn's own protocol)."""
+    return version_in("uvicorn", *UVICORN_TESTED) or missing(HttpToolsProtocol, _BASE_INTERNALS)
+
+
+def http_protocol(wanted: bool) -> Any:
+    """What ``uvicorn.run(http=…)`` gets: the hot lane when wanted and its self-check passes."""
+    if not wanted:
+        return "auto"
+    reason = self_check()
+    if reason is not None:
+        log.warning("hot lane off, serving with uvicorn's own protocol: %s", reason)
+        return "auto"
+    return HotLaneProtocol

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from functools import lru_cache
 from typing import Protocol
 
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 
 @lru_cache(maxsize=4096)
@@ -234,6 +234,6 @@ def make_bus(url: str) -> Bus:
     """The bus for ``VSM_BUS_URL``."""
     if url.startswith("memory"):
         return MemoryBus()
-    from vsm_mcp.bus_amqp import AmqpBus  # imported lazily: aio-pika only when used
+    from vsm_mcp.bus.amqp import AmqpBus  # imported lazily: aio-pika only when used
 
     return AmqpBus(url)

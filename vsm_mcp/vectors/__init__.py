@@ -3,10 +3,10 @@
 Backends (``make_index(backend, dim, metric, **params)``):
 
 * ``usearch`` (default) — HNSW graph in memory, saved to a file and memory-mapped on load
-  (``vsm_mcp.vectors_usearch``).
+  (``vsm_mcp.vectors.hnsw``).
 * ``pq`` — faiss IVF-PQ codes in memory, full vectors in a ``np.memmap`` on disk for exact
-  re-ranking of the candidates (``vsm_mcp.vectors_pq``): ~1/16 of the float32 RAM.
-* ``pgvector`` — a PostgreSQL table with an HNSW index (``vsm_mcp.vectors_pg``).
+  re-ranking of the candidates (``vsm_mcp.vectors.pq``): ~1/16 of the float32 RAM.
+* ``pgvector`` — a PostgreSQL table with an HNSW index (``vsm_mcp.vectors.pgvector``).
 
 Conventions shared by every backend:
 
@@ -14,7 +14,7 @@ Conventions shared by every backend:
 * ``search`` returns ``[(id, distance), …]`` best first, where **distance is smaller = closer**:
   ``cos`` → ``1 - cosine_similarity``, ``ip`` → ``1 - dot``, ``l2`` → squared Euclidean distance.
 * metadata per id may carry ``tenant`` (str), ``collection`` (str) and ``tags`` (list of str);
-  a ``Filter`` on those is applied inside the search (see ``vsm_mcp.vectors_filter``), and a
+  a ``Filter`` on those is applied inside the search (see ``vsm_mcp.vectors.filter``), and a
   filter naming a tenant never returns another tenant's id.
 * bad input raises ``InvalidArguments``: wrong dimension, NaN/inf, ids out of range, duplicates.
 """
@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from vsm_mcp.errors import ConfigError, InvalidArguments
-from vsm_mcp.vectors_filter import Filter
+from vsm_mcp.vectors.filter import Filter
 
 __all__ = [
     "BACKENDS", "METRICS", "Filter", "Hit", "Metric", "VectorIndex", "check_ids", "check_matrix",
@@ -155,15 +155,15 @@ def make_index(backend: str, dim: int, metric: str = "cos", **params: Any) -> Ve
         raise InvalidArguments(f"dimension must be an integer in 1..65536, got {dim!r}")
     m = check_metric(metric)
     if backend == "usearch":
-        from vsm_mcp.vectors_usearch import UsearchIndex
+        from vsm_mcp.vectors.hnsw import UsearchIndex
 
         return UsearchIndex(dim, m, **params)
     if backend == "pq":
-        from vsm_mcp.vectors_pq import PQIndex
+        from vsm_mcp.vectors.pq import PQIndex
 
         return PQIndex(dim, m, **params)
     if backend == "pgvector":
-        from vsm_mcp.vectors_pg import PgVectorIndex
+        from vsm_mcp.vectors.pgvector import PgVectorIndex
 
         index: VectorIndex = PgVectorIndex(dim, m, **params)
         return index
@@ -181,15 +181,15 @@ def open_index(path: str | Path, **params: Any) -> VectorIndex:
     manifest = json.loads(manifest_path.read_text())
     backend = manifest["backend"]
     if backend == "usearch":
-        from vsm_mcp.vectors_usearch import UsearchIndex
+        from vsm_mcp.vectors.hnsw import UsearchIndex
 
         return UsearchIndex.load(path, **params)
     if backend == "pq":
-        from vsm_mcp.vectors_pq import PQIndex
+        from vsm_mcp.vectors.pq import PQIndex
 
         return PQIndex.load(path, **params)
     if backend == "pgvector":
-        from vsm_mcp.vectors_pg import PgVectorIndex
+        from vsm_mcp.vectors.pgvector import PgVectorIndex
 
         knobs = {k: manifest[k] for k in ("table", "m", "ef_construction", "ef_search")}
         index: VectorIndex = PgVectorIndex(int(manifest["dim"]), manifest["metric"], **{**knobs, **params})

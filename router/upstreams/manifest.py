@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from vsm_mcp.errors import ConfigError
 
-DEFAULT_MANIFEST = Path(__file__).resolve().parent.parent / "manifests" / "default.yaml"
+DEFAULT_MANIFEST = Path(__file__).resolve().parents[2] / "manifests" / "default.yaml"
 NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,48}$")
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 

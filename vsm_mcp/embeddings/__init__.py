@@ -85,7 +85,7 @@ def _minilm(backend: str) -> Embedder:
     """``minilm`` runs on onnxruntime when it is installed (``MINILM_DEFAULT``), else on numpy."""
     if backend not in ("", "int8", "fp32", "numpy"):
         raise ConfigError(f"unknown embedder 'minilm:{backend}'; use minilm, minilm:int8, minilm:fp32 or minilm:numpy")
-    from vsm_mcp import embeddings_onnx
+    from vsm_mcp.embeddings import onnx_encoder as embeddings_onnx
 
     if backend == "numpy" or (backend == "" and not embeddings_onnx.onnxruntime_available()):
         return MiniLMEmbedder()

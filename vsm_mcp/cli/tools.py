@@ -21,7 +21,7 @@ from rich.table import Table
 from vsm_mcp.errors import ConfigError, InvalidArguments, VsmError
 
 if TYPE_CHECKING:
-    from router.registry import SearchHit
+    from router.registry.index import SearchHit
 
 tools_app = typer.Typer(help="List and search the tools of every upstream (the semantic registry).", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that run inside the CLI.", no_args_is_help=True)
@@ -101,7 +101,8 @@ def tools_list(
     manifest: ManifestOpt = None,
 ) -> None:
     """List every tool of every upstream (public name, availability, tags)."""
-    from vsm_mcp.cli import _router_settings, run_async
+    from vsm_mcp.cli.common import router_settings as _router_settings
+    from vsm_mcp.cli.common import run_async
 
     settings = _router_settings(manifest)
     entries, _ = run_async(_with_registry(settings, None))
@@ -126,7 +127,8 @@ def tools_search(
     manifest: ManifestOpt = None,
 ) -> None:
     """Rank tools for a natural-language query (the same search as the find_tools meta-tool)."""
-    from vsm_mcp.cli import _router_settings, run_async
+    from vsm_mcp.cli.common import router_settings as _router_settings
+    from vsm_mcp.cli.common import run_async
 
     if mode not in ("hybrid", "bm25", "embedding"):
         raise InvalidArguments(f"--mode must be hybrid, bm25 or embedding (got {mode!r})")
@@ -144,10 +146,10 @@ def bench_retrieval(
     fusion: Annotated[str | None, typer.Option("--fusion", help="weighted or rrf (default VSM_SEARCH_FUSION).")] = None,
 ) -> None:
     """Tool-retrieval quality and latency of bm25, embedding and hybrid search, side by side."""
-    from router.bench_retrieval import run
-    from router.embedding_store import default_store
-    from router.registry import ToolRegistry
-    from vsm_mcp.cli import settings_from
+    from router.registry.embedding_store import default_store
+    from router.registry.index import ToolRegistry
+    from vsm_mcp.cli.bench_retrieval import run
+    from vsm_mcp.cli.common import settings_from
     from vsm_mcp.embeddings import make_embedder
 
     settings = settings_from()

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from router.names import assign
-from router.registry import MODES, Fusion, Mode, ToolRecord, ToolRegistry, record_from_tool
+from router.registry.index import MODES, Fusion, Mode, ToolRecord, ToolRegistry, record_from_tool
+from router.registry.names import assign
 from vsm_mcp.errors import InvalidArguments
 
 

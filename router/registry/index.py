@@ -5,7 +5,7 @@
 ``search`` ranks tools for a natural-language query by
 
 * BM25 over the tool name (split on camelCase/snake_case), title, description and parameter
-  names/descriptions, with field weights (router/bm25.py, router/tool_text.py);
+  names/descriptions, with field weights (router/registry/bm25.py, router/registry/tool_text.py);
 * cosine similarity of the query's and the tool's embedding (vsm_mcp.embeddings);
 * fusion of the two: a weighted sum of min-max normalised scores (default) or reciprocal rank
   fusion — both measured by ``vsm-mcp bench retrieval``, see docs/ARCHITECTURE.md.
@@ -30,10 +30,10 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from router.bm25 import BM25Index, FieldCounts, field_counts
-from router.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
-from router.tool_text import embedding_text, expand_query, field_tokens, tokenize
-from router.vector_scan import Int8Scan, int8_scan_available
+from router.registry.bm25 import BM25Index, FieldCounts, field_counts
+from router.registry.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
+from router.registry.tool_text import embedding_text, expand_query, field_tokens, tokenize
+from router.registry.vector_scan import Int8Scan, int8_scan_available
 from vsm_mcp.embeddings import Embedder, blas_limit
 from vsm_mcp.errors import InvalidArguments
 
@@ -47,14 +47,14 @@ FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 
 # Weighted fusion: share of the embedding score. 0.6 once the server id is in the embedded text:
 # held-out MRR up in 4 of 5 leave-servers-out folds, recall@5 down in none (benchmarks/RESULTS.md).
 EMBED_WEIGHT = 0.6
-SYNONYM_WEIGHT = 0.3  # BM25 query weight of generic synonyms (router/tool_text.py SYNONYM_GROUPS)
+SYNONYM_WEIGHT = 0.3  # BM25 query weight of generic synonyms (router/registry/tool_text.py SYNONYM_GROUPS)
 RRF_K = 60.0
 BM25_K1 = 1.2
 BM25_B = 0.75
 BM25_PER_FIELD = False
 EMBED_BATCH = 256
 # From this many tools, weighted hybrid search scans 8-bit codes of the vectors and re-scores
-# the few that can rank first with the float32 ones (router/vector_scan.py, _reranked_scores):
+# the few that can rank first with the float32 ones (router/registry/vector_scan.py, _reranked_scores):
 # below it the exact matvec is already about as cheap as the bookkeeping.
 SCAN_MIN_TOOLS = 2048
 RERANK_POOL = 256  # fewer eligible tools than 4x this (filters): the exact scan

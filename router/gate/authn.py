@@ -14,7 +14,7 @@ import json
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from router.edge.ratelimit import retry_after_header
+from router.gate.ratelimit import retry_after_header
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.errors import Unauthorized, VsmError

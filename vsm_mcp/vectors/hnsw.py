@@ -38,7 +38,7 @@ from usearch.index import Index
 
 from vsm_mcp.errors import InvalidArguments
 from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query, exact_distances
-from vsm_mcp.vectors_filter import Filter, MetaTable
+from vsm_mcp.vectors.filter import Filter, MetaTable
 
 _METRIC = {"cos": "cos", "ip": "ip", "l2": "l2sq"}
 _DTYPES = ("f32", "f16", "i8")

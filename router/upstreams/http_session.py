@@ -5,7 +5,7 @@ hop per message, output-schema validation); per call that costs about as much as
 upstream's own work, which would double the latency of every routed call. This session
 speaks just enough of the streamable HTTP transport for ``tools/call``: it initialises once
 (its own ``Mcp-Session-Id``, over httpx), then each call is one POST on a kept-alive connection
-(router/http11.py). When the upstream also serves the sessionless 2026-07-28 era (probed once
+(router/upstreams/http11.py). When the upstream also serves the sessionless 2026-07-28 era (probed once
 with ``server/discover``), a call without progress goes in that era: one self-contained POST
 answered with plain JSON. Otherwise the answer is
 read either as JSON or as an SSE stream (progress notifications for the call are
@@ -13,7 +13,7 @@ relayed on the way). Everything else — lists, notifications, health pings, ser
 requests — stays on the SDK session the supervisor keeps next to it.
 
 Errors are mapped here: transport failures → ``UpstreamUnavailable``; a JSON-RPC error → the
-same mapping as the SDK path (router/upstream.py ``map_error``). An expired session (HTTP 404)
+same mapping as the SDK path (router/upstreams/upstream.py ``map_error``). An expired session (HTTP 404)
 is re-initialised once, transparently.
 """
 
@@ -29,7 +29,7 @@ import httpx
 import mcp.types as mt
 from mcp.shared.exceptions import MCPError
 
-from router.http11 import Http11Pool, HttpError, Response
+from router.upstreams.http11 import Http11Pool, HttpError, Response
 from vsm_mcp import json_fast
 from vsm_mcp.errors import UpstreamUnavailable
 
@@ -211,7 +211,7 @@ class RawHttpSession:
     async def _read_fast(
         self, resp: Response, rid: Any, progress: tuple[str | None, ProgressFn] | None
     ) -> dict[str, Any]:
-        """The JSON-RPC answer from a router/http11.py response (JSON, or SSE events)."""
+        """The JSON-RPC answer from a router/upstreams/http11.py response (JSON, or SSE events)."""
         ctype = resp.headers.get("content-type", "")
         if ctype.startswith("application/json"):
             data = json_fast.loads(await resp.read())

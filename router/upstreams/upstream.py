@@ -11,7 +11,7 @@ The interface the rest of the router uses is small::
     await up.aclose()                   # stdio: the process group is killed
 
 Transports: ``builtin`` → the server built in-process from ``target`` (``mcp.Client(server)``,
-no socket); ``stdio`` → router/upstream_stdio.py; ``http`` → streamable HTTP, falling back to SSE.
+no socket); ``stdio`` → router/upstreams/stdio.py; ``http`` → streamable HTTP, falling back to SSE.
 A session is initialised once and reused for every call. When it dies (process exit, closed
 connection, failed health ping) its tools are marked unavailable in the catalog, calls get
 ``UpstreamUnavailable`` and the supervisor reconnects with exponential backoff.
@@ -37,10 +37,10 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 from pydantic import ValidationError
 
-from router.catalog import Catalog
-from router.manifest import UpstreamSpec
-from router.upstream_http import RawHttpSession
-from router.upstream_stdio import StdioTransport
+from router.registry.catalog import Catalog
+from router.upstreams.http_session import RawHttpSession
+from router.upstreams.manifest import UpstreamSpec
+from router.upstreams.stdio import StdioTransport
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import (
     InvalidArguments,
@@ -338,7 +338,7 @@ class Upstream:
                         await raw.aclose()
 
     async def _open_raw(self) -> None:
-        """The lean tools/call session next to the SDK one (router/upstream_http.py); optional."""
+        """The lean tools/call session next to the SDK one (router/upstreams/http_session.py); optional."""
         raw = RawHttpSession(self.name, self.spec.url, self.spec.http_headers(), self.spec.timeout)
         try:
             with anyio.fail_after(CONNECT_TIMEOUT_S):

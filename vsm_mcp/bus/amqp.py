@@ -23,8 +23,8 @@ from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractIncomingMess
 from pydantic import ValidationError
 
 from vsm_mcp.bus import Overflow, Tap, check_patterns, run_taps
+from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import UpstreamUnavailable
-from vsm_mcp.events import Event
 
 EXCHANGE = "vsm.events"
 _STOP = object()

@@ -30,7 +30,7 @@ from typing import Any
 import anyio
 from starlette.types import Message, Receive, Scope, Send
 
-from router.authn import principal_of
+from router.gate.authn import principal_of
 from vsm_mcp import json_fast
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, VsmError
 

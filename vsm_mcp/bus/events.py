@@ -37,7 +37,7 @@ from vsm_mcp.models import TenantOwned
 if TYPE_CHECKING:
     from vsm_mcp.db import Database
 
-log = logging.getLogger("vsm_mcp.events")
+log = logging.getLogger("vsm_mcp.bus.events")
 _counter = itertools.count()
 _JSON = JSON().with_variant(JSONB(), "postgresql")
 

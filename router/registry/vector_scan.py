@@ -6,7 +6,7 @@ processes evict it from the L3). As 8-bit codes with one scale per row it is 3.8
 numkong's packed int8 dot-product kernels (AVX-512 VNNI; numkong ships with usearch) scan it
 in ~0.08 ms. The scan only chooses candidates: with each cosine comes a bound on its error, and
 the registry re-scores with the float32 vectors every tool that the bound does not rule out
-(router/registry.py), so the ranking is the exact one.
+(router/registry/index.py), so the ranking is the exact one.
 """
 
 from __future__ import annotations

@@ -32,7 +32,7 @@ import numpy.typing as npt
 
 from vsm_mcp.errors import ConfigError, DatabaseUnavailable, InvalidArguments
 from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query
-from vsm_mcp.vectors_filter import Filter, check_meta
+from vsm_mcp.vectors.filter import Filter, check_meta
 
 T = TypeVar("T")
 _OPS = {"cos": ("vector_cosine_ops", "<=>"), "ip": ("vector_ip_ops", "<#>"), "l2": ("vector_l2_ops", "<->")}

@@ -2,7 +2,7 @@
 documents a tool contributes to BM25 and to its embedding.
 
 Kept apart from the index so both the live registry and the retrieval benchmark use exactly
-the same text preparation (router/registry.py, router/bench_retrieval.py).
+the same text preparation (router/registry/index.py, vsm_mcp/cli/bench_retrieval.py).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ import numpy.typing as npt
 
 from vsm_mcp.errors import InvalidArguments
 from vsm_mcp.vectors import Hit, Metric, check_ids, check_matrix, check_query, exact_distances
-from vsm_mcp.vectors_filter import Filter, MetaTable
+from vsm_mcp.vectors.filter import Filter, MetaTable
 
 VECTORS_FILE = "vectors.f32"
 TRAIN_SAMPLE = 100_000

@@ -3,7 +3,7 @@
 Upstream supervisors call ``set_server(...)`` when a server's lists are (re)loaded (start-up,
 ``list_changed``, reconnect) and ``set_available(...)`` when it goes down or comes back.
 Listeners registered with ``add_listener`` get ``on_change(server, tools)`` (a list of
-``ToolEntry``) after each such change — the registry (router/registry.py) indexes from it.
+``ToolEntry``) after each such change — the registry (router/registry/index.py) indexes from it.
 
 Reads are cheap: ``resolve(public_name)`` is one dict lookup, and ``version`` changes on every
 write so callers (the aggregate's serialized ``tools/list``) can cache by it.
@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import mcp.types as mt
 
-from router import names
+from router.registry import names
 from vsm_mcp.errors import NotFound
 
 log = logging.getLogger(__name__)

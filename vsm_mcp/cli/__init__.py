@@ -1,0 +1,50 @@
+"""`vsm-mcp` — the command line, and the composition root.
+
+This package is the one part of the kernel allowed to import ``router`` and ``servers``: it
+wires the pieces together. Each command group is a module (``admin``, ``run``, ``tools`` …)
+built on ``common``; this file only assembles them. Every command turns a ``VsmError`` into
+one red line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from vsm_mcp.cli import admin, run
+from vsm_mcp.cli.common import err
+from vsm_mcp.cli.tools import bench_app, tools_app
+from vsm_mcp.errors import ConfigError
+from vsm_mcp.policy.cli import policy_app
+
+app = typer.Typer(
+    name="vsm-mcp",
+    help="vsm-mcp: one MCP endpoint in front of many MCP servers, with tool search, policy, "
+    "rate limits, caching and audit. Start with `vsm-mcp serve`; settings come from VSM_* "
+    "environment variables or .env (see .env.example).",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.command()(admin.migrate)
+app.add_typer(admin.tenants_app, name="tenants")
+app.add_typer(admin.keys_app, name="keys")
+for command in (run.serve, run.stdio, run.call, run.server):
+    app.command()(command)
+app.add_typer(policy_app, name="policy")
+app.add_typer(tools_app, name="tools")
+app.add_typer(bench_app, name="bench")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ConfigError as exc:  # raised while building settings inside a command
+        err.print(f"[bold red]error:[/] {exc.message}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""What every CLI command shares: consoles, one-line errors, settings, database checks.
+
+Command modules (``vsm_mcp/cli/*.py``) import from here; ``vsm_mcp/cli/__init__.py`` assembles
+them into one typer app. Nothing here imports a command module, so there is no cycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.errors import ConfigError, VsmError
+
+T = TypeVar("T")
+
+err = Console(stderr=True, highlight=False)
+out = Console(highlight=False)
+
+
+def fail(message: str, code: int = 1) -> None:
+    err.print(f"[bold red]error:[/] {message}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
+    """Decorator: VsmError (and Ctrl-C) → one line and an exit code, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.message, 2)
+        except VsmError as exc:
+            fail(exc.message, 1)
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        raise AssertionError("unreachable")
+
+    return wrapper
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def settings_from(database_url: str | None = None, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = {k: v for k, v in extra.items() if v is not None}
+    if database_url:
+        overrides["database_url"] = database_url
+        overrides.setdefault("migration_database_url", database_url)
+    return load_settings(**overrides)
+
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", help="Override VSM_DATABASE_URL (sqlite+aiosqlite:///… or postgresql+asyncpg://…)."),
+]
+
+
+def check_reachable(settings: Settings, url: str) -> None:
+    from vsm_mcp.db import Database
+
+    async def probe() -> tuple[bool, str]:
+        db = Database(settings, url)
+        try:
+            return await db.health(timeout=5)
+        finally:
+            await db.aclose()
+
+    ok, detail = run_async(probe())
+    if not ok:
+        raise VsmError(f"cannot reach the database at {redact(url)}: {detail.removeprefix('database unavailable: ')}")
+
+
+def redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+ManifestOpt = Annotated[
+    list[str] | None,
+    typer.Option("--manifest", "-m", help="Manifest file or directory (repeatable); overrides VSM_MANIFESTS."),
+]
+
+
+def router_settings(manifest: list[str] | None, database_url: str | None = None) -> Settings:
+    from vsm_mcp import migrate as m
+
+    settings = settings_from(database_url, manifests=manifest or None)
+    check_reachable(settings, settings.migration_database_url)
+    quiet_migrate(m.upgrade, settings.migration_database_url)
+    return settings
+
+
+def quiet_migrate(fn: Callable[[str], None], url: str) -> None:
+    """Run a migration with stdout redirected to stderr (stdout may be an MCP stdio channel)."""
+    import contextlib
+
+    with contextlib.redirect_stdout(sys.stderr):
+        fn(url)

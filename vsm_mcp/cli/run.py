@@ -1,0 +1,136 @@
+"""``vsm-mcp serve | stdio | call | server``: the router and the servers, run."""
+
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+
+from vsm_mcp.cli.common import (
+    DbUrl,
+    ManifestOpt,
+    check_reachable,
+    err,
+    handle_errors,
+    out,
+    redact,
+    router_settings,
+    run_async,
+    settings_from,
+)
+from vsm_mcp.errors import VsmError
+
+
+@handle_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (VSM_HOST, default 127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (VSM_PORT, default 8765).")] = None,
+    database_url: DbUrl = None,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Run the router: MCP at /mcp, edge routes, /healthz and /readyz.
+
+    With nothing configured it uses the embedded defaults: SQLite under ./.vsm, a local
+    vector index, a disk cache and the in-process bus. The schema is migrated at start.
+    """
+    import uvicorn
+
+    from router.app import create_app
+    from router.edge.sse_direct import engaged as sse_direct_engaged
+    from router.fastlane.hot_protocol import http_protocol
+    from vsm_mcp import migrate as m
+
+    settings = settings_from(database_url, host=host, port=port, manifests=manifest or None)
+    check_reachable(settings, settings.migration_database_url)
+    m.upgrade(settings.migration_database_url)
+    asgi = create_app(settings)
+    if settings.log_level != "debug":
+        import logging
+
+        # The SDK logs every session and every failed tool call at INFO; those belong in
+        # episodes and /metrics, not on the console of a server that may handle thousands.
+        for name in ("mcp", "httpx", "LiteLLM"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    err.print(
+        f"vsm-mcp serving on http://{settings.host}:{settings.port}  "
+        f"(MCP: /mcp · health: /healthz · readiness: /readyz · database: {redact(settings.database_url)})"
+    )
+    sse_direct_engaged()  # logs one line now, at start-up, if SSE direct writes are off
+    # HotLaneProtocol: uvicorn's httptools protocol with a shorter road for POST /mcp (router/fastlane/hot_protocol.py).
+    uvicorn.run(
+        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on",
+        http=http_protocol(settings.hot_lane),
+    )
+
+
+@handle_errors
+def stdio(manifest: ManifestOpt = None, database_url: DbUrl = None) -> None:
+    """Serve the aggregate MCP endpoint over stdin/stdout (for clients that launch a local command).
+
+    Tools are named <server>__<tool>. The caller is the local user: the default tenant when
+    VSM_ALLOW_ANONYMOUS is on, or the key in VSM_API_KEY.
+    """
+    import logging
+
+    from router.local import serve_stdio
+
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    settings = router_settings(manifest, database_url)
+    run_async(serve_stdio(settings))
+
+
+@handle_errors
+def call(
+    tool: Annotated[str, typer.Argument(help="Public tool name, <server>__<tool>.")],
+    json_args: Annotated[str, typer.Option("--json", help="Arguments as a JSON object.")] = "{}",
+    manifest: ManifestOpt = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Run one tool call in-process through the full pipeline and print the result as JSON."""
+    import json
+
+    from router.local import call_once, result_json
+
+    try:
+        arguments = json.loads(json_args)
+    except json.JSONDecodeError as exc:
+        raise VsmError(f"--json is not valid JSON: {exc.msg} at column {exc.colno}") from None
+    if not isinstance(arguments, dict):
+        raise VsmError("--json must be a JSON object, e.g. '{\"key\": \"value\"}'")
+    settings = router_settings(manifest, database_url)
+    result = run_async(call_once(settings, tool, arguments))
+    out.print(result_json(result), soft_wrap=True, markup=False, highlight=False)
+    if result.is_error:
+        raise typer.Exit(1)
+
+
+@handle_errors
+def server(
+    name: Annotated[str, typer.Argument(help="A builtin server from the manifests, e.g. storage.")],
+    transport: Annotated[str, typer.Option("--transport", help="stdio or http.")] = "stdio",
+    host: Annotated[str, typer.Option(help="Bind address for --transport http.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port for --transport http.")] = 8000,
+    manifest: ManifestOpt = None,
+) -> None:
+    """Run one built-in capability server alone (no router), over stdio or streamable HTTP."""
+    import importlib
+
+    from router.upstreams.manifest import load_manifests
+    from vsm_mcp.standalone import serve_standalone
+
+    if transport not in ("stdio", "http"):
+        raise VsmError(f"--transport must be stdio or http (got {transport!r})")
+    settings = settings_from(manifests=manifest or None)
+    specs = {s.name: s for s in load_manifests(settings.manifests or None)}
+    spec = specs.get(name)
+    if spec is None:
+        raise VsmError(f"no server named {name!r} in the manifests; known: {', '.join(sorted(specs)) or '(none)'}")
+    if spec.kind != "builtin":
+        raise VsmError(f"server {name!r} is a {spec.kind} upstream, not a builtin; run its own command instead")
+    module_name, _, attr = spec.target.partition(":")
+    try:
+        build = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise VsmError(f"cannot load {spec.target}: {exc}") from None
+    run_async(serve_standalone(build, "stdio" if transport == "stdio" else "http", host, port))
