@@ -125,7 +125,7 @@ def self_check() -> str | None:
         engine = wasmtime.Engine(config)
         store = wasmtime.Store(engine)
         store.set_fuel(1_000_000)
-        instance = wasmtime.Instance(store, wasmtime.Module(engine, wasmtime.wat2wasm(_PROBE_WAT)), [])
+        instance = wasmtime.Instance(store, wasmtime.Module(engine, bytes(wasmtime.wat2wasm(_PROBE_WAT))), [])
         exports = instance.exports(store)
         memory, func = exports["memory"], exports["vsm_evaluate"]
         assert isinstance(memory, wasmtime.Memory) and isinstance(func, wasmtime.Func)
