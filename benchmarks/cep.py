@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from servers.cep.brute import brute_matches  # noqa: E402
 from servers.cep.engine import Engine, envelope, seconds  # noqa: E402
 from servers.cep.lang import parse_rule  # noqa: E402
-from vsm_mcp.events import Event  # noqa: E402
+from vsm_mcp.bus.events import Event  # noqa: E402
 
 SERVICES = 200
 HOSTS = [f"h{i}" for i in range(8)]

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from servers.cep.lang import Rule, parse_rule
 from servers.cep.matchers import Env, Match, Matcher, make_matcher
 from vsm_mcp.bus import topic_matches
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 SWEEP_EVERY = 4096  # events between sweeps of partitions that can no longer fire
 

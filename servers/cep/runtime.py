@@ -27,7 +27,7 @@ from servers.cep.engine import Engine
 from servers.cep.matchers import Match
 from servers.cep.store import CepStore, RuleDef
 from vsm_mcp.bus import Bus, Subscription
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 log = logging.getLogger("vsm_mcp.cep")
 

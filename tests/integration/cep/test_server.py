@@ -17,10 +17,10 @@ from mcp import Client
 from servers.cep.server import build, runtime_of
 from vsm_mcp import migrate
 from vsm_mcp.bus import Bus, MemoryBus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event
 
 pytestmark = pytest.mark.anyio
 
