@@ -35,14 +35,13 @@ def runtime_of(ctx: ServerContext) -> CepRuntime:
     """The one CEP runtime of this process (``ctx.extras``), made on first use."""
     rt = ctx.extras.get(RUNTIME_KEY)
     if rt is None:
-        caller = getattr(ctx, "tools", None)
-
         async def call(principal: Principal, tool: str, arguments: dict[str, Any]) -> Any:
-            assert caller is not None
-            return await caller.call(principal, tool, arguments, source="cep")
+            # Looked up per call: the router sets ctx.tool_caller after building its servers;
+            # a server run alone has none, and ctx.tools then says so in one line.
+            return await ctx.tools.call(principal, tool, arguments, source="cep")
 
         rt = ctx.extras[RUNTIME_KEY] = CepRuntime(
-            ctx.bus, CepStore(ctx.db), actions=ActionRunner(call if caller is not None else None),
+            ctx.bus, CepStore(ctx.db), actions=ActionRunner(call),
             queue=getattr(ctx.settings, "cep_queue", "cep.matchers"),
             flush_s=getattr(ctx.settings, "cep_timer_flush_ms", 200) / 1000,
         )
