@@ -207,6 +207,46 @@ class Settings(BaseSettings):
         "(policy.changed events reload at once; 0 = only on events).",
     )
 
+    # --- event intelligence (issue 21): CEP, tool-result cache, zombies -----------------------
+    cep_queue: str = Field(
+        "cep.matchers", min_length=1, max_length=200,
+        description="Bus work queue the CEP matchers consume (durable on RabbitMQ: events published while "
+        "the router is down are matched when it is back).",
+    )
+    cep_timer_flush_ms: int = Field(
+        200, ge=10, le=60_000,
+        description="Milliseconds between writes of changed CEP timers (absence deadlines, tumbling windows); "
+        "a crash loses at most this much arming.",
+    )
+    redis_url: str = Field(
+        "", description="Redis shared by router replicas (rate limits, tool-result cache). Empty = in-process "
+        "and on-disk state per replica. Example: redis://127.0.0.1:6379/0",
+    )
+    tool_cache: bool = Field(
+        True, description="Cache results of tools marked readOnlyHint+idempotentHint (or cacheable: true in a "
+        "manifest), per tenant, on disk under <home>/tool-cache (Redis when VSM_REDIS_URL is set).",
+    )
+    tool_cache_ttl_s: float = Field(
+        60.0, gt=0, le=86400 * 30,
+        description="Default seconds a cached tool result is served; a manifest's cache_ttl overrides it per tool.",
+    )
+    tool_cache_max_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, description="Size bound of the on-disk tool-result cache (oldest evicted first)."
+    )
+    upstream_zombie_s: float = Field(
+        10.0, gt=0, le=3600,
+        description="Seconds a stdio upstream may stop reading its stdin or answering pings before it is "
+        "declared a zombie: drained, its process group killed and a new process started.",
+    )
+    upstream_drain_grace_s: float = Field(
+        5.0, ge=0, le=600, description="Seconds a draining upstream's in-flight calls get before its process group is killed."
+    )
+    sse_stall_s: float = Field(
+        60.0, gt=0, le=3600,
+        description="Seconds an SSE connection may go without any write progress (the client stopped reading) "
+        "before it is closed as a zombie.",
+    )
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:

@@ -35,15 +35,15 @@ def runtime_of(ctx: ServerContext) -> CepRuntime:
     """The one CEP runtime of this process (``ctx.extras``), made on first use."""
     rt = ctx.extras.get(RUNTIME_KEY)
     if rt is None:
+
         async def call(principal: Principal, tool: str, arguments: dict[str, Any]) -> Any:
-            # Looked up per call: the router sets ctx.tool_caller after building its servers;
-            # a server run alone has none, and ctx.tools then says so in one line.
+            # Looked up per call: the router sets ctx.tool_caller; run alone, this raises
+            # UpstreamUnavailable and the failure is reported as cep.action.failed.<rule>.
             return await ctx.tools.call(principal, tool, arguments, source="cep")
 
         rt = ctx.extras[RUNTIME_KEY] = CepRuntime(
             ctx.bus, CepStore(ctx.db), actions=ActionRunner(call),
-            queue=getattr(ctx.settings, "cep_queue", "cep.matchers"),
-            flush_s=getattr(ctx.settings, "cep_timer_flush_ms", 200) / 1000,
+            queue=ctx.settings.cep_queue, flush_s=ctx.settings.cep_timer_flush_ms / 1000,
         )
     assert isinstance(rt, CepRuntime)
     return rt
@@ -103,14 +103,6 @@ def build(ctx: ServerContext) -> MCPServer:
         lifespan=lifespan,
     )
 
-    async def principal(mcp_ctx: Context) -> Principal:
-        of = getattr(ctx, "principal_of", None)
-        if of is not None:
-            p = await of(mcp_ctx)
-            assert isinstance(p, Principal)
-            return p
-        return Principal(tenant_id=await ctx.tenant_of(mcp_ctx))
-
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     @tool_errors
     async def cep_rule_put(
@@ -127,7 +119,7 @@ def build(ctx: ServerContext) -> MCPServer:
         parsed = parse_rule(rule)
         if len(description) > 1000:
             raise InvalidArguments("description: at most 1000 characters")
-        who = await principal(mcp_ctx)
+        who = await ctx.principal_of(mcp_ctx)
         owner = {"key_id": who.key_id, "tenant_name": who.tenant_name, "scopes": sorted(who.scopes)}
         rd = RuleDef(who.tenant_id, name, parsed.source, rule_version(parsed.source), check_action(action), owner,
                      enabled, description)
