@@ -22,7 +22,7 @@ from vsm_mcp.errors import InvalidArguments
 KEY_PREFIX = "vsm_"
 
 SCOPE_FAMILIES: tuple[str, ...] = (
-    "tools", "events", "storage", "llm", "search", "policy", "beliefs", "planner", "cms", "drive",
+    "tools", "events", "storage", "llm", "search", "policy", "beliefs", "planner", "cms", "drive", "content",
 )
 SCOPE_ACTIONS: tuple[str, ...] = ("read", "write", "call", "admin", "*")
 KNOWN_SCOPES: frozenset[str] = frozenset(

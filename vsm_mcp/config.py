@@ -70,7 +70,7 @@ class Settings(BaseSettings):
         10.0, ge=0, description="Seconds start-up waits for upstreams to connect before serving anyway."
     )
 
-    @field_validator("manifests", mode="before")
+    @field_validator("manifests", "fetch_allow", mode="before")
     @classmethod
     def _split_manifests(cls, v: object) -> object:
         if isinstance(v, str):
@@ -246,6 +246,27 @@ class Settings(BaseSettings):
         description="Seconds an SSE connection may go without any write progress (the client stopped reading) "
         "before it is closed as a zombie.",
     )
+
+    # --- content (issue 22) ------------------------------------------------------------------
+    fetch_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Non-public destinations the ingest fetcher may reach, comma-separated: host[:port] or CIDR "
+        "(10.0.0.0/8, 127.0.0.1:8080, intranet.example). Everything else that resolves to a loopback, private, "
+        "link-local or metadata address is refused.",
+    )
+    fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest document the ingest fetcher reads (bytes, after decoding).")
+    fetch_timeout_s: float = Field(30.0, gt=0, description="Seconds one fetch may take in all, redirects included.")
+    fetch_max_redirects: int = Field(5, ge=0, le=20, description="Redirects one fetch follows (each target checked again).")
+    content_bucket: str = Field("content", description="Storage bucket holding the original bytes of every container version.")
+    content_collection: str = Field("content", description="Search collection (per tenant) holding container chunks.")
+    content_index_backend: Literal["usearch", "pq", "pgvector"] = Field(
+        "usearch", description="Vector backend of the content collection when it is created (pgvector needs PostgreSQL)."
+    )
+    content_batch_size: int = Field(32, ge=1, le=500, description="Documents per durable ingest step (fetch → index).")
+    content_parallel_batches: int = Field(
+        2, ge=1, le=16, description="Batches an ingest job prepares at once (their fetch, normalize and index overlap)."
+    )
+    content_wait_s: float = Field(600.0, gt=0, description="Longest an ingest call with wait=true waits for its job.")
 
     @field_validator("database_url", "migration_database_url")
     @classmethod

@@ -1,0 +1,1 @@
+"""Semantic containers and the ingest pipeline (see server.py)."""
