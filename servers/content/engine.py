@@ -26,23 +26,6 @@ SNIPPET_CHARS = 400
 MAX_K = 100
 
 
-class _LazyTools:
-    """``ctx.tools`` read at call time: the router sets it after the servers are built."""
-
-    def __init__(self, ctx: ServerContext) -> None:
-        self.ctx = ctx
-
-    async def call(self, principal: Principal, name: str, arguments: dict[str, Any], **kw: Any) -> Any:
-        tools = getattr(self.ctx, "tools", None)
-        if tools is None:
-            from vsm_mcp.errors import UpstreamUnavailable
-
-            raise UpstreamUnavailable(
-                "the content server reaches the search server through the router; none is attached (ctx.tools)"
-            )
-        return await tools.call(principal, name, arguments, **kw)
-
-
 class ContentEngine:
     def __init__(self, ctx: ServerContext) -> None:
         s = ctx.settings
@@ -53,7 +36,7 @@ class ContentEngine:
             AddressGuard(AllowList.parse(s.fetch_allow)),
             FetchLimits(s.fetch_max_bytes, s.fetch_timeout_s, s.fetch_max_redirects),
         )
-        self.index = SearchIndex(_LazyTools(ctx), s.content_collection, s.content_index_backend)
+        self.index = SearchIndex(lambda: ctx.tools, s.content_collection, s.content_index_backend)
         self.bucket = s.content_bucket
         self.batch_size = s.content_batch_size
         self.parallel_batches = s.content_parallel_batches

@@ -12,11 +12,12 @@ step leaves exactly one set of chunks).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from typing import Any
 
 from vsm_mcp.auth import Principal
 from vsm_mcp.errors import Conflict, InvalidArguments, NotFound, UpstreamUnavailable, VsmError
+from vsm_mcp.hooks import ToolCaller
 
 SERVICE_KEY = "service:content"
 MAX_DOCS_PER_CALL = 200  # keeps one index call's request and embedding work bounded
@@ -24,12 +25,6 @@ MAX_DOCS_PER_CALL = 200  # keeps one index call's request and embedding work bou
 _LABELS: dict[str, type[VsmError]] = {
     "not_found": NotFound, "conflict": Conflict, "invalid_arguments": InvalidArguments,
 }
-
-
-class ToolCaller(Protocol):
-    async def call(
-        self, principal: Principal, name: str, arguments: dict[str, Any], *, source: str = ..., meta: Any = ...
-    ) -> Any: ...
 
 
 def service_principal(tenant: str) -> Principal:
@@ -52,16 +47,14 @@ def _result(res: Any, tool: str) -> dict[str, Any]:
 class SearchIndex:
     """Chunks of containers in the tenant's content collection, through the search tools."""
 
-    def __init__(self, tools: ToolCaller | None, collection: str, backend: str = "usearch") -> None:
+    def __init__(self, tools: Callable[[], ToolCaller], collection: str, backend: str = "usearch") -> None:
+        """``tools`` gives the router's caller at call time (``ServerContext.tools``: it raises
+        UpstreamUnavailable for a server run without the router)."""
         self.tools, self.collection, self.backend = tools, collection, backend
         self._ready: set[str] = set()
 
     async def _call(self, tenant: str, tool: str, args: dict[str, Any]) -> dict[str, Any]:
-        if self.tools is None:
-            raise UpstreamUnavailable(
-                "the content server needs the router to reach the search server (run it under `vsm-mcp serve`)"
-            )
-        res = await self.tools.call(service_principal(tenant), f"search__{tool}", args, source="content")
+        res = await self.tools().call(service_principal(tenant), f"search__{tool}", args, source="content")
         return _result(res, f"search__{tool}")
 
     async def ensure(self, tenant: str) -> None:

@@ -31,8 +31,8 @@ from dbos import DBOS
 from servers.content import pipeline
 from servers.content.engine import ContentEngine
 from servers.content.pipeline import Item
+from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import ConfigError, NotFound
-from vsm_mcp.events import Event
 
 log = logging.getLogger("servers.content")
 QUEUE = "ingest"
@@ -114,9 +114,10 @@ async def run_job(spec: dict[str, Any], steps: Steps) -> dict[str, Any]:
         for start in range(0, len(frontier), wave):
             parts = [frontier[i : i + batch] for i in range(start, min(start + wave, len(frontier)), batch)]
             flush, pending = pending, []
-            *results, _ = await asyncio.gather(
+            gathered = await asyncio.gather(
                 *[steps.prepare(tenant, job, part, level < depth) for part in parts], index(flush)
             )
+            results = [r for r in gathered[:-1] if r is not None]
             for part, res in zip(parts, results, strict=True):
                 pending.extend(res["containers"])
                 seen.update(res["sources"])

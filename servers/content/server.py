@@ -31,7 +31,7 @@ from servers.content.pipeline import Item
 from servers.content.policy import ContainerPolicy, parse_capabilities
 from servers.tool_errors import tool_errors
 from vsm_mcp.auth import Principal
-from vsm_mcp.context import SCOPES_META_KEY, ServerContext
+from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments
 
 READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
@@ -43,23 +43,8 @@ RUNNER_KEY = "content.jobs"
 
 
 async def principal_of(ctx: ServerContext, mcp_ctx: Context) -> Principal:
-    """The caller: ``ctx.principal_of`` when the kernel has it, else tenant + scopes from ``_meta``."""
-    fn = getattr(ctx, "principal_of", None)
-    if fn is not None:
-        principal: Principal = await fn(mcp_ctx)
-        return principal
-    tenant = await ctx.tenant_of(mcp_ctx)
-    try:
-        meta = mcp_ctx.request_context.meta or {}
-    except (AttributeError, ValueError):
-        meta = {}
-    scopes = meta.get(SCOPES_META_KEY) if isinstance(meta, dict) else None
-    if scopes is not None and not isinstance(scopes, list):
-        scopes = []  # malformed: no scopes
-    key = meta.get("io.vsm/key", "") if isinstance(meta, dict) else ""
-    if scopes is None:  # no router: a server run alone serves its local operator
-        return Principal(tenant_id=tenant, scopes=frozenset({"*"}))
-    return Principal(tenant_id=tenant, scopes=frozenset(str(s) for s in scopes), key_id=str(key or ""))
+    """The caller (tenant, scopes, key) as the router passed it in ``_meta``."""
+    return await ctx.principal_of(mcp_ctx)
 
 
 def _template(policy: dict[str, Any] | None, capabilities: list[str] | None, meta: dict[str, Any] | None) -> dict[str, Any]:

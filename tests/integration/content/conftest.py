@@ -1,8 +1,8 @@
-"""A content server wired to real search and storage servers, in-process, on a migrated database.
+"""The content server with the search and storage servers behind the real router runtime
+(manifests/default.yaml entries, in-process), on a migrated database.
 
-The content server reaches the search server only through ``ctx.tools`` (as under the router).
-``RouterTools`` is the router's own runtime when it is available; the fixtures use it so the
-calls go through dispatch (grants, policy, limits).
+The content server reaches the search server only through ``ctx.tools`` — the router's
+dispatcher — so every index and search call passes grants, policy, limits and audit.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-import mcp
 import pytest
+import yaml
 
-from servers.content.server import build as build_content
-from servers.search.server import build as build_search
+from router.local import running_router
+from router.runtime import RouterRuntime
+from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from vsm_mcp import migrate
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings, load_settings
-from vsm_mcp.context import TENANT_META_KEY, ServerContext
+
+SERVERS = ("content", "search", "storage")
 
 
 @pytest.fixture
@@ -29,61 +31,50 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class ClientTools:
-    """``ctx.tools`` over in-process clients of the named servers (``<server>__<tool>``), carrying
-    the principal in ``_meta`` as the router does."""
-
-    def __init__(self, clients: dict[str, mcp.Client]) -> None:
-        self.clients = clients
-        self.calls = 0
-
-    async def call(self, principal: Principal, name: str, arguments: dict[str, Any], *, source: str = "mcp",
-                   meta: dict[str, Any] | None = None) -> Any:
-        server, _, tool = name.partition("__")
-        self.calls += 1
-        return await self.clients[server].call_tool(tool, arguments, meta={**principal.to_meta(), **(meta or {})})
+class ToolFailed(Exception):
+    pass
 
 
 @dataclass
 class Stack:
     settings: Settings
-    ctx: ServerContext
-    content: mcp.Client
-    search: mcp.Client
-    tools: ClientTools
+    runtime: RouterRuntime
+
+    @property
+    def ctx(self) -> Any:
+        return self.runtime.ctx
+
+    async def raw(self, tool: str, tenant: str, scopes: list[str] | None = None, key: str = "", **args: Any) -> Any:
+        principal = Principal(tenant, frozenset(scopes if scopes is not None else ["*"]), key)
+        return await self.runtime.dispatcher.call_tool(principal, tool, args, source="test")
 
     async def call(self, tool: str, tenant: str, scopes: list[str] | None = None, key: str = "", **args: Any) -> Any:
-        meta: dict[str, Any] = {TENANT_META_KEY: tenant}
-        if scopes is not None:
-            meta |= {"io.vsm/scopes": scopes, "io.vsm/key": key}
-        res = await self.content.call_tool(tool, args, meta=meta)
+        """A content tool's structured result; ToolFailed with the error text when it failed."""
+        res = await self.raw(f"content__{tool}", tenant, scopes, key, **args)
         if res.is_error:
             raise ToolFailed(" ".join(getattr(c, "text", "") for c in res.content))
         return res.structured_content
 
 
-class ToolFailed(Exception):
-    pass
+def entries() -> list[dict[str, Any]]:
+    ups = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] in SERVERS]
+    assert {u["name"] for u in ups} == set(SERVERS), "manifests/default.yaml must mount content, search and storage"
+    return ups
 
 
 def content_settings(tmp_path: Path, **over: Any) -> Settings:
     base: dict[str, Any] = {
         "home": tmp_path / ".vsm", "embedder": "hash:64", "storage_sweep_interval_s": 0,
-        "fetch_allow": ["127.0.0.1/32"], "content_batch_size": 16,
+        "fetch_allow": ["127.0.0.1/32"], "content_batch_size": 16, "rate_limit": 0,
     }
     return load_settings(**(base | over))
 
 
 async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
     await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    search = mcp.Client(build_search(ctx))
-    content = mcp.Client(build_content(ctx))
-    async with search, content:
-        tools = ClientTools({"search": search})
-        ctx.tools = tools  # type: ignore[attr-defined]
-        yield Stack(settings, ctx, content, search, tools)
-    await ctx.aclose()
+    specs = parse_manifest({"upstreams": entries()}, "content.yaml")
+    async with running_router(settings, specs) as (runtime, _principal):
+        yield Stack(settings, runtime)
 
 
 @pytest.fixture

@@ -40,11 +40,11 @@ async def test_site_ingest_reingest_change_delete(stack: Stack) -> None:
     assert "rev0" in got["version"]["text"] and got["content_type"] == "pdf" and got["language"] == "en"
     assert got["lineage"]["kind"] == "url"
 
-    stats = (await stack.search.call_tool("collection_stats", {"collection": "content"}, meta={"io.vsm/tenant": T}))
+    stats = await stack.raw("search__collection_stats", T, collection="content")
     before = stats.structured_content["documents"]
     out = await stack.call("container_delete", T, container_id=hit["container_id"])
     assert out["deleted"] and out["chunks"] >= 1 and out["blobs"] == 2
-    stats = (await stack.search.call_tool("collection_stats", {"collection": "content"}, meta={"io.vsm/tenant": T}))
+    stats = await stack.raw("search__collection_stats", T, collection="content")
     assert stats.structured_content["documents"] == before - 1
     with pytest.raises(ToolFailed, match="not_found"):
         await stack.call("container_get", T, container_id=hit["container_id"])

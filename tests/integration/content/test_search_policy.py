@@ -17,8 +17,10 @@ from vsm_mcp.auth import grants
 pytestmark = pytest.mark.anyio
 _run = itertools.count()
 
-SELECTORS = ["*", "scope:content:read", "scope:cms", "scope:storage:read", "key:k1", "key:k2"]
-SCOPES = ["content:read", "content", "cms", "cms:read", "storage:read", "search"]
+# Every caller holds content:read (the grant the router checks before the tool runs); the
+# container policies then choose among callers by their other scopes and their key.
+SELECTORS = ["*", "scope:content:write", "scope:cms", "scope:storage:read", "key:k1", "key:k2"]
+SCOPES = ["content:write", "content", "cms", "cms:read", "storage:read", "search"]
 policies = st.fixed_dictionaries({
     "read": st.lists(st.sampled_from(SELECTORS), min_size=1, max_size=3),
     "deny": st.lists(st.sampled_from(SELECTORS[1:]), max_size=2),
@@ -57,13 +59,15 @@ async def test_search_respects_tenant_and_policy(stack: Stack, made: list[Any], 
     for t, scopes, key in who:
         tenant = tenants[t]
         try:
-            res = await stack.call("container_search", tenant, scopes=scopes, key=key, query="zebra crossing report",
+            res = await stack.call("container_search", tenant, scopes=["content:read", *scopes], key=key, query="zebra crossing report",
                                    k=50, mode=mode)
         except ToolFailed as exc:  # a tenant with no container yet has no collection
             assert "not_found" in str(exc) and not any(o["tenant"] == tenant for o in owned.values())
             continue
         got = {r["container_id"] for r in res["results"]}
-        expected = {cid for cid, o in owned.items() if o["tenant"] == tenant and may_read(o["policy"], scopes, key)}
+        expected = {
+            cid for cid, o in owned.items() if o["tenant"] == tenant and may_read(o["policy"], ["content:read", *scopes], key)
+        }
         assert got <= set(owned), "a result from outside this run"
         assert all(owned[c]["tenant"] == tenant for c in got), "another tenant's container"
         assert got == expected
