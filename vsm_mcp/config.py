@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     fetch_max_bytes: int = Field(20 * 1024 * 1024, ge=1024, description="Largest document the ingest fetcher reads (bytes, after decoding).")
     fetch_timeout_s: float = Field(30.0, gt=0, description="Seconds one fetch may take in all, redirects included.")
     fetch_max_redirects: int = Field(5, ge=0, le=20, description="Redirects one fetch follows (each target checked again).")
+    search_pgvector_url: str = Field(
+        "", description="PostgreSQL (with the vector extension) for search collections created with backend=pgvector; "
+        "its role must be able to create tables. Empty = VSM_MIGRATION_DATABASE_URL when the database is PostgreSQL.",
+    )
     content_bucket: str = Field("content", description="Storage bucket holding the original bytes of every container version.")
     content_collection: str = Field("content", description="Search collection (per tenant) holding container chunks.")
     content_index_backend: Literal["usearch", "pq", "pgvector"] = Field(

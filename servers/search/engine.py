@@ -32,11 +32,13 @@ from vsm_mcp.embeddings import Embedder, make_embedder
 from vsm_mcp.errors import Conflict, InvalidArguments, NotFound
 from vsm_mcp.vectors import METRICS, Filter, VectorIndex, check_matrix, make_index
 
-BACKENDS = ("usearch", "pq")
+BACKENDS = ("usearch", "pq", "pgvector")
 TUNABLE = {
     "usearch": {"connectivity", "expansion_add", "expansion_search", "dtype"},
     "pq": {"nlist", "m", "nbits", "nprobe", "rerank", "train_min"},
+    "pgvector": {"m", "ef_construction", "ef_search"},
 }
+SHARED = ("pgvector",)  # backends whose vectors live outside the process, shared by every replica
 MAX_DOCS_PER_CALL = 1000
 
 
@@ -69,6 +71,9 @@ class SearchEngine:
         self._live: dict[tuple[str, str], LiveIndex] = {}
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._embedders: dict[str, Embedder] = {}
+        # pgvector: one open index (connection) per collection; its table is the vector side of
+        # the collection for every replica, so it is written on every write, never rebuilt.
+        self._shared: dict[tuple[str, str], VectorIndex] = {}
 
     def embedder(self, spec: str) -> Embedder:
         if spec not in self._embedders:
@@ -113,7 +118,10 @@ class SearchEngine:
         spec = embedder or self.ctx.settings.embedder
         emb_dim = self.embedder(spec).dim
         dim = dimension if dimension is not None else emb_dim
-        make_index(backend, dim, metric, **_index_params(backend, params or {}, None))  # validates the knobs
+        if backend in SHARED:
+            self._pgvector_dsn()  # configured at all? (the table is made once the row exists)
+        else:
+            make_index(backend, dim, metric, **_index_params(backend, params or {}, None))  # validates the knobs
         row = SearchCollection(
             tenant_id=tenant, name=name, dim=dim, metric=metric, backend=backend, embedder=spec if dim == emb_dim else "",
             params=dict(params or {}),
@@ -126,7 +134,38 @@ class SearchEngine:
                 session.add(row)
         except IntegrityError:  # a concurrent create of the same name won the race
             raise Conflict(f"collection {name!r} already exists") from None
+        if backend in SHARED:
+            try:
+                await self._shared_index(tenant, row, [])
+            except Exception:
+                async with self.ctx.db.tenant(tenant) as session:  # no extension, bad knobs …: no collection
+                    await session.execute(delete(SearchCollection).where(col(SearchCollection.id) == row.id))
+                raise
         return _describe(row)
+
+    def _pgvector_dsn(self) -> str:
+        s = self.ctx.settings
+        url = s.search_pgvector_url or (s.migration_database_url if s.is_postgres else "")
+        if not url:
+            raise InvalidArguments(
+                "backend 'pgvector' needs PostgreSQL with the vector extension: set VSM_SEARCH_PGVECTOR_URL"
+            )
+        return url
+
+    async def _shared_index(self, tenant: str, coll: SearchCollection, rows: Sequence[SearchChunk] | None) -> VectorIndex:
+        """The collection's pgvector index, opened once per process. With ``rows`` (the chunk
+        table, the source of truth) it is checked on first open and re-filled if its row count
+        differs — a process that died between committing chunks and writing vectors leaves a gap."""
+        key = (tenant, coll.id)
+        index = self._shared.get(key)
+        if index is None:
+            params = {**dict(coll.params), "dsn": self._pgvector_dsn(), "table": "vsm_vec_" + coll.id.replace("-", "")}
+            index = await anyio.to_thread.run_sync(lambda: make_index(coll.backend, coll.dim, coll.metric, **params))
+            if rows is not None and await anyio.to_thread.run_sync(len, index) != len(rows):
+                await anyio.to_thread.run_sync(index.clear)  # type: ignore[attr-defined]
+                await anyio.to_thread.run_sync(_upsert, index, tenant, coll.id, list(rows))
+            self._shared[key] = index
+        return index
 
     # --- writes ---------------------------------------------------------------------------
 
@@ -161,6 +200,8 @@ class SearchEngine:
         key = (tenant, coll.id)
         async with self._lock(key):
             added, removed, version = await self._write_chunks(tenant, name, docs, pieces, vectors)
+            if coll.backend in SHARED:
+                await self._write_shared(tenant, coll, added, removed)
             live = self._live.get(key)
             if live is not None and live.version == version - 1:
                 self._apply(live, tenant, coll.id, added, removed)
@@ -204,17 +245,25 @@ class SearchEngine:
             raise NotFound(f"no collection named {name!r}")
         return row
 
-    def _apply(self, live: LiveIndex, tenant: str, coll_id: str, added: list[SearchChunk], removed: list[int]) -> None:
+    async def _write_shared(self, tenant: str, coll: SearchCollection, added: list[SearchChunk], removed: list[int]) -> None:
+        """Vectors of a shared (pgvector) collection, written whatever this process's live state."""
+        index = await self._shared_index(tenant, coll, None)
         if removed:
-            live.index.remove(removed)
+            await anyio.to_thread.run_sync(index.remove, removed)
+        if added:
+            await anyio.to_thread.run_sync(_upsert, index, tenant, coll.id, added)
+
+    def _apply(self, live: LiveIndex, tenant: str, coll_id: str, added: list[SearchChunk], removed: list[int]) -> None:
+        shared = getattr(live.index, "backend", "") in SHARED  # its vectors were written by _write_shared
+        if removed:
+            if not shared:
+                live.index.remove(removed)
             for vid in removed:
                 live.tags.pop(vid, None)
                 live.texts.pop(vid, None)
         if added:
-            vids = np.asarray([c.vid for c in added], dtype=np.int64)
-            mat = np.vstack([np.frombuffer(c.vector, dtype=np.float32) for c in added])
-            meta = [{"tenant": tenant, "collection": coll_id, "tags": list(c.tags)} for c in added]
-            live.index.upsert(vids, mat, meta)
+            if not shared:
+                _upsert(live.index, tenant, coll_id, added)
             for c in added:
                 live.tags[c.vid] = tuple(c.tags)
                 live.texts[c.vid] = c.text
@@ -236,6 +285,8 @@ class SearchEngine:
                     coll.version += 1
                     session.add(coll)
                 version = coll.version
+            if rows and coll.backend in SHARED:
+                await self._write_shared(tenant, coll, [], [int(r[0]) for r in rows])
             live = self._live.get(key)
             if rows and live is not None and live.version == version - 1:
                 self._apply(live, tenant, coll.id, [], [int(r[0]) for r in rows])
@@ -261,9 +312,12 @@ class SearchEngine:
                 rows = (await session.execute(
                     select(SearchChunk).where(SearchChunk.collection_id == coll.id).order_by(SearchChunk.vid)  # type: ignore[arg-type]
                 )).scalars().all()
-            workdir = self.root / tenant / coll.id
-            shutil.rmtree(workdir, ignore_errors=True)
-            index = make_index(coll.backend, coll.dim, coll.metric, **_index_params(coll.backend, coll.params, workdir))
+            if coll.backend in SHARED:  # vectors are in PostgreSQL already: reload texts and tags only
+                index = await self._shared_index(tenant, fresh, rows)
+            else:
+                workdir = self.root / tenant / coll.id
+                shutil.rmtree(workdir, ignore_errors=True)
+                index = make_index(coll.backend, coll.dim, coll.metric, **_index_params(coll.backend, coll.params, workdir))
             live = LiveIndex(version=fresh.version, index=index)
             self._apply(live, tenant, coll.id, list(rows), [])
             self._live[key] = live
@@ -299,7 +353,10 @@ class SearchEngine:
                     raise InvalidArguments(f"collection {name!r} has no embedder: search it with a vector")
                 qvec = (await anyio.to_thread.run_sync(self.embedder(coll.embedder).embed, [str(query)]))[0]
             # Scores are "larger = better" in every mode: similarity for cos/ip, -distance for l2.
-            hits = live.index.search(qvec, fetch, flt)
+            if coll.backend in SHARED:  # a database round trip: off the event loop
+                hits = await anyio.to_thread.run_sync(live.index.search, qvec, fetch, flt)
+            else:
+                hits = live.index.search(qvec, fetch, flt)
             ranked.append([(vid, -d if coll.metric == "l2" else 1.0 - d) for vid, d in hits])
         if mode in ("bm25", "hybrid"):
             if live.bm25 is None:
@@ -338,6 +395,14 @@ def _describe(row: SearchCollection) -> dict[str, Any]:
         "name": row.name, "dimension": row.dim, "metric": row.metric, "backend": row.backend,
         "embedder": row.embedder or None, "params": row.params, "version": row.version,
     }
+
+
+def _upsert(index: VectorIndex, tenant: str, coll_id: str, rows: Sequence[SearchChunk]) -> None:
+    if not rows:
+        return
+    vids = np.asarray([c.vid for c in rows], dtype=np.int64)
+    mat = np.vstack([np.frombuffer(c.vector, dtype=np.float32) for c in rows])
+    index.upsert(vids, mat, [{"tenant": tenant, "collection": coll_id, "tags": list(c.tags)} for c in rows])
 
 
 def _index_params(backend: str, params: Mapping[str, Any], workdir: Path | None) -> dict[str, Any]:

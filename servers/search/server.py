@@ -51,14 +51,15 @@ def build(ctx: ServerContext) -> MCPServer:
     @tool_errors
     async def collection_create(
         name: str, mcp_ctx: Context, dimension: int | None = None, metric: Literal["cos", "ip", "l2"] = "cos",
-        backend: Literal["usearch", "pq"] = "usearch", embedder: str | None = None,
+        backend: Literal["usearch", "pq", "pgvector"] = "usearch", embedder: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a collection. ``dimension`` defaults to the embedder's (the server default unless
         ``embedder`` names one: minilm, hash:<dim>, litellm:<model>); a collection whose dimension
         differs from its embedder's takes vectors only. ``backend``: usearch (HNSW; params
         connectivity, expansion_add, expansion_search, dtype) or pq (IVF-PQ with exact re-rank from
-        disk; params nlist, m, nbits, nprobe, rerank, train_min)."""
+        disk; params nlist, m, nbits, nprobe, rerank, train_min) or pgvector (HNSW in PostgreSQL,
+        VSM_SEARCH_PGVECTOR_URL, shared by every replica; params m, ef_construction, ef_search)."""
         tenant = await ctx.tenant_of(mcp_ctx)
         return await engine.create(tenant, name, dimension, metric, backend, embedder, params)
 

@@ -137,6 +137,10 @@ class PgVectorIndex:
             rows,
         ))
 
+    def clear(self) -> None:
+        """Remove every vector (the search server refills a table that fell behind its chunks)."""
+        self._run(self._conn.execute(f"DELETE FROM {self.table}"))
+
     def remove(self, ids: Sequence[int] | npt.NDArray[Any]) -> int:
         keys = check_ids(ids)
         status = self._run(self._conn.execute(f"DELETE FROM {self.table} WHERE id = ANY($1::bigint[])", keys.tolist()))

