@@ -1,0 +1,1 @@
+"""Local servers that speak third-party protocols (Telegram Bot API, signed webhooks, SMTP) for tests."""

@@ -1,0 +1,11 @@
+"""VSM System 3 workers on the durable spine (docs/ARCHITECTURE.md, "Workers"):
+
+* the episode analyzer — ``rollup`` (arithmetic), ``alerts`` (thresholds), ``analyzer`` (database
+  and bus), scheduled by ``jobs.analyze_window``;
+* the policy evaluator — ``policy_audit``, a bus consumer emitting ``policy.violation``;
+* the notifier — ``notify/`` (channels, ledger, senders for Telegram, signed webhooks, SMTP),
+  one durable ``jobs.deliver`` workflow per (channel, event).
+
+``runtime.Workers`` starts them in a process whose spine is launched (``vsm-mcp serve`` or
+``vsm-mcp worker``). Importing this package does not import DBOS; ``jobs`` and ``runtime`` do.
+"""
