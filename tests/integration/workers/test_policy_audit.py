@@ -93,3 +93,49 @@ async def test_worker_on_a_named_queue_publishes_and_reloads_on_change(env: Env)
         await work.aclose()
         await seen.aclose()
     assert auditor.stats.violations == 1 and auditor.stats.events == 2
+
+
+@pytest.mark.rabbitmq
+async def test_two_evaluators_share_a_rabbitmq_queue_each_event_judged_once(sqlite_env: Env) -> None:
+    """Competing workers on one durable RabbitMQ queue: every event is judged by one of them."""
+    import uuid
+
+    import aio_pika
+
+    from tests.conftest import RABBITMQ_URL
+    from vsm_mcp.bus_amqp import AmqpBus
+
+    env = sqlite_env
+    await put(env, env.a, "nodelete", NO_DELETE)
+    tag = uuid.uuid4().hex[:10]
+    bus = AmqpBus(RABBITMQ_URL, exchange=f"vsm.test.{tag}")
+    await bus.start()
+    queue = f"workers.policy.test.{tag}"
+    auditors = [PolicyAuditor(env.db, PolicyRuntime(), bus) for _ in range(2)]
+    subs = [await bus.subscribe(["tool.*"], queue=queue) for _ in auditors]
+    seen = await bus.subscribe([VIOLATION_TOPIC])
+    tasks = [asyncio.create_task(a.run(s)) for a, s in zip(auditors, subs, strict=True)]
+    try:
+        for i in range(20):
+            await bus.publish(call(env.a, "storage_delete" if i % 2 else "storage_get"))
+        got = []
+        async with asyncio.timeout(20):
+            async for v in seen:
+                got.append(v)
+                if len(got) == 10:
+                    break
+        await asyncio.sleep(0.3)  # nothing more arrives
+        assert len({v.data["event_id"] for v in got}) == 10
+        assert sum(a.stats.events for a in auditors) == 20 and all(a.stats.events for a in auditors)
+        assert sum(a.stats.violations for a in auditors) == 10
+    finally:
+        for t in tasks:
+            t.cancel()
+        for s in [*subs, seen]:
+            await s.aclose()
+        await bus.aclose()
+        conn = await aio_pika.connect(RABBITMQ_URL)
+        channel = await conn.channel()
+        await channel.queue_delete(queue)
+        await channel.exchange_delete(f"vsm.test.{tag}")
+        await conn.close()
