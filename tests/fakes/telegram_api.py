@@ -5,6 +5,7 @@ shapes (JSON or form body; ``{"ok": true, "result": Message}`` / ``{"ok": false,
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ class FakeTelegram:
     sent: list[dict[str, Any]] = field(default_factory=list)
     fail_next: list[tuple[int, float | None]] = field(default_factory=list)  # (status, retry_after)
     calls: list[float] = field(default_factory=list)  # monotonic time of every request
+    hold: asyncio.Event | None = None  # when set: accept the message, then answer only once it is set
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def app(self) -> Starlette:
@@ -51,4 +53,6 @@ class FakeTelegram:
         message = {"message_id": next(self._ids), "date": int(time.time()), "chat": {"id": body["chat_id"]},
                    "text": body["text"]}
         self.sent.append(message)
+        if self.hold is not None:  # the message is out; the caller waits for the answer
+            await self.hold.wait()
         return JSONResponse({"ok": True, "result": message})
