@@ -272,6 +272,58 @@ class Settings(BaseSettings):
     )
     content_wait_s: float = Field(600.0, gt=0, description="Longest an ingest call with wait=true waits for its job.")
 
+    # --- workers (issue 20): episode analyzer, policy evaluator, notifier ---------------------
+    analyzer_interval_s: int = Field(
+        60, ge=1, le=3600,
+        description="Seconds per episode-analyzer window; it runs that often, aligned to the clock. Must divide "
+        "a minute (1-59 s) or an hour (whole minutes).",
+    )
+    analyzer_min_calls: int = Field(
+        20, ge=1, description="Calls that reached an upstream (or tool) in a window before its error rate or latency can raise an alert."
+    )
+    analyzer_error_rate: float = Field(
+        0.25, gt=0, le=1, description="Error rate (failed / reached calls in a window) at which an error_rate alert fires."
+    )
+    analyzer_latency_factor: float = Field(
+        2.0, gt=1, description="A latency alert fires when a window's p95 is this many times its running baseline …"
+    )
+    analyzer_latency_floor_ms: float = Field(
+        100.0, ge=0, description="… and at least this many milliseconds above it."
+    )
+    analyzer_flap_changes: int = Field(
+        4, ge=1, description="Up/down switches of an upstream within one window that raise a flapping alert."
+    )
+    policy_audit_topics: str = Field(
+        "tool.called,tool.failed", description="Bus topic patterns the policy evaluator judges against tenant policies (comma-separated)."
+    )
+    notify_topics: str = Field(
+        "alert.#,policy.violation",
+        description="Bus topic patterns the notifier routes to tenant channels (comma-separated); a channel only sees these.",
+    )
+    notify_max_attempts: int = Field(6, ge=1, le=50, description="Attempts to deliver one notification before giving up.")
+    notify_backoff_s: float = Field(2.0, gt=0, description="First wait before retrying a notification; doubles per attempt.")
+    notify_backoff_max_s: float = Field(300.0, gt=0, description="Longest wait between two attempts (Retry-After included).")
+    notify_timeout_s: float = Field(10.0, gt=0, description="Seconds one notification request (HTTP or SMTP) may take.")
+    smtp_url: str = Field(
+        "", description="SMTP server for e-mail channels: smtp://[user:pass@]host[:port][?starttls=true] or smtps://… Empty = no e-mail."
+    )
+    smtp_from: str = Field("vsm-mcp@localhost", description="From address of notification e-mails.")
+
+    @field_validator("analyzer_interval_s")
+    @classmethod
+    def _check_interval(cls, v: int) -> int:
+        ok = 60 % v == 0 if v < 60 else v % 60 == 0 and 60 % (v // 60) == 0
+        if not ok:
+            raise ValueError(f"{v} s does not divide a minute or an hour; use e.g. 10, 15, 30, 60, 300 or 900")
+        return v
+
+    @field_validator("smtp_url")
+    @classmethod
+    def _check_smtp_url(cls, v: str) -> str:
+        if v and (urlsplit(v).scheme not in {"smtp", "smtps"} or not urlsplit(v).hostname):
+            raise ValueError("use smtp://[user:pass@]host[:port][?starttls=true] or smtps://host[:port]")
+        return v
+
     @field_validator("database_url", "migration_database_url")
     @classmethod
     def _check_db_url(cls, v: str) -> str:

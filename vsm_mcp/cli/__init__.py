@@ -14,6 +14,7 @@ import typer
 
 from vsm_mcp.cli import admin, run
 from vsm_mcp.cli.common import err
+from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
 from vsm_mcp.errors import ConfigError
 from vsm_mcp.policy.cli import policy_app
@@ -35,6 +36,7 @@ for command in (run.serve, run.stdio, run.call, run.server):
 app.add_typer(policy_app, name="policy")
 app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")
+app.add_typer(notify_app, name="notify")
 
 
 def main() -> None:

@@ -25,8 +25,8 @@ from sqlalchemy import select as sa_select
 from sqlmodel import col, select
 
 from vsm_mcp.bus import Bus
+from vsm_mcp.bus.events import Event
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event
 from vsm_mcp.models import Episode, SystemState, utcnow
 from vsm_mcp.workers.alerts import Change, Thresholds, judge
 from vsm_mcp.workers.rollup import Rollup, Sample, roll_up

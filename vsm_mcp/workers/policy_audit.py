@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vsm_mcp.bus import Bus, Subscription
+from vsm_mcp.bus.events import Event
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event
 from vsm_mcp.policy.diagnostics import AbiError
 from vsm_mcp.policy.facts import normalize
 from vsm_mcp.policy.runtime import LoadedPolicy, PolicyRuntime

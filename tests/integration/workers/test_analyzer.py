@@ -14,7 +14,7 @@ from sqlalchemy import insert
 from sqlmodel import select
 
 from tests.integration.workers.conftest import Env
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 from vsm_mcp.models import Episode, SystemState, new_id
 from vsm_mcp.workers.alerts import Thresholds
 from vsm_mcp.workers.analyzer import analyze_tenant, system_name

@@ -18,7 +18,7 @@ from tests.fakes.smtp_server import smtp_server
 from tests.fakes.telegram_api import FakeTelegram
 from tests.fakes.webhook_receiver import WebhookReceiver
 from tests.integration.workers.conftest import Env
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 from vsm_mcp.workers.notify import ledger
 from vsm_mcp.workers.notify.channels import ChannelStore
 from vsm_mcp.workers.notify.delivery import Notifier

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 from tests.integration.workers.conftest import Env
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 from vsm_mcp.policy import PolicyRuntime, compile_policy
 from vsm_mcp.policy.store import PolicyStore
 from vsm_mcp.workers.policy_audit import VIOLATION_TOPIC, PolicyAuditor, follow_changes
@@ -103,7 +103,7 @@ async def test_two_evaluators_share_a_rabbitmq_queue_each_event_judged_once(sqli
     import aio_pika
 
     from tests.conftest import RABBITMQ_URL
-    from vsm_mcp.bus_amqp import AmqpBus
+    from vsm_mcp.bus.amqp import AmqpBus
 
     env = sqlite_env
     await put(env, env.a, "nodelete", NO_DELETE)

@@ -8,8 +8,8 @@ from email.utils import formatdate
 
 import pytest
 
+from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import ConfigError, InvalidArguments
-from vsm_mcp.events import Event
 from vsm_mcp.workers.notify.channels import check_config
 from vsm_mcp.workers.notify.http_send import retry_after_s
 from vsm_mcp.workers.notify.message import render

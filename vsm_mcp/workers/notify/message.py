@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from vsm_mcp.events import Event
+from vsm_mcp.bus.events import Event
 
 
 @dataclass(frozen=True)

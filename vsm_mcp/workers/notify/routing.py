@@ -17,8 +17,8 @@ from typing import Any
 from sqlmodel import select
 
 from vsm_mcp.bus import Subscription
+from vsm_mcp.bus.events import Event
 from vsm_mcp.db import Database
-from vsm_mcp.events import Event
 from vsm_mcp.models import Tenant
 from vsm_mcp.workers.notify.channels import ChannelStore
 from vsm_mcp.workers.notify.message import render
