@@ -225,6 +225,20 @@ def _spine() -> Any:
         return None
 
 
+async def pending_jobs(tenant: str) -> list[str]:
+    """Ingest jobs of ``tenant`` still pending or queued in the durable spine (none without one)."""
+    if _spine() is None:
+        return []
+    rows = await DBOS.list_workflows_async(workflow_id_prefix="ingest-", status=["PENDING", "ENQUEUED"])
+    out = []
+    for st in rows:
+        args = (st.input or {}).get("args") if isinstance(st.input, dict) else None
+        spec = args[0] if args else {}
+        if isinstance(spec, dict) and spec.get("tenant") == tenant:
+            out.append(str(spec["job"]))
+    return out
+
+
 class JobRunner:
     """Starts jobs (durably when the spine runs) and answers their status."""
 
