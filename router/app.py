@@ -42,6 +42,7 @@ from router.upstreams.manifest import UpstreamSpec
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
+from vsm_mcp.durable import serve_queues
 from vsm_mcp.errors import Internal, Unauthorized
 from vsm_mcp.policy.service import authorizer_of
 
@@ -68,7 +69,7 @@ class _AsgiEndpoint:
 
 def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: list[UpstreamSpec] | None = None) -> Starlette:
     ctx = ctx or ServerContext.create(settings)
-    runtime = RouterRuntime(ctx, specs)
+    runtime = RouterRuntime(ctx, specs, durable_role="serve", durable_queues=serve_queues(settings))
     authenticator = make_authenticator(settings, ctx.db)
     edge = Edge(  # router/edge/: SSE events, /metrics, /healthz, /readyz, Telegram
         settings, ctx, authenticate=lambda conn: authenticate(conn.scope, authenticator),

@@ -27,6 +27,7 @@ from router.upstreams.upstream import leaf
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
+from vsm_mcp.durable import serve_queues
 from vsm_mcp.errors import VsmError
 from vsm_mcp.policy.service import authorizer_of
 from vsm_mcp.tenants import Authenticator
@@ -40,13 +41,15 @@ async def local_principal(ctx: ServerContext) -> Principal:
 
 @asynccontextmanager
 async def running_router(
-    settings: Settings, specs: list[UpstreamSpec] | None = None
+    settings: Settings, specs: list[UpstreamSpec] | None = None, *,
+    durable_role: str | None = None, durable_queues: list[str] | None = None,
 ) -> AsyncIterator[tuple[RouterRuntime, Principal]]:
-    """A started RouterRuntime (upstreams connected or given up on) and the local principal."""
+    """A started RouterRuntime (upstreams connected or given up on) and the local principal;
+    with ``durable_role`` also the durable spine (stdio, worker)."""
     ctx = ServerContext.create(settings)
     await ctx.bus.start()
     try:
-        runtime = RouterRuntime(ctx, specs)
+        runtime = RouterRuntime(ctx, specs, durable_role=durable_role, durable_queues=durable_queues)
         # Same authorize step as the HTTP app: tenant policies apply to stdio and `call` too.
         policy = authorizer_of(ctx)
         runtime.dispatcher.add_authorizer(policy)
@@ -72,8 +75,9 @@ async def running_router(
 
 
 async def serve_stdio(settings: Settings, specs: list[UpstreamSpec] | None = None) -> None:
-    """Serve the aggregate on stdin/stdout until stdin closes."""
-    async with running_router(settings, specs) as (runtime, principal):
+    """Serve the aggregate on stdin/stdout until stdin closes (durable work runs here too)."""
+    queues = serve_queues(settings)
+    async with running_router(settings, specs, durable_role="stdio", durable_queues=queues) as (runtime, principal):
 
         async def principal_of(_ctx: Any) -> Principal:
             return principal

@@ -20,13 +20,19 @@ from router.recorder import Recorder
 from router.registry.catalog import Catalog
 from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
+from vsm_mcp import durable
 from vsm_mcp.context import ServerContext
 
 log = logging.getLogger(__name__)
 
 
 class RouterRuntime:
-    def __init__(self, ctx: ServerContext, specs: list[UpstreamSpec] | None = None) -> None:
+    def __init__(
+        self, ctx: ServerContext, specs: list[UpstreamSpec] | None = None, *,
+        durable_role: str | None = None, durable_queues: list[str] | None = None,
+    ) -> None:
+        """``durable_role``: start the durable spine (vsm_mcp/durable) once the upstreams are up —
+        their modules register the workflows — listening to ``durable_queues`` (None = all)."""
         settings = ctx.settings
         self.ctx = ctx
         self.specs = specs if specs is not None else load_manifests(settings.manifests or None)
@@ -45,6 +51,9 @@ class RouterRuntime:
             burst_per_principal=settings.rate_burst,
         )
         ctx.tool_caller = self.dispatcher  # servers call each other's tools through the pipeline
+        self.durable_role = durable_role
+        self.durable_queues = durable_queues
+        self.spine: durable.Spine | None = None
         self._tg: TaskGroup | None = None
         self.started = False
 
@@ -71,10 +80,23 @@ class RouterRuntime:
                     for up in self.upstreams.values():
                         if up.spec.enabled:
                             waits.start_soon(up.wait_ready, budget)
+        await self._start_spine()
         self.started = True
+
+    async def _start_spine(self) -> None:
+        # One spine per process: a second runtime in the same process (tests) uses the first's.
+        if self.durable_role is None or durable.is_running():
+            return
+        if not durable.declared_queues() and not self.durable_queues:
+            return  # nothing mounted uses it (a worker naming queues still starts: to say they are unknown)
+        self.spine = durable.Spine(self.ctx.settings, role=self.durable_role, queues=self.durable_queues)
+        await self.spine.start()
 
     async def aclose(self) -> None:
         """Stop the supervisors (stdio process groups are killed) and flush the recorder."""
+        if self.spine is not None:  # first: its workflows still call the upstreams
+            await self.spine.aclose()
+            self.spine = None
         for up in self.upstreams.values():
             await up.aclose()
         with anyio.move_on_after(8):

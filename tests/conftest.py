@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
@@ -70,3 +70,15 @@ def pg_owner_url(pg_database: str) -> str:
 @pytest.fixture
 def pg_app_url(pg_database: str) -> str:
     return f"postgresql+asyncpg://vsm_app@{PG_HOST}:{PG_PORT}/{pg_database}"
+
+
+@pytest.fixture
+async def durable_spine(tmp_path: Path) -> AsyncIterator[object]:
+    """DBOS launched for one test (SQLite system database under the test's VSM_HOME), destroyed
+    after it. Import the modules defining your workflows before asking for it. For other
+    settings (PostgreSQL) use ``async with vsm_mcp.durable.Spine(settings).running():``."""
+    from vsm_mcp.config import load_settings
+    from vsm_mcp.durable import Spine
+
+    async with Spine(load_settings(home=tmp_path / ".vsm"), role="test").running() as spine:
+        yield spine

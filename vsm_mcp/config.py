@@ -323,6 +323,31 @@ class Settings(BaseSettings):
         if v and (urlsplit(v).scheme not in {"smtp", "smtps"} or not urlsplit(v).hostname):
             raise ValueError("use smtp://[user:pass@]host[:port][?starttls=true] or smtps://host[:port]")
         return v
+    # --- durable spine and planner (issue 20) -----------------------------------------------
+    dbos_database_url: str = Field(
+        "",
+        description="DBOS system database (workflow state). Empty = the PostgreSQL database of VSM_DATABASE_URL "
+        "(schema dbos), or sqlite:///<home>/dbos.sqlite on SQLite. postgresql://… or sqlite:///path.",
+    )
+    dbos_executor_id: str = Field(
+        "", max_length=200,
+        description="Executor id of this process in the DBOS system database; unique per process. "
+        "Empty = 'local' on SQLite, generated per process on PostgreSQL.",
+    )
+    dbos_executor_lease_s: float = Field(
+        15.0, gt=0, le=3600,
+        description="Seconds an executor may stay silent before another process presumes it dead and "
+        "recovers its pending workflows.",
+    )
+    serve_queues: str = Field(
+        "*",
+        description="Durable queues `vsm-mcp serve` works itself: * = all, none = leave them to "
+        "`vsm-mcp worker` processes, or a comma-separated list.",
+    )
+    plan_max_steps: int = Field(1000, ge=1, le=100_000, description="Most steps one plan may have.")
+    plan_tenant_parallelism: int = Field(
+        16, ge=1, le=1024, description="Plan step tool calls one tenant may have in flight at once, per process."
+    )
 
     @field_validator("database_url", "migration_database_url")
     @classmethod
@@ -337,6 +362,18 @@ class Settings(BaseSettings):
             )
         if scheme.startswith("postgresql") and not urlsplit(v).hostname and "host=" not in v:
             raise ValueError("a PostgreSQL URL needs a host, e.g. postgresql+asyncpg://vsm_app@127.0.0.1:5432/vsm")
+        return v
+
+    @field_validator("dbos_database_url")
+    @classmethod
+    def _check_dbos_url(cls, v: str) -> str:
+        if not v:
+            return v
+        scheme = urlsplit(v).scheme
+        if not (scheme == "sqlite" or scheme.startswith("postgresql")):
+            raise ValueError(
+                f"scheme {scheme or '(none)'!r} is not supported; use sqlite:///path or postgresql://user@host:port/db"
+            )
         return v
 
     @field_validator("bus_url")

@@ -9,6 +9,7 @@ from alembic.config import Config
 
 from vsm_mcp.errors import ConfigError
 
+APP_ROLE = "vsm_app"  # the non-owner role migration 0001 creates; the application connects as it
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 
@@ -28,6 +29,12 @@ def upgrade(url: str, revision: str = "heads") -> None:
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
     command.upgrade(alembic_config(url), revision)
+    if url.startswith("postgresql"):
+        # DBOS's system schema lives in the same database by default (vsm_mcp/durable); the app
+        # role cannot create schemas, so the owner creates it here and grants it to vsm_app.
+        from vsm_mcp.durable import migrate_schema
+
+        migrate_schema(url, APP_ROLE)
 
 
 def downgrade(url: str, revision: str = "base") -> None:

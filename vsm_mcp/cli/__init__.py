@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from vsm_mcp.cli import admin, ingest, run
+from vsm_mcp.cli import admin, ingest, run, worker
 from vsm_mcp.cli.common import err
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
@@ -31,7 +31,7 @@ app = typer.Typer(
 app.command()(admin.migrate)
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.keys_app, name="keys")
-for command in (run.serve, run.stdio, run.call, run.server):
+for command in (run.serve, run.stdio, run.call, run.server, worker.worker):
     app.command()(command)
 app.command()(ingest.ingest)
 app.add_typer(policy_app, name="policy")
