@@ -18,6 +18,7 @@ from router.dispatch import Dispatcher
 from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
 from router.registry.catalog import Catalog
+from router.server_tools import ServerTools
 from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
@@ -50,7 +51,8 @@ class RouterRuntime:
             rate_per_principal=settings.rate_limit,
             burst_per_principal=settings.rate_burst,
         )
-        ctx.tool_caller = self.dispatcher  # servers call each other's tools through the pipeline
+        # servers call each other's tools through the pipeline; find_tools/describe_tools are answered here
+        ctx.tool_caller = ServerTools(self.dispatcher, self.catalog, self.tool_search)
         self.durable_role = durable_role
         self.durable_queues = durable_queues
         self.spine: durable.Spine | None = None

@@ -64,6 +64,7 @@ class UpstreamSpec(BaseModel):
     tags: list[str] = Field(default_factory=list)
     tool_tags: dict[str, list[str]] = Field(default_factory=dict)
     cacheable: dict[str, bool] = Field(default_factory=dict)
+    idempotent: dict[str, bool] = Field(default_factory=dict)  # tool -> safe to repeat (else its idempotentHint)
     rate_limit: float = Field(0.0, ge=0)
     source: str = Field("", exclude=True, description="the manifest file this entry came from")
 
