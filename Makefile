@@ -8,16 +8,23 @@ export LITELLM_LOCAL_MODEL_COST_MAP := True
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 CONFORMANCE := .tools/node_modules/.bin/conformance
+AXE := .tools/node_modules/axe-core/axe.min.js
 
 .PHONY: setup run test lint typecheck unit clean
 
-setup: $(STAMP) $(CONFORMANCE)
+setup: $(STAMP) $(CONFORMANCE) $(AXE)
 
 # The MCP conformance suite (npm); 0.1.13 is the last release that runs on Node 20.
 $(CONFORMANCE):
 	@if command -v npm >/dev/null; then \
 	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools @modelcontextprotocol/conformance@0.1.13; \
 	else echo "npm not found: the conformance tests will be skipped"; fi
+
+# axe-core: the accessibility engine the console's browser tests inject into each page.
+$(AXE):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools axe-core@4.14.1; \
+	else echo "npm not found: the console's accessibility checks will be skipped"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

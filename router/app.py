@@ -29,6 +29,7 @@ from starlette.types import Receive, Scope, Send
 
 from router.aggregate import Aggregate
 from router.edge.assembly import Edge, catalog_lister
+from router.edge.console import console_routes
 from router.edge.openai import openai_error_body, openai_routes
 from router.edge.storage_http import storage_routes
 from router.edge.tools_rest import tools_routes
@@ -142,6 +143,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         Mount("/messages/", app=protect(sse.handle_post_message)),
         # Edge routes (router/edge/) are appended below this line.
         *edge.routes(),
+        *console_routes(),  # /console: static pages; their data comes from the API routes below
         *edge.limit_routes(storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator))),  # /v1/storage
         *edge.limit_routes(tools_routes(  # GET /v1/tools, POST /v1/tools/{name}/call
             runtime.tool_search, lambda conn: authenticate(conn.scope, authenticator),

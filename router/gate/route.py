@@ -42,7 +42,9 @@ from vsm_mcp.auth import Principal
 from vsm_mcp.errors import Unauthorized, VsmError
 
 TOOL_CALL = "tool-call"
-PUBLIC_ROUTES = frozenset({"healthz", "readyz", "metrics"})  # the only routes outside the gate, by name
+# The only routes outside the gate, by name. ``console`` serves static files that hold no data
+# (router/edge/console): every figure its pages show comes from gated API calls with the user's key.
+PUBLIC_ROUTES = frozenset({"healthz", "readyz", "metrics", "console"})
 STATE_KEY = "principal"
 
 Render = Callable[[VsmError], dict[str, Any]]
