@@ -127,3 +127,16 @@ async def test_a_failing_step_fails_the_plan_and_skips_its_dependents(planner: P
     states = {s["id"]: s["state"] for s in status["steps"]}
     assert status["state"] == "failed" and states == {"a": "succeeded", "bad": "succeeded", "c": "failed"}
     assert "path 'structured.nope' does not exist" in status["error"]
+
+
+async def test_plan_from_goal_selects_tools_through_the_registry(planner: Planner) -> None:
+    proposal = await planner.call("planner__plan_from_goal", goal="sum the values; then count one execution of a key")
+    assert [c["clause"] for c in proposal["candidates"]] == ["sum the values", "count one execution of a key"]
+    first, second = proposal["steps"]
+    assert first["tool"].endswith("__total") and second["tool"].split("__")[1] in ("work", "work_idem")
+    assert second["after"] == ["s1"] and second["arguments"] == {"key": "count one execution of a key"}
+    assert proposal["missing"] == [{"step": "s1", "clause": "sum the values", "arguments": ["values"]}]
+    assert "created" not in proposal  # something is missing: nothing is created
+    made = await planner.call("planner__plan_from_goal", goal="count one execution of a key", create=True)
+    plan_id = made["created"]["plan_id"]
+    assert (await planner.status(plan_id))["state"] == "draft"

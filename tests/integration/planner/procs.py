@@ -1,0 +1,96 @@
+"""Real processes for the planner's crash tests: `vsm-mcp serve` / `vsm-mcp worker` with a
+manifest of the planner and the counting upstream, and plan tools called over REST."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from tests.integration.planner.conftest import COUNTER, ROOT
+
+VSM = Path(sys.executable).with_name("vsm-mcp")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_manifest(path: Path, log: Path) -> Path:
+    entries = [
+        {"name": "planner", "kind": "builtin", "target": "servers.planner.server:build"},
+        {"name": "counter", "kind": "builtin", "target": "tests.integration.planner.counter_server:build_builtin"},
+        {"name": "cstdio", "kind": "stdio", "command": sys.executable, "args": [str(COUNTER)],
+         "env": {"COUNTER_LOG": str(log), "PYTHONPATH": str(ROOT)}},
+    ]
+    path.write_text(yaml.safe_dump({"upstreams": entries}))
+    return path
+
+
+def spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> subprocess.Popen[bytes]:
+    full = {**os.environ, "PYTHONPATH": str(ROOT), "VSM_EMBEDDER": "hash", "VSM_RATE_LIMIT": "0", **env}
+    return subprocess.Popen(
+        [str(VSM), *args], cwd=cwd, env=full, start_new_session=True,
+        stdout=subprocess.DEVNULL, stderr=(cwd / f"{name}.err").open("ab"),
+    )
+
+
+def kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process group (its stdio upstreams die with it)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            kill(proc)
+
+
+async def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
+    async with httpx.AsyncClient(timeout=5) as client:
+        for _ in range(int(timeout * 10)):
+            assert proc.poll() is None, "the router exited during start-up (see its .err file)"
+            try:
+                if (await client.get(f"{base}/readyz")).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            await asyncio.sleep(0.1)
+    raise AssertionError("router not ready")
+
+
+async def call(base: str, tool: str, **arguments: Any) -> dict[str, Any]:
+    """A tool call over REST (POST /v1/tools/{name}/call); the structured result of a success."""
+    async with httpx.AsyncClient(timeout=60) as client:
+        resp = await client.post(f"{base}/v1/tools/{tool}/call", json={"arguments": arguments})
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert not body.get("isError"), body
+    return dict(body["structuredContent"])
+
+
+async def wait_state(base: str, plan_id: str, *states: str, timeout: float = 90) -> dict[str, Any]:
+    status: dict[str, Any] = {}
+    for _ in range(int(timeout * 10)):
+        status = await call(base, "planner__plan_status", plan_id=plan_id)
+        if status["state"] in states:
+            return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"plan never reached {states}: {status}")
