@@ -174,3 +174,12 @@ def serve_site(site: Site) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(5)
+
+
+if __name__ == "__main__":  # `python -m tests.content_site N`: serve N documents, print the URL, stop at EOF
+    import sys
+
+    site_ = Site(int(sys.argv[1]) if len(sys.argv) > 1 else 100)
+    with serve_site(site_) as url:
+        print(url, flush=True)
+        sys.stdin.read()

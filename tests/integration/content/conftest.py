@@ -22,6 +22,8 @@ from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from vsm_mcp import migrate
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.db import Database
+from vsm_mcp.tenants import ensure_tenant
 
 SERVERS = ("content", "search", "storage")
 
@@ -72,6 +74,12 @@ def content_settings(tmp_path: Path, **over: Any) -> Settings:
 
 async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
     await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
+    if settings.is_postgres:  # the app role may not insert tenants: the owner makes the default one
+        owner = Database(settings, settings.migration_database_url)
+        try:
+            await ensure_tenant(owner, settings.default_tenant)
+        finally:
+            await owner.aclose()
     specs = parse_manifest({"upstreams": entries()}, "content.yaml")
     async with running_router(settings, specs) as (runtime, _principal):
         yield Stack(settings, runtime)
