@@ -12,6 +12,7 @@ step leaves exactly one set of chunks).
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +23,7 @@ from vsm_mcp.hooks import ToolCaller
 SERVICE_KEY = "service:content"
 MAX_DOCS_PER_CALL = 200  # keeps one index call's request and embedding work bounded
 
+_TOOL_ERROR = re.compile(r"(?:Error executing tool \S+: )?([a-z_]+): (.*)", re.S)
 _LABELS: dict[str, type[VsmError]] = {
     "not_found": NotFound, "conflict": Conflict, "invalid_arguments": InvalidArguments,
 }
@@ -35,8 +37,9 @@ def _result(res: Any, tool: str) -> dict[str, Any]:
     """A CallToolResult's structured content, or the tool error mapped back to its class."""
     if getattr(res, "is_error", False):
         text = " ".join(getattr(c, "text", "") for c in res.content)
-        label, _, message = text.partition(": ")
-        raise _LABELS.get(label, UpstreamUnavailable)(f"{tool}: {message or text}")
+        m = _TOOL_ERROR.match(text)  # servers/tool_errors.py: "<label>: <message>", maybe behind the SDK's prefix
+        label, message = (m.group(1), m.group(2)) if m else ("", text)
+        raise _LABELS.get(label, UpstreamUnavailable)(f"{tool}: {message}")
     data = getattr(res, "structured_content", None)
     if data is None:
         texts = [getattr(c, "text", "") for c in getattr(res, "content", [])]
@@ -83,11 +86,14 @@ class SearchIndex:
         return int(out.get("deleted_chunks", 0))
 
     async def search(self, tenant: str, query: str, k: int, tags_any: Sequence[str] | None, mode: str) -> list[dict[str, Any]]:
-        await self.ensure(tenant)
+        """Best chunks; none when the tenant has no collection yet (nothing ingested)."""
         args: dict[str, Any] = {"collection": self.collection, "query": query, "k": k, "mode": mode}
         if tags_any is not None:
             args["filter"] = {"tags_any": list(tags_any)}
-        return list((await self._call(tenant, "search", args)).get("results", []))
+        try:
+            return list((await self._call(tenant, "search", args)).get("results", []))
+        except NotFound:
+            return []
 
     async def chunk_count(self, tenant: str) -> int:
         await self.ensure(tenant)

@@ -31,6 +31,7 @@ from dbos import DBOS
 from servers.content import pipeline
 from servers.content.engine import ContentEngine
 from servers.content.pipeline import Item
+from vsm_mcp import durable
 from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import ConfigError, NotFound
 
@@ -40,6 +41,8 @@ MAX_FAILURES_KEPT = 100
 ENGINE_WAIT_S = 60.0
 
 _engine: ContentEngine | None = None
+# Jobs per process at once; each job's own batches already keep the cores busy.
+durable.declare_queue(QUEUE, worker_concurrency=2)
 
 
 def attach(engine: ContentEngine) -> None:
@@ -215,14 +218,9 @@ async def ingest_workflow(spec: dict[str, Any]) -> dict[str, Any]:
     return await run_job(spec, DurableSteps())
 
 
-def _spine() -> Any:
-    """The running durable spine, or None (imported lazily: the spine is optional here)."""
-    try:
-        from vsm_mcp import durable  # type: ignore[attr-defined]
-
-        return durable.current()
-    except (ImportError, ConfigError):
-        return None
+def _spine() -> durable.Spine | None:
+    """The running durable spine, or None (a server run alone, a runtime without a role)."""
+    return durable.current() if durable.is_running() else None
 
 
 async def pending_jobs(tenant: str) -> list[str]:

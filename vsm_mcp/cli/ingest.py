@@ -47,7 +47,9 @@ async def _ingest(settings: Any, urls: list[str], files: list[Path], depth: int,
                   resume: bool, quiet: bool) -> list[dict[str, Any]]:
     from router.local import running_router
 
-    async with running_router(settings) as (runtime, principal):
+    # The spine makes the job durable: a killed run leaves it PENDING under this role's executor
+    # id and the next `vsm-mcp ingest` (this role) resumes it at launch.
+    async with running_router(settings, durable_role="ingest", durable_queues=["ingest"]) as (runtime, principal):
         async def call(tool: str, **args: Any) -> dict[str, Any]:
             return _result(await runtime.dispatcher.call_tool(principal, tool, args, source="cli"), tool)
 

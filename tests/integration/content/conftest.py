@@ -72,7 +72,7 @@ def content_settings(tmp_path: Path, **over: Any) -> Settings:
     return load_settings(**(base | over))
 
 
-async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def prepare_database(settings: Settings) -> None:
     await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
     if settings.is_postgres:  # the app role may not insert tenants: the owner makes the default one
         owner = Database(settings, settings.migration_database_url)
@@ -80,6 +80,10 @@ async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
             await ensure_tenant(owner, settings.default_tenant)
         finally:
             await owner.aclose()
+
+
+async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
+    await prepare_database(settings)
     specs = parse_manifest({"upstreams": entries()}, "content.yaml")
     async with running_router(settings, specs) as (runtime, _principal):
         yield Stack(settings, runtime)
