@@ -23,6 +23,7 @@ from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
 from vsm_mcp.context import ServerContext
+from vsm_mcp.workers.runtime import Workers
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class RouterRuntime:
         self.durable_role = durable_role
         self.durable_queues = durable_queues
         self.spine: durable.Spine | None = None
+        self.workers: Workers | None = None
         self._tg: TaskGroup | None = None
         self.started = False
 
@@ -93,9 +95,15 @@ class RouterRuntime:
             return  # nothing mounted uses it (a worker naming queues still starts: to say they are unknown)
         self.spine = durable.Spine(self.ctx.settings, role=self.durable_role, queues=self.durable_queues)
         await self.spine.start()
+        # The S3 workers (episode analyzer, policy evaluator, notifier) of the roles this process works.
+        self.workers = Workers(self.ctx, roles=self.durable_queues)
+        await self.workers.start()
 
     async def aclose(self) -> None:
         """Stop the supervisors (stdio process groups are killed) and flush the recorder."""
+        if self.workers is not None:
+            await self.workers.aclose()
+            self.workers = None
         if self.spine is not None:  # first: its workflows still call the upstreams
             await self.spine.aclose()
             self.spine = None

@@ -60,7 +60,7 @@ class CallTelemetry:
                 "server": call.server, "tool": call.tool, "public_name": call.public_name,
                 "outcome": outcome.outcome, "duration_ms": round(outcome.duration_ms, 3),
                 "cached": outcome.cached, "source": call.source, "principal": call.principal.id,
-                "error": outcome.error[:500],
+                "error": outcome.error[:500], "tags": list(call.tags),  # tags: the policy evaluator judges on them
             },
         )
         try:

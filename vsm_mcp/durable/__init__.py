@@ -50,7 +50,8 @@ from vsm_mcp.durable.executors import ExecutorRegistry, sweep
 from vsm_mcp.errors import ConfigError
 
 __all__ = [
-    "QueueSpec", "Spine", "current", "declare_queue", "declared_queues", "is_running", "migrate_schema",
+    "QueueSpec", "Spine", "current", "declare_queue", "declare_role", "declared_names", "declared_queues",
+    "is_running", "migrate_schema",
     "migrate_system_database", "queue", "serve_queues", "system_database_url",
 ]
 
@@ -70,6 +71,7 @@ class QueueSpec:
 KERNEL_MODULES = ("vsm_mcp.workers",)
 
 _declared: dict[str, QueueSpec] = {}
+_roles: set[str] = set()
 _current: Spine | None = None
 
 
@@ -82,8 +84,19 @@ def declare_queue(name: str, **limits: Any) -> QueueSpec:
     return spec
 
 
+def declare_role(name: str) -> None:
+    """Declare a name ``--queues`` / VSM_SERVE_QUEUES accept that is not a DBOS queue: work a
+    package runs itself in the processes that ask for it (the policy evaluator, a bus consumer)."""
+    _roles.add(name)
+
+
 def declared_queues() -> list[str]:
     return sorted(_declared)
+
+
+def declared_names() -> list[str]:
+    """Every name a process may be asked to work: DBOS queues and roles."""
+    return sorted({*_declared, *_roles})
 
 
 def serve_queues(settings: Settings) -> list[str] | None:
@@ -186,10 +199,10 @@ class Spine:
         if _current is not None:
             raise ConfigError("the durable spine is already running in this process")
         _import_kernel_modules()
-        unknown = [q for q in self.listen or [] if q not in _declared]
+        unknown = [q for q in self.listen or [] if q not in _declared and q not in _roles]
         if unknown:
             raise ConfigError(
-                f"unknown queue {unknown[0]!r}; declared queues: {', '.join(declared_queues()) or '(none)'}"
+                f"unknown queue {unknown[0]!r}; declared queues: {', '.join(declared_names()) or '(none)'}"
             )
         probe(self.url)
         registry = ExecutorRegistry(self.url, self.executor_id, self.role)
@@ -203,7 +216,7 @@ class Spine:
         DBOS(config=self.config())  # type: ignore[arg-type]
         try:
             if self.listen is not None:
-                DBOS.listen_queues(self.listen)
+                DBOS.listen_queues([q for q in self.listen if q in _declared])
             DBOS.launch()
         except BaseException:
             DBOS.destroy()

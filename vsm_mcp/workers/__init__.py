@@ -7,5 +7,8 @@
   one durable ``jobs.deliver`` workflow per (channel, event).
 
 ``runtime.Workers`` starts them in a process whose spine is launched (``vsm-mcp serve`` or
-``vsm-mcp worker``). Importing this package does not import DBOS; ``jobs`` and ``runtime`` do.
+``vsm-mcp worker``). Importing the package registers the jobs' workflows and queues with the
+spine (vsm_mcp/durable imports it before every launch, so a recovered workflow is known).
 """
+
+from vsm_mcp.workers import jobs as jobs  # noqa: F401  (workflows and queues, at import)
