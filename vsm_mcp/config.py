@@ -270,7 +270,10 @@ class Settings(BaseSettings):
     content_parallel_batches: int = Field(
         2, ge=1, le=16, description="Batches an ingest job prepares at once (their fetch, normalize and index overlap)."
     )
-    content_wait_s: float = Field(600.0, gt=0, description="Longest an ingest call with wait=true waits for its job.")
+    content_wait_s: float = Field(
+        25.0, gt=0, description="Longest an ingest call with wait=true waits for its job before answering the status so "
+        "far (keep it below the upstream timeout of the content server's manifest entry, 30 s by default).",
+    )
 
     # --- workers (issue 20): episode analyzer, policy evaluator, notifier ---------------------
     analyzer_interval_s: int = Field(

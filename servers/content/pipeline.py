@@ -23,7 +23,7 @@ from servers.content import store
 from servers.content.normalize import Normalized, Unreadable, normalize
 from servers.content.policy import ContainerPolicy
 from servers.content.store import Doc
-from vsm_mcp.errors import NotFound, VsmError
+from vsm_mcp.errors import NotFound, QuotaExceeded, VsmError
 
 T = TypeVar("T")
 FETCH_CONCURRENCY = 8
@@ -139,6 +139,9 @@ async def _fetch_one(rt: Runtime, tenant: str, it: Item, known: dict[str, Any], 
         return Got(it, it.ref, it.data, it.content_type, it.meta.get("name", it.ref), it.lineage)
     if it.kind == "storage":
         bucket, _, key = it.ref.partition("/")
+        limit = rt.fetcher.limits.max_bytes
+        if (await rt.storage.stat(tenant, bucket, key)).size > limit:
+            raise QuotaExceeded(f"{it.ref} is larger than {limit} bytes (VSM_FETCH_MAX_BYTES)")
         row, body = await rt.storage.read(tenant, bucket, key)
         lineage = {"kind": "storage", "bucket": bucket, "key": key, "object_sha256": row.sha256, **it.lineage}
         return Got(it, f"storage:{it.ref}", body, it.content_type or row.content_type, key, lineage)

@@ -105,7 +105,8 @@ def build(ctx: ServerContext) -> MCPServer:
         false), up to ``max_documents``. Private, loopback, link-local and metadata addresses are
         refused (also after redirects and DNS) unless VSM_FETCH_ALLOW lists them. ``policy``
         {read: [...], deny: [...]} and ``capabilities`` apply to the containers made. ``wait``:
-        answer when the job has finished (bounded by VSM_CONTENT_WAIT_S)."""
+        answer when the job has finished or after VSM_CONTENT_WAIT_S with the status so far
+        (then follow it with ingest_status)."""
         if not urls or len(urls) > MAX_ITEMS:
             raise InvalidArguments(f"urls must hold 1..{MAX_ITEMS} URLs")
         for url in urls:  # refuse a forbidden seed now, with its reason; later hops fail their document

@@ -57,6 +57,14 @@ class Stack:
             raise ToolFailed(" ".join(getattr(c, "text", "") for c in res.content))
         return res.structured_content
 
+    async def ingest(self, tool: str, tenant: str, **args: Any) -> Any:
+        """Start an ingest job and follow it to its end (``wait`` answers after VSM_CONTENT_WAIT_S)."""
+        st = await self.call(tool, tenant, wait=True, **args)
+        while st.get("state") not in ("done", "failed"):
+            await anyio.sleep(0.2)
+            st = await self.call("ingest_status", tenant, job=st["job"])
+        return st
+
 
 def entries() -> list[dict[str, Any]]:
     ups = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] in SERVERS]

@@ -68,10 +68,10 @@ async def test_small_site_durably(tmp_path: Path) -> None:
     site = Site(30, pdf_every=6)
     async for stack in durable_stack(tmp_path):
         with serve_site(site) as base:
-            done = await stack.call("ingest_url", "t-d", urls=[base + "/"], depth=1, wait=True)
+            done = await stack.ingest("ingest_url", "t-d", urls=[base + "/"], depth=1)
             assert done["state"] == "done" and done["created"] == 31 and done["failed"] == 0
             site.change([2, 5, 8])
-            again = await stack.call("ingest_url", "t-d", urls=[base + "/"], depth=1, wait=True)
+            again = await stack.ingest("ingest_url", "t-d", urls=[base + "/"], depth=1)
             assert again["created"] == 3 and again["unchanged"] == 28
             status = await stack.call("ingest_status", "t-d", job=again["job"])
             assert status["state"] == "done" and status["documents"] == 31
@@ -83,12 +83,12 @@ async def test_thousand_documents_then_ten_changes(tmp_path: Path) -> None:
     site = Site(1000)
     async for stack in durable_stack(tmp_path, content_batch_size=32):
         with serve_site(site) as base:
-            done = await stack.call("ingest_url", "t-k", urls=[base + "/"], depth=1, max_documents=1001, wait=True)
+            done = await stack.ingest("ingest_url", "t-k", urls=[base + "/"], depth=1, max_documents=1001)
             assert done["state"] == "done" and done["failed"] == 0, done["failures"]
             assert done["documents"] == 1001 and done["created"] == 1001
             changed = list(range(5, 1000, 100))
             site.change(changed)
-            again = await stack.call("ingest_url", "t-k", urls=[base + "/"], depth=1, max_documents=1001, wait=True)
+            again = await stack.ingest("ingest_url", "t-k", urls=[base + "/"], depth=1, max_documents=1001)
             assert again["created"] == 10 and again["unchanged"] == 991
         for i in changed[:3]:
             hit = (await stack.call("container_search", "t-k", query=f"doc{i} rev1", k=1, mode="bm25"))["results"][0]

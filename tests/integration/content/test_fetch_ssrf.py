@@ -219,6 +219,6 @@ async def test_ingest_url_refuses_with_a_clear_error(stack: Stack, victim: Liste
         with pytest.raises(ToolFailed, match=r"forbidden: refused to fetch .* is a (private|link-local|loopback)"):
             await stack.call("ingest_url", "t-ssrf", urls=[url])
     with Listener({"/r": (302, {"Location": "http://169.254.169.254/latest/meta-data/"}, b"")}).running() as site:
-        done = await stack.call("ingest_url", "t-ssrf", urls=[f"http://127.0.0.1:{site.port}/r"], wait=True)
+        done = await stack.ingest("ingest_url", "t-ssrf", urls=[f"http://127.0.0.1:{site.port}/r"])
     assert done["failed"] == 1 and "169.254.169.254 is a link-local address" in done["failures"][0]["reason"]
     assert victim.hits == 0

@@ -18,7 +18,7 @@ T = "t-one"
 async def test_site_ingest_reingest_change_delete(stack: Stack) -> None:
     site = Site(40, pdf_every=5, redirect_every=4)
     with serve_site(site) as base:
-        done = await stack.call("ingest_url", T, urls=[base + "/"], depth=1, wait=True)
+        done = await stack.ingest("ingest_url", T, urls=[base + "/"], depth=1)
         assert done["state"] == "done", done
         assert done["failed"] == 0, done["failures"]
         assert done["documents"] == 41  # the index page + 40 documents (10 through a redirect)
@@ -27,10 +27,10 @@ async def test_site_ingest_reingest_change_delete(stack: Stack) -> None:
         for i in (0, 3, 4, 9):
             hit = await stack.call("container_search", T, query=f"doc{i} rev0", k=3, mode="bm25")
             assert hit["results"][0]["source"] == base + site.path(i)
-        again = await stack.call("ingest_url", T, urls=[base + "/"], depth=1, wait=True)
+        again = await stack.ingest("ingest_url", T, urls=[base + "/"], depth=1)
         assert again["created"] == 0 and again["unchanged"] == 41
         site.change([1, 2, 4])
-        third = await stack.call("ingest_url", T, urls=[base + "/"], depth=1, wait=True)
+        third = await stack.ingest("ingest_url", T, urls=[base + "/"], depth=1)
         assert third["created"] == 3
     hit = (await stack.call("container_search", T, query="doc4 rev1", k=1, mode="bm25"))["results"][0]
     assert hit["source"].endswith(site.path(4)) and hit["version"] == 2
@@ -73,3 +73,17 @@ async def test_ingest_item_idempotent_and_unreadable(stack: Stack) -> None:
     assert c["title"] == "Hello" and c["lineage"] == {"kind": "item"}  # the latest ingest's lineage
     v1 = (await stack.call("container_versions", T, container_id=first["container_id"]))["versions"]
     assert [v["lineage"] for v in v1] == [{"kind": "item", "connector": "wordpress", "cursor": "c1"}]
+
+
+async def test_ingest_file_from_storage(stack: Stack) -> None:
+    svc = service_for(stack.ctx)
+    await svc.put(T, "inbox", "notes/a.md", b"# Inbox\n\nA note about ferries and harbours.\n", content_type="text/markdown")
+    await svc.put(T, "inbox", "notes/b.bin", b"\x00\x01\x02\x03", content_type="application/octet-stream")
+    done = await stack.ingest("ingest_file", T, bucket="inbox", keys=["notes/a.md", "notes/b.bin", "notes/missing"])
+    assert done["state"] == "done" and done["created"] == 1 and done["failed"] == 2
+    reasons = " ".join(f["reason"] for f in done["failures"])
+    assert "binary" in reasons and "not_found" in reasons
+    hit = (await stack.call("container_search", T, query="ferries harbours", k=1))["results"][0]
+    assert hit["source"] == "storage:inbox/notes/a.md" and hit["title"] == "Inbox"
+    got = await stack.call("container_get", T, container_id=hit["container_id"])
+    assert got["lineage"]["bucket"] == "inbox" and got["version"]["blob_key"].startswith(f"c/{hit['container_id']}/")

@@ -19,10 +19,10 @@ async def test_pipeline_on_postgres(pg_owner_url: str, pg_app_url: str, tmp_path
     site = Site(20, pdf_every=4)
     async for stack in open_stack(settings):
         with serve_site(site) as base:
-            done = await stack.call("ingest_url", "pg-a", urls=[base + "/"], depth=1, wait=True)
+            done = await stack.ingest("ingest_url", "pg-a", urls=[base + "/"], depth=1)
             assert done["state"] == "done" and done["created"] == 21 and done["failed"] == 0
             site.change([3])
-            again = await stack.call("ingest_url", "pg-a", urls=[base + "/"], depth=1, wait=True)
+            again = await stack.ingest("ingest_url", "pg-a", urls=[base + "/"], depth=1)
             assert again["created"] == 1
         hit = (await stack.call("container_search", "pg-a", query="doc3 rev1", k=1, mode="bm25"))["results"][0]
         assert hit["version"] == 2
