@@ -8,13 +8,19 @@ machine noise hits both sides alike; throughput is measured with `--concurrency`
 session per side, rounds alternating. The full pipeline runs (auth, grants, validation, rate
 limit with a limit high enough not to trigger, episodes).
 
-    python benchmarks/router_overhead.py [--n 400] [--concurrency 32] [--calls 800] [--client-mode both] [--json]
+    python benchmarks/router_overhead.py [--n 400] [--concurrency 32] [--calls 800] [--client-mode both]
+                                         [--audit-journal both] [--json]
 
 Both protocol eras by default, one after the other against the same two processes: the top-level
 figures are the mcp SDK's default client (``mode="auto"``: 2026-07-28, sessionless JSON), and
 ``"legacy"`` holds the same figures for handshake-era (2025-11-25) clients.
 
 Goal (DESIGN.md): ratio_p50 <= 1.25 and ratio_rps >= 0.8, in both eras.
+
+``--audit-journal both`` (the default) runs a second router with ``VSM_AUDIT_JOURNAL=false`` beside
+the first and interleaves it into the same loops, so the episode journal's cost (a ``write(2)``
+per call before the answer, vsm_mcp/journal.py) is measured side by side: ``nojournal_*`` figures
+and ``journal_added_p50_ms``. The top-level router figures are the default (journal on).
 """
 
 from __future__ import annotations
@@ -96,38 +102,55 @@ async def throughput(call: Callable[[], Awaitable[Any]], calls: int, concurrency
 
 
 async def measure(
-    direct_url: str, router_url: str, n: int, calls: int, concurrency: int, mode: str = "legacy"
+    direct_url: str, router_url: str, n: int, calls: int, concurrency: int, mode: str = "legacy",
+    nojournal_url: str | None = None,
 ) -> dict[str, Any]:
-    async with Client(direct_url, mode=mode) as direct, Client(router_url, mode=mode) as routed:  # type: ignore[arg-type]
+    async with contextlib.AsyncExitStack() as stack:
+        direct = await stack.enter_async_context(Client(direct_url, mode=mode))  # type: ignore[arg-type]
+        sides: list[tuple[str, Callable[[], Awaitable[Any]]]] = []
 
-        async def d() -> Any:
-            r = await direct.call_tool("echo", {"text": "hello"})
-            assert not r.is_error
-            return r
+        def side(client: Client, tool: str) -> Callable[[], Awaitable[Any]]:
+            async def call() -> Any:
+                res = await client.call_tool(tool, {"text": "hello"})
+                assert not res.is_error, res
+                return res
+            return call
 
-        async def r() -> Any:
-            res = await routed.call_tool("up__echo", {"text": "hello"})
-            assert not res.is_error, res
-            return res
-
+        sides.append(("direct", side(direct, "echo")))
+        routed = await stack.enter_async_context(Client(router_url, mode=mode))  # type: ignore[arg-type]
+        sides.append(("router", side(routed, "up__echo")))
+        if nojournal_url:
+            plain = await stack.enter_async_context(Client(nojournal_url, mode=mode))  # type: ignore[arg-type]
+            sides.append(("nojournal", side(plain, "up__echo")))
         for _ in range(30):  # warm-up: connections, caches, validators
-            await d()
-            await r()
-        lat: dict[str, list[float]] = {"direct": [], "router": []}
+            for _name, fn in sides:
+                await fn()
+        lat: dict[str, list[float]] = {name: [] for name, _ in sides}
         for i in range(n):
-            order = [("direct", d), ("router", r)] if i % 2 == 0 else [("router", r), ("direct", d)]
-            for name, fn in order:
+            k = i % len(sides)  # rotate who goes first, so machine noise hits every side alike
+            for name, fn in sides[k:] + sides[:k]:
                 t0 = time.perf_counter()
                 await fn()
                 lat[name].append((time.perf_counter() - t0) * 1000)
-        rps: dict[str, list[float]] = {"direct": [], "router": []}
+        rps: dict[str, list[float]] = {name: [] for name, _ in sides}
         for rnd in range(4):
-            order = [("direct", d), ("router", r)] if rnd % 2 == 0 else [("router", r), ("direct", d)]
-            for name, fn in order:
+            k = rnd % len(sides)
+            for name, fn in sides[k:] + sides[:k]:
                 rps[name].append(await throughput(fn, calls, concurrency))
     direct_p50, router_p50 = pct(lat["direct"], 50), pct(lat["router"], 50)
     direct_rps, router_rps = max(rps["direct"]), max(rps["router"])
+    extra: dict[str, Any] = {}
+    if nojournal_url:
+        plain_p50, plain_rps = pct(lat["nojournal"], 50), max(rps["nojournal"])
+        extra = {
+            "nojournal_p50_ms": round(plain_p50, 3),
+            "nojournal_rps": round(plain_rps, 1),
+            "journal_added_p50_ms": round(router_p50 - plain_p50, 3),
+            "journal_ratio_p50": round(router_p50 / plain_p50, 3),
+            "journal_ratio_rps": round(router_rps / plain_rps, 3),
+        }
     return {
+        **extra,
         "n": n,
         "client_mode": mode,
         "concurrency": concurrency,
@@ -152,10 +175,14 @@ def main() -> None:
         "--client-mode", default="both", choices=["both", "legacy", "auto"],
         help="mcp Client mode on both sides: auto (the SDK default, 2026-07-28), legacy (2025-11-25 handshake), or both",
     )
+    ap.add_argument(
+        "--audit-journal", default="both", choices=["both", "on", "off"],
+        help="the router's episode journal: both = a second router without it, interleaved (its cost)",
+    )
     ap.add_argument("--json", action="store_true", help="print only the JSON result line")
     args = ap.parse_args()
 
-    up_port, router_port = free_port(), free_port()
+    up_port, router_port, plain_port = free_port(), free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "bench.yaml"
         manifest.write_text(
@@ -169,12 +196,22 @@ def main() -> None:
             "VSM_RATE_LIMIT": "1000000",  # the limiter runs, but never triggers
             "VSM_RATE_BURST": "1000000",
             "VSM_LOG_LEVEL": "warning",
+            "VSM_AUDIT_JOURNAL": "false" if args.audit_journal == "off" else "true",
         }
+        plain_env = {**env, "VSM_HOME": str(Path(tmp) / ".vsm-plain"), "VSM_PORT": str(plain_port),
+                     "VSM_AUDIT_JOURNAL": "false"}
+        both = args.audit_journal == "both"
         upstream_cmd = [sys.executable, str(UPSTREAM), "--transport", "http", "--port", str(up_port), "--name", "up"]
         router_cmd = [sys.executable, "-m", "vsm_mcp.cli", "serve"]
-        with process(upstream_cmd), process(router_cmd, env):
+        with contextlib.ExitStack() as procs:
+            procs.enter_context(process(upstream_cmd))
+            procs.enter_context(process(router_cmd, env))
+            if both:
+                procs.enter_context(process(router_cmd, plain_env))
             anyio.run(wait_http, f"http://127.0.0.1:{up_port}/mcp")
             anyio.run(wait_http, f"http://127.0.0.1:{router_port}/healthz")
+            if both:
+                anyio.run(wait_http, f"http://127.0.0.1:{plain_port}/healthz")
             modes = ["auto", "legacy"] if args.client_mode == "both" else [args.client_mode]
             runs = {
                 mode: anyio.run(
@@ -185,6 +222,7 @@ def main() -> None:
                     args.calls,
                     args.concurrency,
                     mode,
+                    f"http://127.0.0.1:{plain_port}/mcp" if both else None,
                 )
                 for mode in modes
             }

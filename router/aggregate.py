@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 
 EXPOSE_MODES = ("all", "search", "both")
 LocalHandler = Callable[[Principal, dict[str, Any]], Awaitable[mt.CallToolResult]]
+LogFn = Callable[[str, Any, "str | None"], Awaitable[None]]
+LEVELS = {name: i for i, name in enumerate(
+    ("debug", "info", "notice", "warning", "error", "critical", "alert", "emergency"))}
 
 
 @dataclass(frozen=True)
@@ -105,6 +108,10 @@ class Aggregate:
         self._local_version = 0
         self._list_bytes: dict[int, tuple[dict[str, Any], bytes]] = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
+        # logging/setLevel per downstream session: applied to upstream log messages relayed to it.
+        self._levels: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+        self.log_sessions: set[str] = set()  # Mcp-Session-Ids that asked for logs: the fast lane
+        # (one JSON answer, no stream) leaves their calls to the SDK path, which can relay logs.
         self.server = self._build()
 
     # --- extension points ----------------------------------------------------------------
@@ -150,6 +157,7 @@ class Aggregate:
         server.add_request_handler("prompts/get", mt.GetPromptRequestParams, self._get_prompt)
         server.add_request_handler("resources/read", mt.ReadResourceRequestParams, self._read_resource)
         server.add_request_handler("completion/complete", mt.CompleteRequestParams, self._complete)
+        server.add_request_handler("logging/setLevel", mt.SetLevelRequestParams, self._set_level)
         return server
 
     async def _track_connection(self, ctx: Any, call_next: Any) -> Any:
@@ -207,14 +215,30 @@ class Aggregate:
             raw = self._list_bytes[id(payload)] = (payload, json.dumps(payload, separators=(",", ":")).encode())
         return raw[1]
 
+    async def _set_level(self, ctx: Any, params: mt.SetLevelRequestParams) -> dict[str, Any]:
+        await self._principal(ctx)
+        conn = getattr(ctx.session, "_connection", None)
+        if conn is not None:
+            self._levels[conn] = LEVELS.get(str(params.level), 0)
+        request = getattr(ctx, "request", None)
+        sid = request.headers.get("mcp-session-id") if request is not None else None
+        if sid:
+            if len(self.log_sessions) > 100_000:
+                self.log_sessions.clear()
+            self.log_sessions.add(sid)
+        return {}
+
     async def _call_tool(self, ctx: Any, params: mt.CallToolRequestParams) -> mt.CallToolResult:
         principal = await self._principal(ctx)
         try:
             local = self.local_tools.get(params.name)
             if local is not None:
                 return await local.handler(principal, params.arguments or {})
+            conn = getattr(ctx.session, "_connection", None)
+            level = self._levels.get(conn) if conn is not None else None
             return await self.dispatcher.call_tool(
-                principal, params.name, params.arguments or {}, source=self.source, progress=_progress_forwarder(ctx)
+                principal, params.name, params.arguments or {}, source=self.source, progress=_progress_forwarder(ctx),
+                notify=_log_forwarder(ctx, level), trace=trace_of(ctx),
             )
         except VsmError as exc:
             raise to_mcp_error(exc) from None
@@ -296,6 +320,36 @@ def _progress_forwarder(ctx: Any) -> Callable[[float, float | None, str | None],
             log.debug("progress relay failed: %s", exc)
 
     return forward
+
+
+def _log_forwarder(ctx: Any, min_level: int | None) -> LogFn:
+    """A callback relaying an upstream's log message to this request's client, at or above the
+    session's logging/setLevel (all levels when it set none)."""
+    session, request_id = ctx.session, ctx.request_id
+
+    async def forward(level: str, data: Any, logger: str | None) -> None:
+        if min_level is not None and LEVELS.get(level, len(LEVELS)) < min_level:
+            return
+        try:
+            await session.send_log_message(level, data, logger, related_request_id=request_id)
+        except Exception as exc:  # the client went away; the call itself goes on
+            log.debug("log relay failed: %s", exc)
+
+    return forward
+
+
+def trace_of(ctx: Any) -> tuple[str, str] | None:
+    """(traceparent, tracestate) a request carries: in its ``_meta`` (the 2026-07-28 revision's
+    place), else in the HTTP headers of the request that brought it; None without one."""
+    meta = ctx.meta or (ctx.params and ctx.params.get("_meta"))
+    if isinstance(meta, dict) and isinstance(meta.get("traceparent"), str):
+        state = meta.get("tracestate")
+        return meta["traceparent"], state if isinstance(state, str) else ""
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    if headers is not None and headers.get("traceparent"):
+        return str(headers["traceparent"]), str(headers.get("tracestate", ""))
+    return None
 
 
 def internal(message: str) -> MCPError:

@@ -29,8 +29,11 @@ from starlette.types import Receive, Scope, Send
 
 from router.aggregate import Aggregate
 from router.edge.assembly import Edge, catalog_lister
+from router.edge.audit_http import audit_endpoint
 from router.edge.console import console_routes
+from router.edge.metrics import add_recorder_collector
 from router.edge.openai import openai_error_body, openai_routes
+from router.edge.route_metrics import RouteMetrics
 from router.edge.storage_http import storage_routes
 from router.edge.tools_rest import tools_routes
 from router.fastlane.fastpath import FastPath
@@ -145,6 +148,10 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         *edge.routes(),
         *console_routes(),  # /console: static pages; their data comes from the API routes below
         *edge.limit_routes(storage_routes(ctx, lambda conn: authenticate(conn.scope, authenticator))),  # /v1/storage
+        *edge.limit_routes([Route(  # GET /v1/audit: the caller's tenant's episodes (vsm_mcp/audit.py)
+            "/v1/audit", audit_endpoint(ctx.db, lambda request: authenticate(request.scope, authenticator)),
+            methods=["GET"],
+        )]),
         *edge.limit_routes(tools_routes(  # GET /v1/tools, POST /v1/tools/{name}/call
             runtime.tool_search, lambda conn: authenticate(conn.scope, authenticator),
             runtime.dispatcher, settings.max_body_bytes,
@@ -156,8 +163,12 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         ),
     ]
 
+    add_recorder_collector(edge.metrics, runtime.recorder)  # vsm_episodes{state} in /metrics
     app = _RouterApp(routes=routes, lifespan=lifespan)
-    app.hot_path = aggregate_endpoint
+    # Per-route request counters and latency; /mcp's fast lane bypasses Starlette's router, so it
+    # is counted by a wrapper with a fixed route label.
+    app.add_middleware(RouteMetrics, metrics=edge.metrics)
+    app.hot_path = RouteMetrics(aggregate_endpoint, edge.metrics, route="/mcp")
     app.hot_max_body = settings.max_body_bytes
     app.state.ctx = ctx
     app.state.runtime = runtime

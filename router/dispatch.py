@@ -34,11 +34,14 @@ from router.recorder import Recorder
 from router.registry.catalog import Catalog, ToolEntry
 from router.upstreams.upstream import Upstream
 from vsm_mcp.auth import Principal, grants
-from vsm_mcp.errors import Forbidden, InvalidArguments, UpstreamUnavailable, VsmError
+from vsm_mcp.errors import Forbidden, InvalidArguments, RateLimited, UpstreamUnavailable, VsmError
 from vsm_mcp.hooks import Authorizer, CallCache, CallInfo, CallObserver, CallOutcome
 from vsm_mcp.resilience import RateLimiter
+from vsm_mcp.telemetry import parse_traceparent
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+LogFn = Callable[[str, Any, str | None], Awaitable[None]]  # (level, data, logger) of an upstream log message
+TraceIn = tuple[str, str]  # (traceparent, tracestate) as the caller sent them
 Via = Callable[[str, dict[str, Any], dict[str, Any], ProgressFn | None], Awaitable[mt.CallToolResult]]
 
 
@@ -68,6 +71,9 @@ class Dispatcher:
         self._tool_limiters: dict[str, RateLimiter] = {}
         self._schemas = ArgumentSchemas()
         self._meta: dict[Principal, dict[str, Any]] = {}
+        # Start (and pass upstream) a span for calls that came without a trace: on when spans are
+        # exported (VSM_OTEL_ENDPOINT); off, a call without a traceparent costs nothing extra.
+        self.propagate_new_traces = False
 
     # --- hooks ---------------------------------------------------------------------------
     def add_authorizer(self, authorizer: Authorizer) -> None:
@@ -102,6 +108,8 @@ class Dispatcher:
         progress: ProgressFn | None = None,
         via: Via | None = None,
         meta: dict[str, Any] | None = None,
+        notify: LogFn | None = None,
+        trace: TraceIn | None = None,
     ) -> mt.CallToolResult:
         """Run one call through steps 2-8 (see the module docstring).
 
@@ -109,19 +117,27 @@ class Dispatcher:
         proxy passes its downstream session's own upstream session (session affinity).
         ``meta`` adds request ``_meta`` entries for the upstream (idempotency key, trace context of a
         planner step); it cannot replace the principal's entries.
+        ``notify(level, data, logger)`` receives the upstream's log messages about this call.
+        ``trace`` is the caller's W3C ``(traceparent, tracestate)``: its trace id is recorded in the
+        episode and the ``tool.*`` event, and the upstream gets ``traceparent`` (the router's span
+        as the parent) and ``tracestate`` in ``_meta``. A ``traceparent`` in ``meta`` counts too.
         """
-        result = await self._run(principal, public_name, arguments, source, progress, via, as_json=False, meta=meta)
+        result = await self._run(
+            principal, public_name, arguments, source, progress, via, as_json=False, meta=meta, notify=notify,
+            trace=trace,
+        )
         if isinstance(result, dict):  # not asked for; kept total for the type checker
             return mt.CallToolResult.model_validate(result, by_name=False)
         return result
 
     async def call_tool_json(
-        self, principal: Principal, public_name: str, arguments: dict[str, Any] | None, *, source: str = "mcp"
+        self, principal: Principal, public_name: str, arguments: dict[str, Any] | None, *, source: str = "mcp",
+        trace: TraceIn | None = None,
     ) -> dict[str, Any]:
         """``call_tool`` for a caller that writes the result straight out as JSON (the /mcp fast
         lane): the same pipeline, but an upstream's JSON answer is passed through as it came —
         no model built only to be dumped again (about 15 µs of a routed call's critical path)."""
-        result = await self._run(principal, public_name, arguments, source, None, None, as_json=True)
+        result = await self._run(principal, public_name, arguments, source, None, None, as_json=True, trace=trace)
         if isinstance(result, dict):
             return result
         return result.model_dump(by_alias=True, mode="json", exclude_none=True)
@@ -137,12 +153,17 @@ class Dispatcher:
         *,
         as_json: bool,
         meta: dict[str, Any] | None = None,
+        notify: LogFn | None = None,
+        trace: TraceIn | None = None,
     ) -> mt.CallToolResult | dict[str, Any]:
         started = time.perf_counter()
         args = {} if arguments is None else arguments
-        call = CallInfo(principal, public_name, "", public_name, args, source=source, trace_id=_trace_id())
+        call = CallInfo(principal, public_name, "", public_name, args, source=source)
         if meta:
             call.meta = meta
+            if trace is None and isinstance(meta.get("traceparent"), str):
+                trace = (meta["traceparent"], str(meta.get("tracestate") or ""))
+        self._trace(call, trace)
         try:
             if not isinstance(args, dict):
                 raise InvalidArguments(f"arguments for tool {public_name!r} must be a JSON object")
@@ -152,7 +173,7 @@ class Dispatcher:
             await self._authorize(call)
             self._schemas.get(entry.schema_hash, entry.input_schema).check(args, public_name)
             self._rate_limit(principal, entry)
-            result, cached = await self._invoke(call, entry, progress, via, as_json)
+            result, cached = await self._invoke(call, entry, progress, via, as_json, notify)
         except VsmError as exc:
             self._record(call, started, exc.label, exc.message)
             raise
@@ -170,9 +191,38 @@ class Dispatcher:
         for authorizer in self.authorizers:
             await authorizer.authorize(call)
 
+    def _trace(self, call: CallInfo, trace: TraceIn | None) -> None:
+        """The call's W3C trace: the caller's (continued with a span of ours, which the upstream
+        gets in ``_meta`` as its parent), or a new trace id. Spans of calls that came without
+        one are made (and propagated) only when spans are exported (``propagate_new_traces``)."""
+        parsed = parse_traceparent(trace[0]) if trace is not None else None
+        if parsed is None:
+            call.trace_id = _trace_id()
+            if not self.propagate_new_traces:
+                return
+            flags = "01"
+        else:
+            call.trace_id, call.parent_id, flags = parsed.trace_id, parsed.parent_id, parsed.flags
+            call.tracestate = trace[1][:512] if trace is not None else ""
+        call.span_id = _span_id()
+        extra = {"traceparent": f"00-{call.trace_id}-{call.span_id}-{flags}"}
+        if call.tracestate:
+            extra["tracestate"] = call.tracestate
+        call.meta = {**call.meta, **extra}
+
     def _rate_limit(self, principal: Principal, entry: ToolEntry) -> None:
         if self.principal_limiter.enabled:
-            self.principal_limiter.take(f"{principal.tenant_id}/{principal.id}", "this API key")
+            try:
+                self.principal_limiter.take(f"{principal.tenant_id}/{principal.id}", "")
+            except RateLimited as exc:  # say who was limited: a key, or a tenant's anonymous callers
+                plim = self.principal_limiter
+                tenant = principal.tenant_name or principal.tenant_id
+                who = f"API key {principal.key_id}" if principal.key_id else "anonymous callers"
+                raise RateLimited(
+                    f"rate limit exceeded for {who} of tenant {tenant}: {plim.rate:g} calls/s, burst {plim.burst:g} "
+                    f"(VSM_RATE_LIMIT, VSM_RATE_BURST); retry in {exc.retry_after:.3f}s",
+                    retry_after=exc.retry_after, data={"who": who, "tenant": tenant},
+                ) from None
         up = self.upstreams.get(entry.server)
         if up is not None and up.spec.rate_limit > 0:
             lim = self._tool_limiters.get(entry.public_name)
@@ -190,7 +240,8 @@ class Dispatcher:
         return meta
 
     async def _invoke(
-        self, call: CallInfo, entry: ToolEntry, progress: ProgressFn | None, via: Via | None, as_json: bool = False
+        self, call: CallInfo, entry: ToolEntry, progress: ProgressFn | None, via: Via | None, as_json: bool = False,
+        notify: LogFn | None = None,
     ) -> tuple[mt.CallToolResult | dict[str, Any], bool]:
         up = self.upstreams.get(entry.server)
         if up is None:
@@ -204,7 +255,7 @@ class Dispatcher:
         async def invoke() -> mt.CallToolResult:
             if via is not None:
                 return await via(entry.name, call.arguments, meta, progress)
-            return await up.call_tool(entry.name, call.arguments, meta=meta, progress=progress)
+            return await up.call_tool(entry.name, call.arguments, meta=meta, progress=progress, notify=notify)
 
         if self.cache is not None and entry.cacheable:
             result, cached = await self.cache.get_or_call(call, invoke)
@@ -234,6 +285,10 @@ def _error_text(result: mt.CallToolResult | dict[str, Any]) -> str | None:
 
 
 def _trace_id() -> str:
-    # 64 random bits, not from the OS: a trace id needs to be unique, not secret, and getrandom
-    # is a system call on every routed call.
-    return f"{random.getrandbits(64):016x}"
+    # A W3C trace id (128 bits) from random, not the OS: it needs to be unique, not secret, and
+    # getrandom is a system call on every routed call.
+    return f"{random.getrandbits(128) or 1:032x}"
+
+
+def _span_id() -> str:
+    return f"{random.getrandbits(64) or 1:016x}"

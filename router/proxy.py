@@ -1,17 +1,28 @@
 """``/mcp/<server>``: one upstream, transparent — original names, the upstream's capabilities.
 
-Each downstream session gets its own upstream session (session affinity, DESIGN.md
-"Upstreams"): opened on its first request, kept for the downstream session's life, closed when
-that session is gone or idle. Server→client traffic of that upstream session — sampling,
-elicitation, roots requests, log messages, progress, resource updates — is relayed to the
-downstream session, on the stream of the downstream request in flight when there is one.
-The downstream's declared client capabilities are mirrored upstream, so the upstream only
-sees what the real client supports.
+Server→client traffic — sampling, elicitation, roots requests, log messages, progress,
+resource updates — is relayed to the downstream session that caused it, on the stream of its
+request in flight when there is one. Two ways to know which session that is:
+
+* **shared** (stdio upstreams, the default ``session_mode``): downstream sessions share the
+  upstream's supervised pool — no process per client. A downstream request *leases* one pooled
+  session for its duration (``Upstream.lease``): while it runs, that session serves no one else,
+  so whatever the upstream asks or logs on it belongs to this request's client. Each session's
+  ``logging/setLevel`` is kept here and applied to what is relayed (the shared session's own
+  level is not touched). Pool size bounds how many downstream requests run at once.
+* **per client** (HTTP and builtin upstreams, and stdio with ``session_mode: per_client``): each
+  downstream session gets its own upstream session (session affinity, DESIGN.md "Upstreams"),
+  opened on its first request, mirroring the downstream's declared capabilities, closed within a
+  second of the downstream session's end (DELETE) or idle expiry.
+
+Progress of a ``tools/call`` reaches the client through the call's progress callback only (the
+SDK also tees it to the message handler; relaying both sent every step twice).
 
 Every ``tools/call`` still runs through the Dispatcher pipeline (grants, validation, rate
 limits, audit); only step 7 uses the affinity session. Other requests are forwarded as they
-are, with the principal added to ``_meta``. Past ``MAX_AFFINITY`` sessions per upstream, new
-downstream sessions share the pooled session (server→client requests then cannot be relayed).
+are, with the principal added to ``_meta``. Past ``MAX_AFFINITY`` per-client sessions per
+upstream, new downstream sessions share the pooled session (server→client requests then cannot be
+relayed).
 """
 
 from __future__ import annotations
@@ -19,7 +30,8 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 import anyio
@@ -33,8 +45,8 @@ from mcp.shared.exceptions import MCPError
 from mcp.shared.message import ServerMessageMetadata
 from starlette.types import Receive, Scope, Send
 
-from router.aggregate import PrincipalOf, _progress_forwarder, to_mcp_error
-from router.fastlane.fastpath import refuse_oversized
+from router.aggregate import LEVELS, PrincipalOf, _progress_forwarder, to_mcp_error, trace_of
+from router.fastlane.fastpath import checked_body, refuse_oversized, replaying
 from router.gate.authn import send_error
 from router.runtime import RouterRuntime
 from router.upstreams.upstream import CONNECT_TIMEOUT_S, Upstream
@@ -44,14 +56,17 @@ log = logging.getLogger(__name__)
 
 MAX_AFFINITY = 64
 IDLE_CLOSE_S = 600.0
+REAP_EVERY_S = 1.0
 _LOCAL = frozenset({"initialize", "ping"})
 
 
 class _Affinity:
-    """The upstream session bound to one downstream connection."""
+    """One downstream session's side of the proxy: its own upstream session (per-client mode), or
+    the relay a leased pooled session hands server→client traffic to (shared mode)."""
 
-    def __init__(self, conn: Any) -> None:
+    def __init__(self, conn: Any, session_id: str | None = None) -> None:
         self.conn_ref = weakref.ref(conn)
+        self.session_id = session_id
         self.client: Client | None = None
         self.error: VsmError | None = None
         self.ready = anyio.Event()
@@ -59,6 +74,8 @@ class _Affinity:
         self.last_used = time.monotonic()
         self.active: list[Any] = []  # downstream request contexts in flight, newest last
         self.scope = anyio.CancelScope()
+        self.level: int | None = None  # the session's logging/setLevel, applied here in shared mode
+        self.raw_tokens: set[Any] = set()  # progressTokens of forwarded requests (not tools/call)
 
     # --- relaying server→client traffic to the downstream --------------------------------
     async def _downstream_request(self, request: Any, result_type: Any) -> Any:
@@ -86,8 +103,21 @@ class _Affinity:
     async def list_roots(self, _context: Any) -> Any:
         return await self._downstream_request(mt.ListRootsRequest(), mt.ListRootsResult)
 
+    def wanted(self, message: Any) -> bool:
+        """Whether a notification from the upstream should be relayed to this session."""
+        root = getattr(message, "root", message)
+        method = getattr(root, "method", "")
+        params = getattr(root, "params", None)
+        if method == "notifications/progress":
+            # A tools/call's progress comes through its progress callback; only forwarded
+            # requests' progress (the client's own token) needs relaying from here.
+            return getattr(params, "progress_token", None) in self.raw_tokens
+        if method == "notifications/message" and self.level is not None:
+            return LEVELS.get(str(getattr(params, "level", "")), len(LEVELS)) >= self.level
+        return True
+
     async def on_message(self, message: Any) -> None:
-        if isinstance(message, Exception):
+        if isinstance(message, Exception) or not self.wanted(message):
             return
         ctx = self.active[-1] if self.active else None
         try:
@@ -146,6 +176,8 @@ class ServerProxy:
         )
         self._affinity: dict[int, _Affinity] = {}
         self._tg: TaskGroup | None = None
+        spec = upstream.spec
+        self.shared = spec.kind == "stdio" and spec.session_mode == "shared"
 
     # --- session affinity ----------------------------------------------------------------
     async def _affinity_for(self, ctx: Any) -> _Affinity | None:
@@ -156,10 +188,16 @@ class ServerProxy:
         if aff is not None and aff.conn_ref() is not conn:
             aff.closed.set()
             aff = None
+        if self.shared:  # a relay only: the upstream session is leased from the pool per request
+            if aff is None:
+                aff = self._affinity[id(conn)] = _Affinity(conn, _session_id(ctx))
+                aff.ready.set()
+            aff.last_used = time.monotonic()
+            return aff
         if aff is None:
             if len(self._affinity) >= MAX_AFFINITY:
                 return None
-            aff = self._affinity[id(conn)] = _Affinity(conn)
+            aff = self._affinity[id(conn)] = _Affinity(conn, _session_id(ctx))
             self._tg.start_soon(self._hold, aff, ctx.session.client_capabilities)
         with anyio.move_on_after(CONNECT_TIMEOUT_S):
             await aff.ready.wait()
@@ -188,13 +226,34 @@ class ServerProxy:
             aff.ready.set()
 
     async def reap(self) -> None:
-        """Close affinity sessions whose downstream session is gone or idle."""
+        """Close affinity sessions whose downstream session is gone (DELETE, idle expiry) or idle."""
         now = time.monotonic()
+        live = self.manager._server_instances  # noqa: SLF001 - the SDK's session table
         for key, aff in list(self._affinity.items()):
             gone = aff.conn_ref() is None or aff.closed.is_set()
-            if gone or (not aff.active and now - aff.last_used > IDLE_CLOSE_S):
+            ended = aff.session_id is not None and (
+                aff.session_id not in live or getattr(live[aff.session_id], "is_terminated", False)
+            )
+            if gone or ended or (not aff.active and now - aff.last_used > IDLE_CLOSE_S):
                 aff.closed.set()
                 self._affinity.pop(key, None)
+
+    def end_session(self, session_id: str) -> None:
+        """The downstream session ended (DELETE): close its upstream session now."""
+        for key, aff in list(self._affinity.items()):
+            if aff.session_id == session_id:
+                aff.closed.set()
+                self._affinity.pop(key, None)
+
+    @asynccontextmanager
+    async def _upstream_session(self, aff: _Affinity | None) -> AsyncIterator[Client | None]:
+        """The session a downstream request runs on: a leased pooled one (shared mode), the
+        downstream session's own (per-client mode), or None (the pool, no relaying)."""
+        if self.shared and aff is not None:
+            async with self.upstream.lease(aff) as client:
+                yield client
+        else:
+            yield aff.client if aff is not None else None
 
     def close_all(self) -> None:
         for aff in self._affinity.values():
@@ -207,7 +266,10 @@ class ServerProxy:
         if ctx.request_id is None:
             if method == "notifications/roots/list_changed":
                 aff = self._affinity.get(id(getattr(ctx.session, "_connection", None)))
-                if aff is not None and aff.client is not None:
+                if self.shared:
+                    for live in self.upstream.live_clients():
+                        await live.session.send_roots_list_changed()
+                elif aff is not None and aff.client is not None:
                     await aff.client.session.send_roots_list_changed()
             return await call_next(ctx)
         if method in _LOCAL:
@@ -217,21 +279,44 @@ class ServerProxy:
         except VsmError as exc:
             raise to_mcp_error(exc) from None
         aff = await self._affinity_for(ctx)
+        if aff is not None and method == "logging/setLevel":
+            return await self._set_level(aff, ctx.params or {})
         if aff is not None:
             aff.active.append(ctx)
+        token = None
         try:
-            client = aff.client if aff is not None else None
-            if method == "tools/call":
-                return await self._call_tool(ctx, principal, client)
-            params = dict(ctx.params or {})
-            params["_meta"] = {**(params.get("_meta") or {}), **self.runtime.dispatcher.meta_for(principal)}
-            return await self.upstream.request(method, params, client=client)
+            async with self._upstream_session(aff) as client:
+                if method == "tools/call":
+                    return await self._call_tool(ctx, principal, client)
+                params = dict(ctx.params or {})
+                params["_meta"] = {**(params.get("_meta") or {}), **self.runtime.dispatcher.meta_for(principal)}
+                token = params["_meta"].get("progressToken")
+                if token is not None and aff is not None:
+                    aff.raw_tokens.add(token)
+                return await self.upstream.request(method, params, client=client)
         except VsmError as exc:
             raise to_mcp_error(exc) from None
         finally:
             if aff is not None:
                 aff.active.remove(ctx)
+                aff.raw_tokens.discard(token)
                 aff.last_used = time.monotonic()
+
+    async def _set_level(self, aff: _Affinity, params: dict[str, Any]) -> dict[str, Any]:
+        """The session's log level is applied here, to what is relayed to it: a shared session's
+        level is not this client's to set, and an upstream without the logging capability would
+        refuse the request. An own session of an upstream that has logging is told as well."""
+        level = params.get("level")
+        if level not in LEVELS:
+            raise to_mcp_error(InvalidArguments(f"unknown log level {level!r}; use one of {', '.join(LEVELS)}"))
+        aff.level = LEVELS[level]
+        caps = self.upstream.capabilities
+        if not self.shared and aff.client is not None and caps is not None and caps.logging is not None:
+            try:
+                await self.upstream.request("logging/setLevel", {"level": level}, client=aff.client)
+            except VsmError as exc:
+                log.debug("upstream %s refused logging/setLevel: %s", self.upstream.name, exc)
+        return {}
 
     async def _call_tool(self, ctx: Any, principal: Any, client: Client | None) -> mt.CallToolResult:
         params = ctx.params or {}
@@ -251,8 +336,16 @@ class ServerProxy:
             return await up.call_tool(tool, args, meta=meta, progress=progress, client=client)
 
         return await self.runtime.dispatcher.call_tool(
-            principal, entry.public_name, arguments, source="mcp-server", progress=_progress_forwarder(ctx), via=via
+            principal, entry.public_name, arguments, source="mcp-server", progress=_progress_forwarder(ctx), via=via,
+            trace=trace_of(ctx),
         )
+
+
+def _session_id(ctx: Any) -> str | None:
+    request = getattr(ctx, "request", None)
+    headers = getattr(request, "headers", None)
+    sid = headers.get("mcp-session-id") if headers is not None else None
+    return str(sid) if sid else None
 
 
 class ProxySet:
@@ -272,8 +365,9 @@ class ProxySet:
         tg.start_soon(self._reaper)
 
     async def _reaper(self) -> None:
+        # Every second: a per-client process stops within a second or two of its session's end.
         while True:
-            await anyio.sleep(5)
+            await anyio.sleep(REAP_EVERY_S)
             for p in self.proxies.values():
                 await p.reap()
 
@@ -296,4 +390,13 @@ class ProxySet:
             up = proxy.upstream
             await send_error(send, UpstreamUnavailable(f"upstream {name!r} is {up.state}: {up.last_error}"), jsonrpc=True)
             return
+        if scope["type"] == "http" and scope["method"] == "POST":
+            body = await checked_body(receive, send, self.max_body_bytes)
+            if body is None:  # answered (413, malformed envelope) or the client left
+                return
+            receive = replaying(body, receive)
         await proxy.manager.handle_request(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] == "DELETE":
+            sid = dict(scope.get("headers", ())).get(b"mcp-session-id")
+            if sid:
+                proxy.end_session(sid.decode("latin-1"))

@@ -23,6 +23,8 @@ from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
 from vsm_mcp.context import ServerContext
+from vsm_mcp.journal import journal_dir
+from vsm_mcp.tracing import call_spans
 from vsm_mcp.workers.runtime import Workers
 
 log = logging.getLogger(__name__)
@@ -37,10 +39,11 @@ class RouterRuntime:
         their modules register the workflows — listening to ``durable_queues`` (None = all)."""
         settings = ctx.settings
         self.ctx = ctx
-        self.specs = specs if specs is not None else load_manifests(settings.manifests or None)
+        self.specs = specs if specs is not None else load_manifests(settings.manifests or None, home=settings.home)
         self.catalog = Catalog()
         self.tool_search = attach_tool_search(settings, self.catalog)  # registry + find_tools (issue 5)
-        self.recorder = Recorder(ctx.db, [])
+        # Episodes are journalled before each answer (vsm_mcp/journal.py), so a crash loses none.
+        self.recorder = Recorder(ctx.db, [], journal_dir=journal_dir(settings.home) if settings.audit_journal else None)
         self.upstreams: dict[str, Upstream] = {}
         self._listeners: list[Any] = []
         for spec in self.specs:
@@ -58,6 +61,10 @@ class RouterRuntime:
         self.durable_queues = durable_queues
         self.spine: durable.Spine | None = None
         self.workers: Workers | None = None
+        self.spans = call_spans(settings.otel_endpoint)  # OTLP export of a span per call, when configured
+        if self.spans is not None:
+            self.dispatcher.add_observer(self.spans)
+            self.dispatcher.propagate_new_traces = True
         self._tg: TaskGroup | None = None
         self.started = False
 
@@ -113,6 +120,8 @@ class RouterRuntime:
             for up in self.upstreams.values():
                 await up.stopped.wait()
         await self.recorder.aclose()
+        if self.spans is not None:
+            await anyio.to_thread.run_sync(self.spans.shutdown)  # flushes the batched spans
 
     def readiness(self) -> dict[str, Any]:
         """Per-upstream status for /readyz; ``ok`` is False when any enabled upstream is not ready."""

@@ -22,7 +22,7 @@ from vsm_mcp.errors import InvalidArguments
 KEY_PREFIX = "vsm_"
 
 SCOPE_FAMILIES: tuple[str, ...] = (
-    "tools", "events", "storage", "llm", "search", "policy", "beliefs", "planner", "cms", "drive", "content",
+    "tools", "events", "storage", "llm", "search", "policy", "beliefs", "planner", "cms", "drive", "content", "audit",
 )
 SCOPE_ACTIONS: tuple[str, ...] = ("read", "write", "call", "admin", "*")
 KNOWN_SCOPES: frozenset[str] = frozenset(

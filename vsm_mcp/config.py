@@ -64,8 +64,20 @@ class Settings(BaseSettings):
     expose: Literal["all", "search", "both"] = Field(
         "both", description="What /mcp lists: all upstream tools, only the search meta-tools, or both."
     )
-    rate_limit: float = Field(50.0, ge=0, description="Tool calls per second per API key (token bucket; 0 = off).")
-    rate_burst: float = Field(200.0, ge=0, description="Burst size of the per-key rate limit.")
+    # Defaults sized for an agent's burst: a loop of 1,000 calls at concurrency 8 runs at a few
+    # thousand calls/s through the router; the burst absorbs it, the rate bounds a runaway.
+    rate_limit: float = Field(
+        100.0, ge=0, description="Tool calls per second per API key, or per tenant for anonymous callers (token bucket; 0 = off).",
+    )
+    rate_burst: float = Field(1000.0, ge=0, description="Burst size of the per-key rate limit (calls allowed at once).")
+    audit_journal: bool = Field(
+        True, description="Append each episode to <home>/journal before the call is answered, so a crash loses no "
+        "audit record of an answered call (replayed into the database at the next start).",
+    )
+    otel_endpoint: str = Field(
+        "", description="OpenTelemetry collector base URL (OTLP over HTTP, e.g. http://127.0.0.1:4318): every tool "
+        "call is exported as a span. Empty = no export.",
+    )
     upstream_start_wait: float = Field(
         10.0, ge=0, description="Seconds start-up waits for upstreams to connect before serving anyway."
     )
@@ -148,9 +160,9 @@ class Settings(BaseSettings):
         10_000, ge=0, description="Most events replayed to one reconnecting SSE client (Last-Event-ID)."
     )
     edge_rate_per_s: float = Field(
-        50.0, gt=0, description="Edge rate limit: sustained requests per second per principal (or per IP when anonymous)."
+        100.0, gt=0, description="Edge rate limit: sustained requests per second per principal (or per IP when anonymous)."
     )
-    edge_rate_burst: int = Field(100, ge=1, description="Edge rate limit: burst size per principal / IP.")
+    edge_rate_burst: int = Field(1000, ge=1, description="Edge rate limit: burst size per principal / IP.")
     telegram_secret: str = Field(
         "", description="Secret Telegram sends in X-Telegram-Bot-Api-Secret-Token. Empty = webhook disabled."
     )
@@ -377,6 +389,13 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"scheme {scheme or '(none)'!r} is not supported; use sqlite:///path or postgresql://user@host:port/db"
             )
+        return v
+
+    @field_validator("otel_endpoint")
+    @classmethod
+    def _check_otel(cls, v: str) -> str:
+        if v and not v.startswith(("http://", "https://")):
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://127.0.0.1:4318")
         return v
 
     @field_validator("bus_url")

@@ -28,7 +28,10 @@ class CallInfo:
     tags: tuple[str, ...] = ()
     annotations: dict[str, Any] = field(default_factory=dict)
     source: str = "mcp"  # mcp | stdio | rest | telegram | planner | meta
-    trace_id: str = ""
+    trace_id: str = ""  # W3C trace id (32 hex): the caller's, or new when it sent none
+    span_id: str = ""  # the router's span of this call: the parent of the upstream's (16 hex)
+    parent_id: str = ""  # the caller's span, when it sent a traceparent
+    tracestate: str = ""  # the caller's W3C tracestate, passed on unchanged
     schema_hash: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # extra request _meta for the upstream
 
@@ -41,6 +44,7 @@ class CallOutcome:
     duration_ms: float
     error: str = ""
     cached: bool = False
+    finished_at: float = 0.0  # epoch seconds, set when the call is recorded (span end time)
 
 
 class Authorizer(Protocol):

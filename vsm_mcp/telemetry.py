@@ -62,6 +62,17 @@ class Metrics:
                                    ["upstream"], registry=r)
         self.db_pool = Gauge("vsm_db_pool_connections", "Database pool connections by state (size, checked_out).",
                              ["state"], registry=r)
+        # Audit trail (router/recorder.py), read from the recorder at scrape time.
+        self.episodes = Gauge(
+            "vsm_episodes", "Episodes by state: written (to the database), pending (queued), dropped (not "
+            "queued: observers skipped; replayed from the journal), lost (in neither database nor journal), "
+            "recovered (replayed from a journal).", ["state"], registry=r,
+        )
+        # Per-route HTTP figures (router/edge/route_metrics.py); route = the route's template.
+        self.http_requests = Counter("vsm_http_requests", "HTTP requests by route template, method and status.",
+                                     ["route", "method", "status"], registry=r)
+        self.http_latency = Histogram("vsm_http_request_duration_seconds", "HTTP request latency by route template.",
+                                      ["route", "method"], buckets=LATENCY_BUCKETS, registry=r)
         self._hooks: list[CollectHook] = []
 
     def add_collect_hook(self, hook: CollectHook) -> None:

@@ -1,8 +1,11 @@
 """``GET /healthz`` (the process answers) and ``GET /readyz`` (it can serve).
 
-Ready means: the database answers, the bus is connected, and every enabled upstream is ready.
-Not ready → 503 with ``reason`` naming each failing check, so an operator (or a load balancer's
-log) sees why without digging.
+Ready means the gateway can serve: the database answers, the bus is connected, and every
+upstream marked ``required: true`` in its manifest is ready. Any other upstream being down only
+*degrades* it (``degraded: true``, still 200): its tools are unavailable while the rest serve,
+and a load balancer must not pull a router that works for everything else. Each upstream's
+state is in ``checks.upstreams``; ``reason`` names every failing check either way, so an
+operator (or a load balancer's log) sees why without digging. Not ready → 503.
 """
 
 from __future__ import annotations
@@ -44,15 +47,20 @@ def readyz_endpoint(db: Database, bus: Bus, upstreams: Readiness | None = None, 
             "bus": {"ok": bus_ok, "detail": bus_detail},
         }
         reasons = [f"{name}: {c['detail']}" for name, c in checks.items() if not c["ok"]]
+        ready = not reasons
+        degraded = False
         if upstreams is not None:
             summary = upstreams()
             ups = summary.get("upstreams", {})
             checks["upstreams"] = ups
             for name, st in ups.items():
                 if not st.get("ok", False):
-                    reasons.append(f"upstream {name}: {st.get('state', '?')} {st.get('error', '')}".strip())
-        ready = not reasons
-        body: dict[str, Any] = {"ready": ready, "checks": checks}
+                    degraded = True
+                    required = bool(st.get("required", False))
+                    ready = ready and not required
+                    what = "required upstream" if required else "upstream"
+                    reasons.append(f"{what} {name}: {st.get('state', '?')} {st.get('error', '')}".strip())
+        body: dict[str, Any] = {"ready": ready, "degraded": degraded, "checks": checks}
         if reasons:
             body["reason"] = "; ".join(reasons)
         return JSONResponse(body, status_code=200 if ready else 503)

@@ -97,3 +97,15 @@ def metrics_endpoint(metrics: Metrics) -> Callable[[Request], Any]:
         return Response(metrics.render(), media_type=CONTENT_TYPE)
 
     return handler
+
+
+def add_recorder_collector(metrics: Metrics, recorder: Any) -> None:
+    """``vsm_episodes{state}`` from the router's recorder at every scrape (written, pending, dropped,
+    lost, recovered): a growing ``lost`` means audit records are gone; ``dropped`` alone means
+    the queue overflowed or the database refused a batch and the journal is covering for it."""
+
+    def collect(m: Metrics) -> None:
+        for state in ("written", "pending", "dropped", "lost", "recovered"):
+            m.episodes.labels(state).set(getattr(recorder, state, 0))
+
+    metrics.add_collect_hook(collect)

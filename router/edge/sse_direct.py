@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 TRANSPARENT_SENDERS = frozenset({
     ("starlette.middleware.errors", "ServerErrorMiddleware.__call__.<locals>._send"),
     ("starlette._exception_handler", "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
+    ("router.edge.route_metrics", "RouteMetrics.__call__.<locals>.send_status"),  # notes the status only
 })
 UVICORN_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
 # Where each transparent sender is defined (module, outer callable, inner qualname): the
@@ -47,6 +48,7 @@ _SENDER_HOMES = (
      "ServerErrorMiddleware.__call__.<locals>._send"),
     ("starlette._exception_handler", "wrap_app_handling_exceptions",
      "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
+    ("router.edge.route_metrics", "RouteMetrics.__call__", "RouteMetrics.__call__.<locals>.send_status"),
 )
 _CYCLE_INTERNALS = ("scope", "transport", "disconnected", "response_started", "chunked_encoding", "response_complete")
 # Pinned in pyproject.toml to the ranges these internals were read from.

@@ -25,7 +25,7 @@ from router.gate.ratelimit import retry_after_header
 from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
 from router.registry.index import MODES
 from vsm_mcp.auth import grants
-from vsm_mcp.errors import InvalidArguments, RateLimited, VsmError
+from vsm_mcp.errors import InvalidArguments, QuotaExceeded, RateLimited, VsmError
 
 
 def _limit(raw: str | None) -> int:
@@ -36,10 +36,23 @@ def _limit(raw: str | None) -> int:
     return int(raw)
 
 
+async def _read_limited(request: Request, max_body_bytes: int) -> bytes:
+    """The body, refused with 413 before reading when its declared length is over the limit and
+    as soon as a chunked one passes it (a 50 MB body used to be read whole, then refused)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_body_bytes:
+        raise QuotaExceeded(f"request body of {int(declared)} bytes exceeds VSM_MAX_BODY_BYTES ({max_body_bytes} bytes)")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_body_bytes:
+            raise QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({max_body_bytes} bytes)")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def _call_arguments(request: Request, max_body_bytes: int) -> dict[str, Any]:
-    body = await request.body()
-    if len(body) > max_body_bytes:
-        raise InvalidArguments(f"request body is {len(body)} bytes; the limit is {max_body_bytes}")
+    body = await _read_limited(request, max_body_bytes)
     try:
         data = json.loads(body or b"{}")
     except ValueError as exc:
@@ -59,7 +72,11 @@ def tools_routes(
         try:
             principal = await authenticate(request)
             arguments = await _call_arguments(request, max_body_bytes)
-            result = await dispatcher.call_tool(principal, request.path_params["name"], arguments, source="rest")
+            trace = request.headers.get("traceparent")
+            result = await dispatcher.call_tool(
+                principal, request.path_params["name"], arguments, source="rest",
+                trace=(trace, request.headers.get("tracestate", "")) if trace else None,
+            )
             return JSONResponse(result.model_dump(by_alias=True, mode="json", exclude_none=True))
         except RateLimited as exc:
             return error_response(exc, {"Retry-After": retry_after_header(exc.retry_after)})

@@ -30,6 +30,7 @@ from typing import Any
 import anyio
 from starlette.types import Message, Receive, Scope, Send
 
+from router.fastlane.envelope import envelope_error, error_body
 from router.gate.authn import principal_of
 from vsm_mcp import json_fast
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, VsmError
@@ -84,12 +85,17 @@ class FastPath:
         if not headers.get(b"content-type", b"").startswith(b"application/json"):
             return False
         transport = self._session(headers)
-        if transport is None:
-            return False
+        sid = headers.get(b"mcp-session-id", b"")
+        if transport is None or sid.decode("latin-1") in self.aggregate.log_sessions:
+            # Not ours to answer (initialize, an unknown session, a session that asked for log
+            # messages — they need the SDK's streamed answer); only the envelope is checked here.
+            body = await self._body(receive, send)
+            if body is not None:
+                await self._replay(scope, body, receive, send)
+            return True
         body = await self._body(receive, send)
         if body is None:  # answered already (413) or the client went away
             return True
-        sid = headers.get(b"mcp-session-id", b"")
         cancelled = _parse_cancel(body)
         if cancelled is not None and (sid, cancelled) in self._inflight:
             self._inflight[(sid, cancelled)].cancel()
@@ -209,6 +215,11 @@ class FastPath:
         return b'{"jsonrpc":"2.0","id":' + json_fast.dumps(rid) + b',"result":' + payload + b"}"
 
     async def _replay(self, scope: Scope, body: bytes, receive: Receive, send: Send) -> None:
+        """Hand the request to the SDK with its body replayed — unless the envelope is malformed,
+        which is answered here in one line (the SDK's answer is a multi-line pydantic dump)."""
+        if (bad := envelope_error(body)) is not None:
+            await send_body(send, error_body(*bad), status=400)
+            return
         sent = False
 
         async def replay() -> Message:
@@ -237,7 +248,9 @@ class FastPath:
                 typed = await local.handler(principal, arguments or {})
                 result = typed.model_dump(by_alias=True, mode="json", exclude_none=True)
             else:
-                result = await self.dispatcher.call_tool_json(principal, name, arguments or {}, source="mcp")
+                result = await self.dispatcher.call_tool_json(
+                    principal, name, arguments or {}, source="mcp", trace=_trace(scope, params)
+                )
         except VsmError as exc:
             return {"jsonrpc": "2.0", "id": rid, "error": exc.to_jsonrpc()}
         return {"jsonrpc": "2.0", "id": rid, "result": result}
@@ -246,8 +259,26 @@ class FastPath:
 SERVER_INFO_KEY = "io.modelcontextprotocol/serverInfo"
 _PLAIN_META = frozenset(
     {"io.modelcontextprotocol/protocolVersion", "io.modelcontextprotocol/clientInfo",
-     "io.modelcontextprotocol/clientCapabilities"}
+     "io.modelcontextprotocol/clientCapabilities", "traceparent", "tracestate"}
 )
+
+
+def _trace(scope: Scope, params: dict[str, Any]) -> tuple[str, str] | None:
+    """(traceparent, tracestate) of a call: its ``_meta`` first (the 2026-07-28 revision's
+    place), else the HTTP headers; None when the caller sent none."""
+    meta = params.get("_meta")
+    if meta and isinstance(meta.get("traceparent"), str):
+        state = meta.get("tracestate")
+        return meta["traceparent"], state if isinstance(state, str) else ""
+    parent = state_ = None
+    for k, v in scope.get("headers", ()):
+        if k == b"traceparent":
+            parent = v
+        elif k == b"tracestate":
+            state_ = v
+    if parent is None:
+        return None
+    return parent.decode("latin-1"), state_.decode("latin-1") if state_ else ""
 
 
 def _plain_modern_meta(msg: dict[str, Any]) -> bool:
@@ -317,6 +348,35 @@ async def refuse_oversized(scope: Scope, send: Send, limit: int) -> bool:
 
 class _TooLarge(Exception):
     pass
+
+
+async def checked_body(receive: Receive, send: Send, limit: int) -> bytes | None:
+    """The request body for an endpoint that hands it to the SDK: None when it was answered here
+    already — 413 past ``limit``, 400 for a malformed JSON-RPC envelope — or the client left."""
+    try:
+        body = await _read_body(receive, limit)
+    except _TooLarge:
+        err = QuotaExceeded(f"request body exceeds VSM_MAX_BODY_BYTES ({limit} bytes)")
+        await send_json(send, {"jsonrpc": "2.0", "id": None, "error": err.to_jsonrpc()}, status=413)
+        return None
+    if body is not None and (bad := envelope_error(body)) is not None:
+        await send_body(send, error_body(*bad), status=400)
+        return None
+    return body
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that yields ``body`` (already read) first, then the connection's messages."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 def _parse_cancel(body: bytes) -> str | int | None:

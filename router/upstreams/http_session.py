@@ -34,6 +34,7 @@ from vsm_mcp import json_fast
 from vsm_mcp.errors import UpstreamUnavailable
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+LogFn = Callable[[str, Any, str | None], Awaitable[None]]  # (level, data, logger) of a log message
 PROTOCOL_VERSION = "2025-11-25"
 MODERN_VERSION = "2026-07-28"
 _ENVELOPE = {
@@ -138,17 +139,18 @@ class RawHttpSession:
 
     async def call_tool(
         self, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None,
-        *, as_json: bool = False,
+        *, as_json: bool = False, notify: LogFn | None = None,
     ) -> Any:
-        """A ``CallToolResult``; with ``as_json`` the result object as the upstream sent it."""
+        """A ``CallToolResult``; with ``as_json`` the result object as the upstream sent it.
+        ``notify(level, data, logger)`` gets the log messages the upstream streams with the answer."""
         rid = next(self._ids)
         try:
             try:
-                result = await self._call_once(rid, tool, arguments, meta, progress)
+                result = await self._call_once(rid, tool, arguments, meta, progress, notify)
             except SessionExpired:
                 await self.open()
                 rid = next(self._ids)
-                result = await self._call_once(rid, tool, arguments, meta, progress)
+                result = await self._call_once(rid, tool, arguments, meta, progress, notify)
         except (httpx.HTTPError, HttpError) as exc:
             raise UpstreamUnavailable(
                 f"upstream {self.name!r} is unreachable: {type(exc).__name__}: {exc}".rstrip(": "),
@@ -174,7 +176,8 @@ class RawHttpSession:
                 pass
 
     async def _call_once(
-        self, rid: int, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None
+        self, rid: int, tool: str, arguments: dict[str, Any], meta: dict[str, Any] | None, progress: ProgressFn | None,
+        notify: LogFn | None = None,
     ) -> Any:
         params: dict[str, Any] = {"name": tool, "arguments": arguments}
         token = None
@@ -185,7 +188,7 @@ class RawHttpSession:
                 m["progressToken"] = token
             params["_meta"] = m
         headers: dict[str, str] | bytes
-        if self.modern and progress is None:
+        if self.modern and progress is None and notify is None:
             # Sessionless era: the envelope rides in _meta; a client cancels by closing the request.
             params["_meta"] = {**(meta or {}), **_ENVELOPE}
             headers = self._modern_headers(tool)
@@ -202,14 +205,14 @@ class RawHttpSession:
                     f"upstream {self.name!r} answered HTTP {resp.status}: {text[:200]}",
                     data={"server": self.name, "status": resp.status},
                 )
-            msg = await self._read_fast(resp, rid, (token, progress) if progress is not None else None)
+            msg = await self._read_fast(resp, rid, (token, progress) if progress is not None else None, notify)
         if "error" in msg:
             err = msg["error"]
             raise MCPError(int(err.get("code", mt.INTERNAL_ERROR)), str(err.get("message", "")), err.get("data"))
         return msg.get("result", {})
 
     async def _read_fast(
-        self, resp: Response, rid: Any, progress: tuple[str | None, ProgressFn] | None
+        self, resp: Response, rid: Any, progress: tuple[str | None, ProgressFn] | None, notify: LogFn | None = None
     ) -> dict[str, Any]:
         """The JSON-RPC answer from a router/upstreams/http11.py response (JSON, or SSE events)."""
         ctype = resp.headers.get("content-type", "")
@@ -239,6 +242,9 @@ class RawHttpSession:
                     p = msg.get("params", {})
                     if p.get("progressToken") == progress[0]:
                         await progress[1](float(p.get("progress", 0)), p.get("total"), p.get("message"))
+                elif notify is not None and msg.get("method") == "notifications/message":
+                    p = msg.get("params", {})
+                    await notify(str(p.get("level", "info")), p.get("data"), p.get("logger"))
         if found is None:
             raise UpstreamUnavailable(f"upstream {self.name!r} closed the stream without answering")
         return found

@@ -19,6 +19,8 @@ A manifest file is ``{upstreams: [entry, …]}``; each entry is one MCP server t
       tool_tags: {put: [storage:write]}           # per tool, added to ``tags``
       cacheable: {get: true}        # per tool override of the readOnly+idempotent default
       rate_limit: 0                 # calls/s per tool across principals (0 = unlimited)
+      required: false               # true: /readyz is 503 while this upstream is down
+      session_mode: shared          # stdio: /mcp/<name> clients share the pool (per_client: a process each)
 
 A bad file fails at start with ``ConfigError`` naming the file, the entry and the field.
 """
@@ -66,6 +68,8 @@ class UpstreamSpec(BaseModel):
     cacheable: dict[str, bool] = Field(default_factory=dict)
     idempotent: dict[str, bool] = Field(default_factory=dict)  # tool -> safe to repeat (else its idempotentHint)
     rate_limit: float = Field(0.0, ge=0)
+    required: bool = False
+    session_mode: Literal["shared", "per_client"] = "shared"
     source: str = Field("", exclude=True, description="the manifest file this entry came from")
 
     @field_validator("name")
@@ -161,11 +165,31 @@ def _files(paths: Iterable[str | Path]) -> list[Path]:
     return out
 
 
-def load_manifests(paths: Sequence[str | Path] | None = None) -> list[UpstreamSpec]:
+def _yaml_problem(f: Path, exc: yaml.YAMLError) -> str:
+    """``manifest <file>:<line>:<column>: invalid YAML: <problem>`` in one line."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    what = getattr(exc, "problem", None) or getattr(exc, "context", None) or str(exc).splitlines()[0]
+    where = f"{f}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(f)
+    return f"manifest {where}: invalid YAML: {' '.join(str(what).split())}"
+
+
+def _with_home(data: Any, home: str) -> Any:
+    """``${VSM_HOME}`` in any string of a manifest → the router's home (absolute), which exists
+    once the router runs: a stdio server can keep its files there (the memory example does)."""
+    if isinstance(data, str):
+        return data.replace("${VSM_HOME}", home)
+    if isinstance(data, list):
+        return [_with_home(v, home) for v in data]
+    if isinstance(data, dict):
+        return {k: _with_home(v, home) for k, v in data.items()}
+    return data
+
+
+def load_manifests(paths: Sequence[str | Path] | None = None, *, home: str | Path | None = None) -> list[UpstreamSpec]:
     """Load and validate manifest files/directories (default: the packaged default.yaml).
 
     Names must be unique across all files; disabled entries are kept (``enabled=False``)
-    so /readyz can list them.
+    so /readyz can list them. ``home`` (the router's VSM_HOME) is what ``${VSM_HOME}`` means.
     """
     files = _files(paths if paths else [DEFAULT_MANIFEST])
     specs: list[UpstreamSpec] = []
@@ -174,9 +198,11 @@ def load_manifests(paths: Sequence[str | Path] | None = None) -> list[UpstreamSp
         try:
             data = yaml.safe_load(f.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
-            raise ConfigError(f"manifest {f}: invalid YAML: {str(exc).splitlines()[0]}") from None
+            raise ConfigError(_yaml_problem(f, exc)) from None
         except OSError as exc:
             raise ConfigError(f"manifest {f}: cannot read: {exc.strerror}") from None
+        if home is not None:
+            data = _with_home(data, str(Path(home).resolve()))
         for spec in parse_manifest(data, str(f)):
             if spec.name in seen:
                 raise ConfigError(

@@ -54,6 +54,8 @@ from vsm_mcp.resilience import CircuitBreaker
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[float, float | None, str | None], Awaitable[None]]
+LogFn = Callable[[str, Any, str | None], Awaitable[None]]
+LEASE_POLL_S = 0.005
 CONNECT_TIMEOUT_S = 20.0
 HEALTH_INTERVAL_S = 15.0
 BACKOFF_START_S, BACKOFF_MAX_S = 0.25, 30.0
@@ -119,6 +121,10 @@ class _Conn:
         self.dead = anyio.Event()
         self.busy = 0
         self.pid: int | None = None
+        # Shared stdio pools (router/proxy.py): the downstream request that leased this session;
+        # server→client requests and notifications on it are relayed to that request's client.
+        self.relay: Any = None
+        self.listeners: list[LogFn] = []  # log relays of the calls in flight here (aggregate /mcp)
 
 
 class Upstream:
@@ -205,6 +211,7 @@ class Upstream:
             "kind": self.spec.kind,
             "state": self.state,
             "ok": self.state == "ready" or self.state == "disabled",
+            "required": self.spec.required,
             "error": self.last_error,
             "tools": len(self.catalog.server_tools(self.name)),
             "sessions": sum(1 for c in self._conns if c.client is not None),
@@ -349,9 +356,105 @@ class Upstream:
             return
         self._raw = raw
 
+    def _pool_callbacks(self, conn: _Conn) -> dict[str, Any]:
+        """Callbacks of a pooled session. A stdio pool is shared by ``/mcp/<server>`` clients, so
+        it declares sampling, elicitation and roots, and hands each such request to the client
+        whose request leased the session (``lease``); with no leaseholder it answers an error."""
+
+        async def on_message(message: Any) -> None:
+            await self._message_handler(message)
+            await self._relay_message(conn, message)
+
+        callbacks: dict[str, Any] = {"message_handler": on_message}
+        if self.spec.kind != "stdio":
+            return callbacks
+
+        def no_client(what: str) -> mt.ErrorData:
+            return mt.ErrorData(
+                code=mt.INVALID_REQUEST,
+                message=f"no client is waiting for this {what}: upstream {self.name!r} asked outside a request "
+                f"of an /mcp/{self.name} session",
+            )
+
+        async def sampling(context: Any, params: Any) -> Any:
+            relay = conn.relay
+            return await relay.sampling(context, params) if relay is not None else no_client("sampling request")
+
+        async def elicitation(context: Any, params: Any) -> Any:
+            relay = conn.relay
+            return await relay.elicitation(context, params) if relay is not None else no_client("elicitation")
+
+        async def list_roots(context: Any) -> Any:
+            relay = conn.relay
+            return await relay.list_roots(context) if relay is not None else no_client("roots request")
+
+        callbacks.update(
+            sampling_callback=sampling, sampling_capabilities=mt.SamplingCapability(),
+            elicitation_callback=elicitation, list_roots_callback=list_roots,
+        )
+        return callbacks
+
+    async def _relay_message(self, conn: _Conn, message: Any) -> None:
+        """A notification on a pooled session: to the leaseholder, or a log message to the one
+        call in flight on it (with several in flight it cannot be attributed: not relayed)."""
+        if isinstance(message, Exception):
+            return
+        if conn.relay is not None:
+            await conn.relay.on_message(message)
+            return
+        root = getattr(message, "root", message)
+        if getattr(root, "method", "") == "notifications/message" and conn.busy == 1 and len(conn.listeners) == 1:
+            p = root.params
+            try:
+                await conn.listeners[0](str(p.level), p.data, p.logger)
+            except Exception as exc:  # the client went away; nothing to relay to
+                log.debug("upstream %s: log relay failed: %s", self.name, exc)
+
+    def live_clients(self) -> list[Client]:
+        return [c.client for c in self._conns if c.client is not None and not c.dead.is_set()]
+
+    @asynccontextmanager
+    async def lease(self, relay: Any) -> AsyncIterator[Client]:
+        """One pooled session for the caller alone while the block runs: no other call is put on
+        it, and what the upstream asks or logs on it goes to ``relay`` (router/proxy.py).
+        Waits (up to the manifest timeout) for a session with nothing in flight."""
+        deadline = anyio.current_time() + self.spec.timeout
+        while True:
+            conn = next((c for c in self._conns if c.client is not None and not c.dead.is_set()
+                         and c.relay is None and c.busy == 0), None)
+            if conn is not None:
+                break
+            if not self.live_clients():
+                raise self._unavailable()
+            if anyio.current_time() > deadline:
+                raise UpstreamTimeout(
+                    f"every session of upstream {self.name!r} stayed busy for {self.spec.timeout:g}s "
+                    f"(pool_size {len(self._conns)}: raise it for more concurrent clients)",
+                    data={"server": self.name},
+                )
+            await anyio.sleep(LEASE_POLL_S)
+        conn.relay = relay
+        client = conn.client
+        assert client is not None
+        try:
+            yield client
+        finally:
+            if conn.relay is relay:
+                conn.relay = None
+
+    async def _unleased_client(self) -> Client | None:
+        """A pooled session nobody has leased, waiting for one while all are (bounded)."""
+        deadline = anyio.current_time() + self.spec.timeout
+        while anyio.current_time() < deadline:
+            client = self._pick_client()
+            if client is not None or not self.live_clients():
+                return client
+            await anyio.sleep(LEASE_POLL_S)
+        return None
+
     async def _hold(self, conn: _Conn, opened: anyio.Event) -> None:
         async with AsyncExitStack() as stack:
-            conn.client = await self._enter(stack, conn, message_handler=self._message_handler)
+            conn.client = await self._enter(stack, conn, **self._pool_callbacks(conn))
             opened.set()
             await conn.dead.wait()
             conn.client = None
@@ -405,7 +508,7 @@ class Upstream:
 
     async def refresh(self) -> None:
         """Reload the lists (after a list_changed notification)."""
-        client = self._pick_client()
+        client = self._pick_client() or next(iter(self.live_clients()), None)  # a list request may share a lease
         if client is None or self._refreshing:
             return
         self._refreshing = True
@@ -433,7 +536,8 @@ class Upstream:
 
     # --- calls ---------------------------------------------------------------------------
     def _pick_client(self) -> Client | None:
-        live = [c for c in self._conns if c.client is not None and not c.dead.is_set()]
+        """A live pooled session nobody has leased (None when there is none right now)."""
+        live = [c for c in self._conns if c.client is not None and not c.dead.is_set() and c.relay is None]
         if not live:
             return None
         if len(live) == 1:
@@ -457,12 +561,14 @@ class Upstream:
     async def call_tool(
         self, tool: str, arguments: dict[str, Any], *, meta: dict[str, Any] | None = None,
         progress: ProgressFn | None = None, client: Client | None = None, as_json: Literal[False] = False,
+        notify: LogFn | None = None,
     ) -> mt.CallToolResult: ...
 
     @overload
     async def call_tool(
         self, tool: str, arguments: dict[str, Any], *, meta: dict[str, Any] | None = None,
         progress: ProgressFn | None = None, client: Client | None = None, as_json: Literal[True],
+        notify: LogFn | None = None,
     ) -> mt.CallToolResult | dict[str, Any]: ...
 
     async def call_tool(
@@ -474,20 +580,24 @@ class Upstream:
         progress: ProgressFn | None = None,
         client: Client | None = None,
         as_json: bool = False,
+        notify: LogFn | None = None,
     ) -> mt.CallToolResult | dict[str, Any]:
         """Call ``tool`` with the manifest timeout and the circuit breaker, over the pooled
         session or the given dedicated ``client``: a ``CallToolResult``, or with ``as_json`` the
         result's JSON object as the upstream sent it where the session has it (the raw HTTP
-        lane; other sessions still give a ``CallToolResult``)."""
+        lane; other sessions still give a ``CallToolResult``). ``notify(level, data, logger)``
+        receives the upstream's log messages about this call, where they can be told apart."""
         raw = self._raw if client is None else None
         if raw is None:
-            client = client or self._pick_client()
+            client = client or self._pick_client() or await self._unleased_client()
             if client is None:
                 raise self._unavailable()
         self.breaker.before_call()
         conn = self._conn_of(client) if client is not None else None
         if conn is not None:
             conn.busy += 1
+            if notify is not None:
+                conn.listeners.append(notify)
         timed_out = False
         try:
             if raw is not None:
@@ -496,7 +606,7 @@ class Upstream:
                 deadline = asyncio.timeout(self.spec.timeout)
                 try:
                     async with deadline:
-                        result = await raw.call_tool(tool, arguments, meta, progress, as_json=as_json)
+                        result = await raw.call_tool(tool, arguments, meta, progress, as_json=as_json, notify=notify)
                 except TimeoutError:
                     if not deadline.expired():
                         raise
@@ -516,6 +626,8 @@ class Upstream:
         finally:
             if conn is not None:
                 conn.busy -= 1
+                if notify is not None:
+                    conn.listeners.remove(notify)
         if timed_out:
             self.breaker.record_failure()
             raise UpstreamTimeout(
@@ -529,7 +641,7 @@ class Upstream:
 
     async def request(self, method: str, params: dict[str, Any] | None, *, client: Client | None = None) -> dict[str, Any]:
         """Send any request over the pooled session (or ``client``); the raw result dict is returned."""
-        client = client or self._pick_client()
+        client = client or self._pick_client() or await self._unleased_client()
         if client is None:
             raise self._unavailable()
         try:

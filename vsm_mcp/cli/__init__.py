@@ -12,10 +12,12 @@ import sys
 
 import typer
 
-from vsm_mcp.cli import admin, ingest, run, worker
-from vsm_mcp.cli.common import err
+from vsm_mcp.cli import admin, audit, ingest, run, worker
+from vsm_mcp.cli.common import DEBUG, err
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
+from vsm_mcp.config import Settings
+from vsm_mcp.env_check import unknown_variables
 from vsm_mcp.errors import ConfigError
 from vsm_mcp.policy.cli import policy_app
 
@@ -28,6 +30,13 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
+) -> None:
+    DEBUG.on = debug
+
+
 app.command()(admin.migrate)
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.keys_app, name="keys")
@@ -38,10 +47,13 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")
 app.add_typer(notify_app, name="notify")
+app.command()(audit.audit)
 
 
 def main() -> None:
     """Console-script entry point."""
+    for line in unknown_variables(Settings.model_fields):  # a misspelt VSM_PROT used to be ignored silently
+        err.print(line, markup=False, soft_wrap=True, highlight=False)
     try:
         app()
     except ConfigError as exc:  # raised while building settings inside a command

@@ -10,6 +10,7 @@ from rich.table import Table
 from vsm_mcp.cli.common import (
     DbUrl,
     check_reachable,
+    ensure_schema,
     err,
     handle_errors,
     out,
@@ -67,7 +68,7 @@ def tenants_create(
         finally:
             await db.aclose()
 
-    check_reachable(settings, settings.migration_database_url)
+    ensure_schema(settings)
     tenant_id = run_async(go())
     out.print(f"created tenant {name} ({tenant_id})")
 
@@ -80,7 +81,7 @@ def tenants_list(database_url: DbUrl = None) -> None:
     from vsm_mcp.tenants import list_tenants
 
     settings = settings_from(database_url)
-    check_reachable(settings, settings.migration_database_url)
+    ensure_schema(settings)
 
     async def go() -> list[tuple[str, str]]:
         db = Database(settings, settings.migration_database_url)
@@ -117,7 +118,7 @@ def keys_create(
 
     scope_list = validate_scopes(scopes.split(","))
     settings = settings_from(database_url)
-    check_reachable(settings, settings.migration_database_url)
+    ensure_schema(settings)
 
     async def go() -> str:
         db = Database(settings, settings.migration_database_url)

@@ -29,8 +29,18 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+class _Debug:
+    """``vsm-mcp --debug …``: tracebacks are shown instead of one-line errors."""
+
+    on = False
+
+
+DEBUG = _Debug()
+
+
 def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
-    """Decorator: VsmError (and Ctrl-C) → one line and an exit code, no traceback."""
+    """Decorator: VsmError (and Ctrl-C) → one line and an exit code, no traceback; anything
+    unexpected → one line too, with its traceback only under ``--debug``."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> T:
@@ -42,6 +52,13 @@ def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:
             fail(exc.message, 1)
         except KeyboardInterrupt:
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if DEBUG.on:
+                raise
+            text = " ".join(str(exc).split())[:300]
+            fail(f"{type(exc).__name__}: {text} (run with --debug for the traceback)", 1)
         raise AssertionError("unreachable")
 
     return wrapper
@@ -78,6 +95,36 @@ def check_reachable(settings: Settings, url: str) -> None:
     ok, detail = run_async(probe())
     if not ok:
         raise VsmError(f"cannot reach the database at {redact(url)}: {detail.removeprefix('database unavailable: ')}")
+
+
+def ensure_schema(settings: Settings, url: str | None = None) -> None:
+    """The schema must exist before a command uses it: SQLite (the zero-set-up default) is
+    migrated here; an empty PostgreSQL database is one line saying to run ``vsm-mcp migrate``
+    (as the table owner) — ``tenants create`` on a fresh home used to say ``no such table``."""
+    url = url or settings.migration_database_url
+    check_reachable(settings, url)
+    if url.startswith("sqlite"):
+        from vsm_mcp import migrate as m
+
+        quiet_migrate(m.upgrade, url)
+        return
+    from sqlalchemy import text
+
+    from vsm_mcp.db import Database
+
+    async def has_schema() -> bool:
+        db = Database(settings, url)
+        try:
+            async with db.engine.connect() as conn:
+                return (await conn.execute(text("select to_regclass('public.tenants')"))).scalar() is not None
+        finally:
+            await db.aclose()
+
+    if not run_async(has_schema()):
+        raise ConfigError(
+            f"the database at {redact(url)} has no schema yet: run `vsm-mcp migrate` first "
+            "(as the table owner, VSM_MIGRATION_DATABASE_URL)"
+        )
 
 
 def redact(url: str) -> str:

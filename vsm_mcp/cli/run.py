@@ -14,6 +14,7 @@ from vsm_mcp.cli.common import (
     err,
     handle_errors,
     out,
+    quiet_migrate,
     redact,
     router_settings,
     run_async,
@@ -34,17 +35,23 @@ def serve(
     With nothing configured it uses the embedded defaults: SQLite under ./.vsm, a local
     vector index, a disk cache and the in-process bus. The schema is migrated at start.
     """
-    import uvicorn
-
     from router.app import create_app
     from router.edge.sse_direct import engaged as sse_direct_engaged
     from router.fastlane.hot_protocol import http_protocol
     from vsm_mcp import migrate as m
+    from vsm_mcp.cli.common import DEBUG
+    from vsm_mcp.cli.startup import bind_socket, check_bus, run_server
 
     settings = settings_from(database_url, host=host, port=port, manifests=manifest or None)
-    check_reachable(settings, settings.migration_database_url)
-    m.upgrade(settings.migration_database_url)
-    asgi = create_app(settings)
+    sock = bind_socket(settings.host, settings.port)  # first: a port in use is one line, before anything runs
+    try:
+        check_reachable(settings, settings.migration_database_url)
+        check_bus(settings)
+        quiet_migrate(m.upgrade, settings.migration_database_url)
+        asgi = create_app(settings)
+    except BaseException:
+        sock.close()
+        raise
     if settings.log_level != "debug":
         import logging
 
@@ -52,15 +59,16 @@ def serve(
         # episodes and /metrics, not on the console of a server that may handle thousands.
         for name in ("mcp", "httpx", "LiteLLM"):
             logging.getLogger(name).setLevel(logging.WARNING)
-    err.print(
+    sse_direct_engaged()  # logs one line now, at start-up, if SSE direct writes are off
+    banner = (
         f"vsm-mcp serving on http://{settings.host}:{settings.port}  "
         f"(MCP: /mcp · health: /healthz · readiness: /readyz · database: {redact(settings.database_url)})"
     )
-    sse_direct_engaged()  # logs one line now, at start-up, if SSE direct writes are off
     # HotLaneProtocol: uvicorn's httptools protocol with a shorter road for POST /mcp (router/fastlane/hot_protocol.py).
-    uvicorn.run(
-        asgi, host=settings.host, port=settings.port, log_level=settings.log_level, lifespan="on",
-        http=http_protocol(settings.hot_lane),
+    # The banner is printed once uvicorn listens and the lifespan has run (vsm_mcp/cli/startup.py).
+    run_server(
+        asgi, sock, settings, banner, lambda text: err.print(text, markup=False, soft_wrap=True, highlight=False),
+        http=http_protocol(settings.hot_lane), debug=DEBUG.on,
     )
 
 

@@ -81,12 +81,12 @@ async def test_vsm_mcp_stdio_serves_the_aggregate(tmp_path: Path) -> None:
 
 
 async def test_per_server_sessions_do_not_leak_stdio_children() -> None:
-    """/mcp/<server> gives each client session its own upstream session (a child process for
-    stdio); it is closed once the client session is gone."""
+    """With ``session_mode: per_client``, /mcp/<server> gives each client session its own upstream
+    session (a child process for stdio); it is closed once the client session is gone."""
     import gc
 
     me = os.getpid()
-    async with serve_router([stdio_entry("s")]) as (base, _app):
+    async with serve_router([stdio_entry("s", session_mode="per_client")]) as (base, _app):
         baseline = children_of(me)
         for _ in range(3):
             async with Client(f"{base}/mcp/s", mode="legacy") as c:

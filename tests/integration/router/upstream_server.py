@@ -2,7 +2,8 @@
 
 Run: ``python upstream_server.py --name NAME --transport stdio|http [--port N] [--tools N]``.
 Tools: echo, add, fail (a tool error), slow (sleeps), whoami (the tenant in _meta), pid,
-progress (reports 3 steps), plus ``--tools N`` generated ``t0000``… tools for catalog tests.
+progress (reports 3 steps), meta (the _meta received), chatty (2 logs + 2 progress), ask
+(sampling from the client), plus ``--tools N`` generated ``t0000``… tools for catalog tests.
 """
 
 from __future__ import annotations
@@ -56,6 +57,32 @@ def build(name: str, extra_tools: int = 0) -> MCPServer:
         for i in range(3):
             await ctx.report_progress(i + 1, 3, f"step {i + 1}")
         return "finished"
+
+    @server.tool()
+    def meta(ctx: Context) -> dict[str, object]:
+        """The request's _meta as this server received it (trace context, tenant, ...)."""
+        return dict(ctx.request_context.meta or {})
+
+    @server.tool()
+    async def chatty(ctx: Context) -> str:
+        """Two log messages (info, debug) and two progress steps, then an answer."""
+        await ctx.info("chatty: info")
+        await ctx.debug("chatty: debug")
+        await ctx.report_progress(1, 2, "half")
+        await ctx.report_progress(2, 2, "all")
+        return "said it"
+
+    @server.tool()
+    async def ask(ctx: Context) -> str:
+        """Asks the client to sample a message (a server->client request) and returns its text."""
+        from mcp.types import SamplingMessage, TextContent
+
+        result = await ctx.session.create_message(
+            [SamplingMessage(role="user", content=TextContent(type="text", text="who are you?"))], max_tokens=10,
+            related_request_id=ctx.request_id,
+        )
+        content = result.content
+        return str(getattr(content, "text", content))
 
     @server.prompt()
     def greet(who: str) -> str:

@@ -116,7 +116,7 @@ async def test_principal_rate_limit() -> None:
     async with running([{"name": "b", "kind": "builtin", "target": TARGET}], rate_limit=1, rate_burst=2) as (rt, p):
         await rt.dispatcher.call_tool(p, "b__add", {"a": 1, "b": 2})
         await rt.dispatcher.call_tool(p, "b__add", {"a": 1, "b": 2})
-        with pytest.raises(RateLimited, match="this API key"):
+        with pytest.raises(RateLimited, match="API key k1 of tenant"):
             await rt.dispatcher.call_tool(p, "b__add", {"a": 1, "b": 2})
 
 
