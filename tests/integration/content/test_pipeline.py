@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from sqlmodel import select
 
@@ -79,8 +81,15 @@ async def test_ingest_file_from_storage(stack: Stack) -> None:
     svc = service_for(stack.ctx)
     await svc.put(T, "inbox", "notes/a.md", b"# Inbox\n\nA note about ferries and harbours.\n", content_type="text/markdown")
     await svc.put(T, "inbox", "notes/b.bin", b"\x00\x01\x02\x03", content_type="application/octet-stream")
+    seen: list[Any] = []
+    stack.ctx.bus.add_tap(seen.append)
     done = await stack.ingest("ingest_file", T, bucket="inbox", keys=["notes/a.md", "notes/b.bin", "notes/missing"])
     assert done["state"] == "done" and done["created"] == 1 and done["failed"] == 2
+    topics = [e.topic for e in seen if e.topic.startswith("ingest.")]
+    job = done["job"]
+    assert topics[0] == f"ingest.{T}.{job}.started" and topics[-1] == f"ingest.{T}.{job}.finished"
+    assert topics.count(f"ingest.{T}.{job}.failed") == 2 and f"ingest.{T}.{job}.progress" in topics
+    assert all(e.tenant == T for e in seen if e.topic.startswith("ingest."))
     reasons = " ".join(f["reason"] for f in done["failures"])
     assert "binary" in reasons and "not_found" in reasons
     hit = (await stack.call("container_search", T, query="ferries harbours", k=1))["results"][0]
