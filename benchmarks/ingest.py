@@ -123,7 +123,10 @@ async def end_to_end(settings: Settings, url: str, n: int, stages: bool) -> dict
             engine.batch_size, engine.parallel_batches = batch, parallel
             t0 = time.perf_counter()
             done = await call(runtime, f"bench-{name}", "content__ingest_url", urls=[url + "/"], depth=1,
-                              max_documents=n + 1, wait=True)
+                              max_documents=n + 1)
+            while done.get("state") not in ("done", "failed"):
+                await asyncio.sleep(0.2)
+                done = await call(runtime, f"bench-{name}", "content__ingest_status", job=done["job"])
             dt = time.perf_counter() - t0
             assert done["state"] == "done" and done["failed"] == 0, done
             out[name] = {"seconds": round(dt, 2), "docs_per_s": round(done["documents"] / dt, 2),
