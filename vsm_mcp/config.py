@@ -311,6 +311,14 @@ class Settings(BaseSettings):
     policy_audit_topics: str = Field(
         "tool.called,tool.failed", description="Bus topic patterns the policy evaluator judges against tenant policies (comma-separated)."
     )
+    policy_audit_queue: str = Field(
+        "workers.policy", min_length=1, max_length=200,
+        description="Bus work queue the policy evaluators share (durable on RabbitMQ: each event is judged by one of them).",
+    )
+    notify_queue: str = Field(
+        "workers.notify", min_length=1, max_length=200,
+        description="Bus work queue the notification routers share (durable on RabbitMQ).",
+    )
     notify_topics: str = Field(
         "alert.#,policy.violation",
         description="Bus topic patterns the notifier routes to tenant channels (comma-separated); a channel only sees these.",

@@ -6,8 +6,8 @@
 Roles (the names ``vsm-mcp worker --queues`` and ``VSM_SERVE_QUEUES`` take):
 
 * ``analyzer`` — the episode analyzer: applies its schedule; this process works its DBOS queue.
-* ``notify``   — notification routing (bus queue ``workers.notify``) and deliveries (DBOS queue).
-* ``policy``   — the policy evaluator (bus queue ``workers.policy``).
+* ``notify``   — notification routing (bus queue ``VSM_NOTIFY_QUEUE``) and deliveries (DBOS queue).
+* ``policy``   — the policy evaluator (bus queue ``VSM_POLICY_AUDIT_QUEUE``).
 
 Every process with a spine binds the jobs' resources, whatever its roles: a delivery recovered
 after a crash runs wherever DBOS resumes it.
@@ -36,8 +36,6 @@ from vsm_mcp.workers.policy_audit import PolicyAuditor, follow_changes
 log = logging.getLogger("vsm_mcp.workers")
 ROLES = ("analyzer", "notify", "policy")
 GRACE_S = 10.0  # the router writes episodes in batches every 0.5 s; a window closes this much later
-NOTIFY_BUS_QUEUE = "workers.notify"
-POLICY_BUS_QUEUE = "workers.policy"
 
 
 def split(raw: str) -> list[str]:
@@ -78,13 +76,13 @@ class Workers:
             await jobs.apply_schedule(s.analyzer_interval_s, GRACE_S)
         if "notify" in self.roles:
             self.router = NotifyRouter(self.ctx.db, jobs.enqueue_delivery, jobs.delivery_key)
-            sub = await self.ctx.bus.subscribe(split(s.notify_topics), queue=NOTIFY_BUS_QUEUE)
+            sub = await self.ctx.bus.subscribe(split(s.notify_topics), queue=s.notify_queue)
             self._subs.append(sub)
             self._tasks.append(asyncio.create_task(self.router.run(sub), name="vsm-notify-router"))
         if "policy" in self.roles:
             limits = Limits(fuel=s.policy_fuel, memory_bytes=s.policy_memory_bytes)
             self.auditor = PolicyAuditor(self.ctx.db, PolicyRuntime(limits), self.ctx.bus, ttl_s=s.policy_cache_ttl_s)
-            sub = await self.ctx.bus.subscribe(split(s.policy_audit_topics), queue=POLICY_BUS_QUEUE)
+            sub = await self.ctx.bus.subscribe(split(s.policy_audit_topics), queue=s.policy_audit_queue)
             self._subs.append(sub)
             self._tasks.append(asyncio.create_task(self.auditor.run(sub), name="vsm-policy-audit"))
             self._tasks.append(asyncio.create_task(follow_changes(self.auditor, self.ctx.bus), name="vsm-policy-audit-reload"))

@@ -1,6 +1,6 @@
 """Notification routing: bus events → one durable delivery per matching channel.
 
-Consumes the named bus queue ``workers.notify`` (competing workers; on RabbitMQ an event is
+Consumes the named bus queue ``VSM_NOTIFY_QUEUE`` (competing workers; on RabbitMQ an event is
 acknowledged only when the next is asked for, so a worker dying mid-event gets it redelivered).
 For each event it looks up the tenant's enabled channels whose patterns match the topic and
 enqueues one delivery per channel with the key ``<channel id>:<event idempotency key>``: the
