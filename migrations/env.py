@@ -13,11 +13,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import create_async_engine
 from sqlmodel import SQLModel
 
+import router.upstreams.store  # noqa: F401  (upstream_registry)
 import servers.beliefs.tables  # noqa: F401  (belief_log, belief_snapshots)
-import servers.llm_cdn.tables  # noqa: F401  (llm_cache, llm_inflight)
-import servers.search.tables  # noqa: F401  (search_collections, search_chunks)
-import servers.planner.tables  # noqa: F401  (plans, plan_steps)
 import servers.content.tables  # noqa: F401  (content_containers, content_versions)
+import servers.llm_cdn.tables  # noqa: F401  (llm_cache, llm_inflight)
+import servers.planner.tables  # noqa: F401  (plans, plan_steps)
+import servers.search.tables  # noqa: F401  (search_collections, search_chunks)
 import vsm_mcp.bus.events  # noqa: F401  (event_log)
 import vsm_mcp.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 import vsm_mcp.storage.models  # noqa: F401  (storage_buckets, storage_versions)

@@ -104,7 +104,7 @@ class Aggregate:
         self.expose = expose
         self.source = source
         self.local_tools: dict[str, LocalTool] = {}
-        self._list_cache: dict[tuple[int, int, str, frozenset[str]], dict[str, Any]] = {}
+        self._list_cache: dict[tuple[int, int, str, frozenset[str], str | None], dict[str, Any]] = {}
         self._local_version = 0
         self._list_bytes: dict[int, tuple[dict[str, Any], bytes]] = {}
         self._connections: weakref.WeakSet[Any] = weakref.WeakSet()
@@ -189,14 +189,15 @@ class Aggregate:
 
     def tools_payload(self, principal: Principal, mode: str) -> dict[str, Any]:
         """The ``tools/list`` result for ``principal`` in expose ``mode``, built once per catalog version."""
-        key = (self.catalog.version, self._local_version, mode, principal.scopes)
+        view = self.catalog.view_of(principal.tenant_id)  # None: the global view most tenants share
+        key = (self.catalog.version, self._local_version, mode, principal.scopes, view)
         cached = self._list_cache.get(key)
         if cached is None:
             tools: list[dict[str, Any]] = []
             if mode in ("all", "both") or not self.local_tools:
                 tools += [
                     e.public_tool().model_dump(by_alias=True, mode="json", exclude_none=True)
-                    for e in self.catalog.tools()
+                    for e in self.catalog.tools(view)
                     if grants(principal.scopes, e.tags)
                 ]
             if mode in ("search", "both"):

@@ -36,6 +36,7 @@ from router.edge.openai import openai_error_body, openai_routes
 from router.edge.route_metrics import RouteMetrics
 from router.edge.storage_http import storage_routes
 from router.edge.tools_rest import tools_routes
+from router.edge.upstreams_rest import upstreams_routes
 from router.fastlane.fastpath import FastPath
 from router.gate.authn import AuthMiddleware, authenticate, make_authenticator, principal_of, send_error
 from router.gate.guard import HostOriginGuard
@@ -155,6 +156,10 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         *edge.limit_routes(tools_routes(  # GET /v1/tools, POST /v1/tools/{name}/call
             runtime.tool_search, lambda conn: authenticate(conn.scope, authenticator),
             runtime.dispatcher, settings.max_body_bytes,
+        )),
+        # /v1/upstreams, /v1/tool-overrides, /v1/upstream-secrets: each an admin__* tool call (issue 27)
+        *edge.limit_routes(upstreams_routes(
+            lambda conn: authenticate(conn.scope, authenticator), runtime.dispatcher, settings.max_body_bytes,
         )),
         # /v1/chat/completions, /v1/embeddings, /v1/models (served by the built-in llm server's engine)
         *edge.limit_routes(

@@ -167,11 +167,13 @@ class Dispatcher:
         try:
             if not isinstance(args, dict):
                 raise InvalidArguments(f"arguments for tool {public_name!r} must be a JSON object")
-            entry = self.catalog.resolve(public_name)
+            entry = self.catalog.resolve(public_name, principal.tenant_id)
             call.server, call.tool, call.tags = entry.server, entry.name, entry.tags
             call.annotations, call.schema_hash = entry.annotations, entry.schema_hash
             await self._authorize(call)
             self._schemas.get(entry.schema_hash, entry.input_schema).check(args, public_name)
+            if entry.pinned:  # values an operator fixed (a tool override): the caller's never win
+                args = call.arguments = {**args, **entry.pinned}
             self._rate_limit(principal, entry)
             result, cached = await self._invoke(call, entry, progress, via, as_json, notify)
         except VsmError as exc:

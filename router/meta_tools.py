@@ -40,7 +40,9 @@ MAX_LIMIT = 50
 def record_of(entry: ToolEntry) -> ToolRecord:
     """The registry's view of a catalog entry: the upstream's own ``tools/list`` entry, converted
     by ``record_from_tool`` exactly as ``vsm-mcp bench retrieval`` converts its tool files."""
-    return record_from_tool(entry.server, entry.tool, entry.public_name, tags=entry.tags, available=entry.available)
+    return record_from_tool(
+        entry.index_key or entry.server, entry.tool, entry.public_name, tags=entry.tags, available=entry.available
+    )
 
 
 class ToolSearch:
@@ -58,6 +60,17 @@ class ToolSearch:
         self._lock = threading.Lock()  # guards _pending
         self._index_lock = threading.Lock()  # one indexing pass at a time
         self.errors = 0
+        # tenant -> the index keys it may see (Catalog.index_keys): a tenant's own upstreams and
+        # overridden tools are indexed under ``server@tenant`` and shown to that tenant only.
+        self.visible_keys: Any = None
+
+    def visible(self, principal: Principal) -> Any:
+        """``allowed(record)`` for ``principal``: its grants and its tenant's view of the catalog."""
+        keys = self.visible_keys(principal.tenant_id) if self.visible_keys is not None else None
+        scopes = principal.scopes
+        if keys is None:
+            return lambda r: grants(scopes, r.tags)
+        return lambda r: r.server in keys and grants(scopes, r.tags)
 
     def on_change(self, server: str, tools: list[ToolEntry]) -> None:
         records = [record_of(e) for e in tools]
@@ -98,7 +111,7 @@ class ToolSearch:
             await anyio.to_thread.run_sync(self.registry.embed_query, query)
         return self.registry.search(
             query, limit=limit, server=server, tags=tags, mode=mode,
-            allowed=lambda r: grants(principal.scopes, r.tags),
+            allowed=self.visible(principal),
         )
 
 
@@ -113,6 +126,7 @@ def attach_tool_search(settings: Settings, catalog: Any) -> ToolSearch:
     """Tool search fed by ``catalog`` (a router/registry/catalog.py ``Catalog``) from now on."""
     search = ToolSearch(build_registry(settings))
     catalog.add_listener(search)
+    search.visible_keys = getattr(catalog, "index_keys", None)
     for server in {e.server for e in catalog.tools()}:
         search.on_change(server, catalog.server_tools(server))
     return search
@@ -149,7 +163,7 @@ CALL_TOOL_SCHEMA: dict[str, Any] = {
 
 def _hit_json(hit: SearchHit) -> dict[str, Any]:
     rec = hit.record
-    out: dict[str, Any] = {"name": rec.public_name, "server": rec.server, "score": round(hit.score, 4)}
+    out: dict[str, Any] = {"name": rec.public_name, "server": rec.server.split("@", 1)[0], "score": round(hit.score, 4)}
     if rec.title:
         out["title"] = rec.title
     out["description"] = rec.description

@@ -4,6 +4,14 @@
 and ``vsm-mcp call``. ``start(tg)`` launches the upstream supervisors and the recorder, then
 waits at most ``VSM_UPSTREAM_START_WAIT`` seconds for upstreams to connect — a dead or slow one
 is left connecting in the background (its tools unavailable) rather than blocking start-up.
+
+The set of upstreams changes while it runs (issue 27): ``live`` (router/upstreams/live.py) follows
+the upstream registry and the manifest files and calls ``reconcile(desired, owners)``, which
+starts what is new, restarts what changed and drains what is gone — it leaves the upstream map
+at once (new calls get "no upstream"), its tools leave the catalog (clients get
+``list_changed``, search forgets them), calls in flight get up to ``VSM_UPSTREAM_DRAIN_S`` to
+finish, then its processes are stopped. ``fixed`` upstreams (the router's own ``admin`` server)
+are never reconciled away.
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
 from router.registry.catalog import Catalog
 from router.server_tools import ServerTools
+from router.upstreams.live import LiveUpstreams
 from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
@@ -28,6 +37,8 @@ from vsm_mcp.tracing import call_spans
 from vsm_mcp.workers.runtime import Workers
 
 log = logging.getLogger(__name__)
+
+RUNTIME_KEY = "router.runtime"  # ctx.extras: the admin server (router/admin.py) finds the runtime here
 
 
 class RouterRuntime:
@@ -39,6 +50,7 @@ class RouterRuntime:
         their modules register the workflows — listening to ``durable_queues`` (None = all)."""
         settings = ctx.settings
         self.ctx = ctx
+        manifest_paths = None if specs is not None else list(settings.manifests)
         self.specs = specs if specs is not None else load_manifests(settings.manifests or None, home=settings.home)
         self.catalog = Catalog()
         self.tool_search = attach_tool_search(settings, self.catalog)  # registry + find_tools (issue 5)
@@ -46,8 +58,12 @@ class RouterRuntime:
         self.recorder = Recorder(ctx.db, [], journal_dir=journal_dir(settings.home) if settings.audit_journal else None)
         self.upstreams: dict[str, Upstream] = {}
         self._listeners: list[Any] = []
-        for spec in self.specs:
-            self.upstreams[spec.name] = Upstream(spec, ctx, self.catalog, on_notification=self._on_notification)
+        self._draining: set[Upstream] = set()
+        self.fixed: set[str] = set()
+        ctx.extras[RUNTIME_KEY] = self
+        for spec in self._with_admin(self.specs):
+            self._mount(spec, None)
+        self.fixed = {s for s in self.upstreams if s not in {spec.name for spec in self.specs}}
         self.dispatcher = Dispatcher(
             self.catalog,
             self.upstreams,
@@ -65,8 +81,19 @@ class RouterRuntime:
         if self.spans is not None:
             self.dispatcher.add_observer(self.spans)
             self.dispatcher.propagate_new_traces = True
+        self.live = LiveUpstreams(
+            self, self.specs, manifest_paths, poll_s=settings.upstreams_poll_s, watch_s=settings.manifest_watch_s
+        )
         self._tg: TaskGroup | None = None
         self.started = False
+
+    def _with_admin(self, specs: list[UpstreamSpec]) -> list[UpstreamSpec]:
+        """The manifests' upstreams plus the router's own ``admin`` server (router/admin.py)."""
+        from router.admin import SPEC
+
+        if not self.ctx.settings.admin_tools or any(s.name == SPEC["name"] for s in specs):
+            return specs
+        return [*specs, UpstreamSpec.model_validate(SPEC)]
 
     def add_notification_listener(self, fn: Any) -> None:
         """``async fn(server, notification)`` for every upstream notification (tool list changes …)."""
@@ -82,13 +109,14 @@ class RouterRuntime:
     async def start(self, tg: TaskGroup, *, wait: float | None = None) -> None:
         self._tg = tg
         await self.recorder.start(tg)
-        for up in self.upstreams.values():
+        for up in list(self.upstreams.values()):
             await up.start(tg)
+        await self.live.start(tg)  # the registry's upstreams start now, with the manifests'
         budget = self.ctx.settings.upstream_start_wait if wait is None else wait
         if budget > 0:
             with anyio.move_on_after(budget):
                 async with anyio.create_task_group() as waits:
-                    for up in self.upstreams.values():
+                    for up in list(self.upstreams.values()):
                         if up.spec.enabled:
                             waits.start_soon(up.wait_ready, budget)
         await self._start_spine()
@@ -106,6 +134,55 @@ class RouterRuntime:
         self.workers = Workers(self.ctx, roles=self.durable_queues)
         await self.workers.start()
 
+    # --- the set of upstreams at run time (issue 27) --------------------------------------
+    def _mount(self, spec: UpstreamSpec, owner: tuple[str | None, str] | None) -> Upstream:
+        tenant, shown = owner if owner is not None else (None, spec.name)
+        self.catalog.set_owner(spec.name, tenant, shown)
+        up = Upstream(spec, self.ctx, self.catalog, on_notification=self._on_notification)
+        self.upstreams[spec.name] = up
+        return up
+
+    async def reconcile(self, desired: dict[str, UpstreamSpec], owners: dict[str, tuple[str | None, str]]) -> None:
+        """Make the running set equal to ``desired`` (plus ``fixed``): start, restart, drain."""
+        for name, up in list(self.upstreams.items()):
+            if name in self.fixed:
+                continue
+            spec = desired.get(name)
+            if spec is None or spec != up.spec or owners.get(name, (None, name))[0] != self._tenant_of(name):
+                self._unmount(name)
+        for name, spec in desired.items():
+            if name not in self.upstreams and name not in self.fixed:
+                up = self._mount(spec, owners.get(name))
+                if self._tg is not None:
+                    await up.start(self._tg)
+                log.info("upstream %s mounted (%s)", name, spec.kind)
+
+    def _tenant_of(self, name: str) -> str | None:
+        owner = self.catalog._owners.get(name)  # noqa: SLF001  (the catalog is the one record of owners)
+        return owner[0] if owner else None
+
+    def _unmount(self, name: str) -> None:
+        up = self.upstreams.pop(name)  # new calls: "no upstream" from here on
+        self.catalog.remove_server(name)  # list_changed to clients, search forgets its tools
+        self.catalog.set_owner(name, None)
+        up.catalog = Catalog()  # a late list refresh of the old sessions must not resurrect its tools
+        self._draining.add(up)
+        if self._tg is not None:
+            self._tg.start_soon(self._drain, up)
+        log.info("upstream %s unmounted; draining", name)
+
+    async def _drain(self, up: Upstream) -> None:
+        """Let calls in flight finish (bounded), then stop the sessions and their processes."""
+        try:
+            with anyio.move_on_after(self.ctx.settings.upstream_drain_s):
+                while up.inflight > 0:  # noqa: ASYNC110  (a counter the call path keeps; an event per call would cost more)
+                    await anyio.sleep(0.05)
+            await up.aclose()
+            with anyio.move_on_after(10):
+                await up.stopped.wait()
+        finally:
+            self._draining.discard(up)
+
     async def aclose(self) -> None:
         """Stop the supervisors (stdio process groups are killed) and flush the recorder."""
         if self.workers is not None:
@@ -114,10 +191,11 @@ class RouterRuntime:
         if self.spine is not None:  # first: its workflows still call the upstreams
             await self.spine.aclose()
             self.spine = None
-        for up in self.upstreams.values():
+        everything = [*self.upstreams.values(), *self._draining]
+        for up in everything:
             await up.aclose()
         with anyio.move_on_after(8):
-            for up in self.upstreams.values():
+            for up in everything:
                 await up.stopped.wait()
         await self.recorder.aclose()
         if self.spans is not None:

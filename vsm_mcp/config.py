@@ -81,6 +81,21 @@ class Settings(BaseSettings):
     upstream_start_wait: float = Field(
         10.0, ge=0, description="Seconds start-up waits for upstreams to connect before serving anyway."
     )
+    # --- upstreams managed at run time (issue 27) -------------------------------------------
+    upstreams_poll_s: float = Field(
+        1.0, ge=0, description="Seconds between checks of the upstream registry table for changes made elsewhere "
+        "(a replica whose bus message was lost, `vsm-mcp upstreams` next to an embedded router); 0 = off.",
+    )
+    manifest_watch_s: float = Field(
+        2.0, ge=0, description="Seconds between checks of the manifest files; a changed file is validated, then applied "
+        "(a bad one keeps the running upstreams); 0 = off.",
+    )
+    upstream_drain_s: float = Field(
+        30.0, ge=0, description="Seconds a removed or changed upstream's calls in flight may take before its processes stop."
+    )
+    admin_tools: bool = Field(
+        True, description="Mount the router's own `admin` MCP server (admin__upstream_add …; callers need the admin scope)."
+    )
 
     @field_validator("manifests", "fetch_allow", mode="before")
     @classmethod

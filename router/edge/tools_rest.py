@@ -24,7 +24,6 @@ from router.edge._auth import Authenticate, error_response
 from router.gate.ratelimit import retry_after_header
 from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
 from router.registry.index import MODES
-from vsm_mcp.auth import grants
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, RateLimited, VsmError
 
 
@@ -98,12 +97,14 @@ def tools_routes(
                 hits = await search.find(principal, query, limit=limit, server=server, tags=tags, mode=mode)  # type: ignore[arg-type]
                 return JSONResponse({"query": query, "tools": hits_json(hits)})
             await search.refresh()
+            allowed = search.visible(principal)
             records = [
                 r for r in search.registry.records(server)
-                if r.available and grants(principal.scopes, r.tags) and all(t in _tag_keys(r.tags) for t in tags or ())
+                if r.available and allowed(r) and all(t in _tag_keys(r.tags) for t in tags or ())
             ]
             body: list[dict[str, Any]] = [
-                {"name": r.public_name, "server": r.server, "description": r.description, "input_schema": dict(r.input_schema)}
+                {"name": r.public_name, "server": r.server.split("@", 1)[0], "description": r.description,
+                 "input_schema": dict(r.input_schema)}
                 for r in records[:limit]
             ]
             return JSONResponse({"tools": body, "total": len(records)})

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 MAX_LEN = 64
 SEPARATOR = "__"
@@ -41,15 +41,26 @@ def base_name(server: str, tool: str) -> str:
     return name
 
 
-def assign(pairs: Iterable[tuple[str, str]]) -> dict[tuple[str, str], str]:
-    """Map every distinct ``(server, tool)`` pair to a unique, valid public name."""
-    taken: set[str] = set()
+def assign(
+    pairs: Iterable[tuple[str, str]],
+    *,
+    reserved: Iterable[str] = (),
+    shown: Callable[[str], str] | None = None,
+) -> dict[tuple[str, str], str]:
+    """Map every distinct ``(server, tool)`` pair to a unique, valid public name.
+
+    ``reserved``: names already taken (renamed tools, the global names a tenant's view keeps);
+    ``shown(server)``: the server's name in public names when it differs from its id (a tenant's
+    upstream runs as ``name@tenant`` but its tools are ``name__tool``).
+    """
+    taken: set[str] = set(reserved)
     out: dict[tuple[str, str], str] = {}
     for server, tool in sorted(set(pairs)):
-        name = base_name(server, tool)
+        label = shown(server) if shown is not None else server
+        name = base_name(label, tool)
         salt = 0
         while name in taken:
-            name = _with_suffix(base_name(server, tool), _digest(server, tool, salt))
+            name = _with_suffix(base_name(label, tool), _digest(server, tool, salt))
             salt += 1
         taken.add(name)
         out[(server, tool)] = name

@@ -120,7 +120,8 @@ def expand_env(value: str) -> str:
     return _ENV_RE.sub(lambda m: os.environ.get(m.group(1), ""), value)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe_error(exc: ValidationError) -> str:
+    """The first validation error as one line: ``field: message``."""
     first = exc.errors()[0]
     loc = ".".join(str(p) for p in first["loc"])
     msg = str(first["msg"]).removeprefix("Value error, ")
@@ -148,11 +149,12 @@ def parse_manifest(data: Any, source: str) -> list[UpstreamSpec]:
         try:
             specs.append(UpstreamSpec.model_validate({**entry, "source": source}))
         except ValidationError as exc:
-            raise ConfigError(f"manifest {source}, {label}: {_describe(exc)}") from None
+            raise ConfigError(f"manifest {source}, {label}: {describe_error(exc)}") from None
     return specs
 
 
-def _files(paths: Iterable[str | Path]) -> list[Path]:
+def manifest_files(paths: Iterable[str | Path]) -> list[Path]:
+    """The manifest files named by ``paths`` (a directory means its *.yaml / *.yml)."""
     out: list[Path] = []
     for raw in paths:
         p = Path(raw).expanduser()
@@ -191,7 +193,7 @@ def load_manifests(paths: Sequence[str | Path] | None = None, *, home: str | Pat
     Names must be unique across all files; disabled entries are kept (``enabled=False``)
     so /readyz can list them. ``home`` (the router's VSM_HOME) is what ``${VSM_HOME}`` means.
     """
-    files = _files(paths if paths else [DEFAULT_MANIFEST])
+    files = manifest_files(paths if paths else [DEFAULT_MANIFEST])
     specs: list[UpstreamSpec] = []
     seen: dict[str, str] = {}
     for f in files:

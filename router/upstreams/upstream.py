@@ -161,6 +161,7 @@ class Upstream:
         self._refreshing = False
         self._raw: RawHttpSession | None = None
         self._running = 0
+        self.inflight = 0  # tool calls in progress: a removed upstream is drained until 0 (router/runtime.py)
         self.stopped = anyio.Event()
         self.stopped.set()  # nothing runs until start()
 
@@ -593,6 +594,7 @@ class Upstream:
             if client is None:
                 raise self._unavailable()
         self.breaker.before_call()
+        self.inflight += 1
         conn = self._conn_of(client) if client is not None else None
         if conn is not None:
             conn.busy += 1
@@ -624,6 +626,7 @@ class Upstream:
                 self._conns[0].dead.set()  # reconnect both sessions: the server is likely gone
             raise map_error(exc, self.name) from exc
         finally:
+            self.inflight -= 1
             if conn is not None:
                 conn.busy -= 1
                 if notify is not None:

@@ -16,6 +16,7 @@ from vsm_mcp.cli import admin, audit, ingest, run, worker
 from vsm_mcp.cli.common import DEBUG, err
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
+from vsm_mcp.cli.upstreams import upstreams_app
 from vsm_mcp.config import Settings
 from vsm_mcp.env_check import unknown_variables
 from vsm_mcp.errors import ConfigError
@@ -48,6 +49,7 @@ app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")
 app.add_typer(notify_app, name="notify")
 app.command()(audit.audit)
+app.add_typer(upstreams_app, name="upstreams")
 
 
 def main() -> None:
