@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from vsm_mcp.cli import admin, audit, ingest, run, worker
+from vsm_mcp.cli import admin, audit, ingest, run, states, worker
 from vsm_mcp.cli.common import DEBUG, err
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
@@ -48,6 +48,7 @@ app.add_typer(policy_app, name="policy")
 app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")
 app.add_typer(notify_app, name="notify")
+app.command()(states.states)
 app.command()(audit.audit)
 app.add_typer(upstreams_app, name="upstreams")
 

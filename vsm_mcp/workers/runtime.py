@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Collection
 
 import httpx
 
+from vsm_mcp.bus import Subscription
 from vsm_mcp.context import ServerContext
 from vsm_mcp.policy.runtime import Limits, PolicyRuntime
 from vsm_mcp.workers import jobs
@@ -53,7 +54,7 @@ class Workers:
         self.auditor: PolicyAuditor | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._subs: list[object] = []
+        self._subs: list[Subscription] = []
 
     def _senders(self, client: httpx.AsyncClient) -> dict[str, Sender]:
         s = self.ctx.settings
@@ -91,7 +92,7 @@ class Workers:
     async def aclose(self) -> None:
         for sub in self._subs:
             with contextlib.suppress(Exception):
-                await sub.aclose()  # type: ignore[attr-defined]
+                await sub.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:

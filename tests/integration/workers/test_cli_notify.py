@@ -42,6 +42,31 @@ def telegram() -> Iterator[tuple[FakeTelegram, str]]:
         thread.join(10)
 
 
+async def analyze_some(tmp_path: Path) -> None:
+    """Ten good calls and five failing ones, rolled up by the analyzer."""
+    from datetime import UTC, datetime, timedelta
+
+    from tests.integration.workers.conftest import Env
+    from tests.integration.workers.test_analyzer import add_episodes, calls
+    from vsm_mcp.bus import MemoryBus
+    from vsm_mcp.config import load_settings
+    from vsm_mcp.db import Database
+    from vsm_mcp.tenants import get_tenant
+    from vsm_mcp.workers.alerts import Thresholds
+    from vsm_mcp.workers.analyzer import analyze_tenant
+
+    settings = load_settings(home=tmp_path / ".vsm")
+    db = Database(settings)
+    try:
+        tenant = (await get_tenant(db, "acme")).id
+        t0 = datetime(2026, 12, 7, 5, 0, tzinfo=UTC)
+        env = Env(settings, db, MemoryBus(), tenant, tenant)
+        await add_episodes(env, tenant, calls(t0, 10) + calls(t0 + timedelta(seconds=5), 5, "tool_error"))
+        await analyze_tenant(db, None, tenant, t0, t0 + timedelta(minutes=1), Thresholds(min_calls=10))
+    finally:
+        await db.aclose()
+
+
 def test_add_list_test_and_ledger(tmp_path: Path, telegram: tuple[FakeTelegram, str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     tg, url = telegram
@@ -74,6 +99,15 @@ def test_add_list_test_and_ledger(tmp_path: Path, telegram: tuple[FakeTelegram, 
     assert code == 0 and "sent" in out and "notify.test" in out
     code, out, _ = vsm("notify", "enable", "ops", "--tenant", "acme", "--off")
     assert code == 0 and "disabled" in out
+    code, out, err = vsm("states", "--tenant", "acme", "--json")
+    assert code == 0 and json.loads(out) == [], err  # nothing analysed yet
+    asyncio.run(analyze_some(tmp_path))
+    code, out, err = vsm("states", "--tenant", "acme", "--json")
+    assert code == 0, err
+    rows = {r["system"]: r for r in json.loads(out)}
+    assert set(rows) == {"upstream:echo", "tool:echo:ping"} and rows["upstream:echo"]["errors"] == {"tool_error": 5}
+    assert rows["upstream:echo"]["calls"] == 15 and set(rows["upstream:echo"]["alerts"]) == {"error_rate"}
+    assert vsm("states", "--tenant", "acme")[0] == 0  # the table form
     for args, needle in [
         (("notify", "add", "x", "--tenant", "acme", "--topics", "alert.#"), "give exactly one of"),
         (("notify", "add", "x", "--tenant", "acme", "--webhook", "ftp://h/x", "--topics", "a"), "url must be http(s)"),
