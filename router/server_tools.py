@@ -62,7 +62,7 @@ class ServerTools:
             raise InvalidArguments("describe_tools: 'names' must be a list of at most 1000 tool names")
         out: dict[str, Any] = {}
         for name in names:
-            entry = self.catalog.get(name)
+            entry = self.catalog.get(name, principal.tenant_id)  # the caller tenant's view (issue 27)
             if entry is None:
                 out[name] = None
                 continue

@@ -234,18 +234,23 @@ class Catalog:
                 ov = overrides.get((self._shown(s), t.name))
                 if ov is None or not ov.hidden:
                     visible.append((s, st, t, ov))
-        renamed: dict[tuple[str, str], str] = {}
-        taken = set(reserved)
-        for s, _st, t, ov in visible:
-            if ov is not None and ov.name:
-                if ov.name in taken:  # the write path refuses this; a tenant's rename can still meet a new global name
-                    log.warning("override of %s/%s: the name %r is taken; keeping the default", s, t.name, ov.name)
-                    continue
-                taken.add(ov.name)
-                renamed[(s, t.name)] = ov.name
+        # Default names first: a rename never takes a name another tool has (or would get), so an
+        # override cannot silently move someone else's tool to a hashed name.
+        wanted = {(s, t.name): ov.name for s, _st, t, ov in visible if ov is not None and ov.name}
         mapping = names.assign(
-            ((s, t.name) for s, _st, t, _ov in visible if (s, t.name) not in renamed), reserved=taken, shown=self._shown
+            ((s, t.name) for s, _st, t, _ov in visible if (s, t.name) not in wanted), reserved=reserved, shown=self._shown
         )
+        taken = set(reserved) | set(mapping.values())
+        renamed: dict[tuple[str, str], str] = {}
+        for pair, new_name in sorted(wanted.items()):
+            if new_name in taken:  # the write path refuses most of these; a later upstream can still meet one
+                log.warning("override of %s/%s: the name %r is taken; keeping the default", pair[0], pair[1], new_name)
+                continue
+            taken.add(new_name)
+            renamed[pair] = new_name
+        fallback = [pair for pair in wanted if pair not in renamed]
+        if fallback:
+            mapping.update(names.assign(fallback, reserved=taken, shown=self._shown))
         out: list[ToolEntry] = []
         for s, st, t, ov in visible:
             public = renamed.get((s, t.name)) or mapping[(s, t.name)]
@@ -253,7 +258,7 @@ class Catalog:
             if ov is not None:
                 pinned = dict(ov.pin)
                 update: dict[str, Any] = {}
-                if ov.name:
+                if (s, t.name) in renamed:
                     update["name"] = public
                 if ov.description is not None:
                     update["description"] = ov.description

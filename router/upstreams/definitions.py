@@ -10,7 +10,8 @@ headers / environment variables whose name looks like a credential (token, key, 
 password, auth, cookie, credential) must be ``${VAR}`` references to the router's environment or
 ``${secret:NAME}`` references to a stored secret (write-only: kept in the registry table, never
 listed, returned, logged or audited; resolved only when the upstream is started). URLs may not
-carry a password; command arguments may not carry ``token=…``-style literals.
+carry a password or a stored secret (URLs appear in error messages); command arguments may not
+carry a stored secret (argv is readable by every local user) nor ``token=…``-style literals.
 
 Tenants may register ``http`` upstreams only: a ``stdio`` or ``builtin`` upstream runs code on
 the router's host, which only the operator (global registry, manifests) may decide.
@@ -62,6 +63,10 @@ def check_secrets(spec: UpstreamSpec) -> None:
     for key, value in spec.env.items():
         if _SENSITIVE.search(key):
             _check_ref_only(f"env.{key}", value)
+    if "${secret:" in spec.url:  # URLs end up in error messages and logs
+        raise InvalidArguments("url: a stored secret cannot go in the URL; use headers or auth", data={"field": "url"})
+    if any("${secret:" in a for a in spec.args):  # argv is readable by every local user (/proc)
+        raise InvalidArguments("args: a stored secret cannot go in the arguments; pass it in env", data={"field": "args"})
     if spec.url and urlsplit(spec.url).password:
         raise InvalidArguments("url: a password in the URL is not allowed; use auth: {bearer: ${VAR}}", data={"field": "url"})
     for i, arg in enumerate(spec.args):

@@ -62,6 +62,8 @@ def _free_port() -> int:
          "headers.X-Api-Key: a credential must be a ${VAR} or ${secret:NAME} reference"),
         ({"name": "x", "kind": "http", "url": "https://u:pw@h/mcp"}, "url: a password in the URL is not allowed"),
         ({"name": "x", "kind": "stdio", "command": "true", "args": ["--token=abc"]}, "args[0]: looks like a credential"),
+        ({"name": "x", "kind": "stdio", "command": "true", "args": ["${secret:T}"]}, "args: a stored secret cannot go"),
+        ({"name": "x", "kind": "http", "url": "https://h/mcp?k=${secret:T}"}, "url: a stored secret cannot go"),
         ({"name": "x", "kind": "stdio", "command": "true", "colour": "red"}, "unknown field 'colour'"),
         ({"name": "x", "kind": "stdio", "command": "true", "auth": {"bearer": "${secret:NOPE}"}}, "no stored secret 'NOPE'"),
     ],
@@ -72,7 +74,7 @@ async def test_bad_definitions_get_one_line_and_change_nothing(
     await admin.add(GLOBAL, _stdio("keep"))
     before = await admin.store.load()
     if "url" in definition:
-        definition = {**definition, "url": definition["url"].format(port=_free_port())}
+        definition = {**definition, "url": definition["url"].replace("{port}", str(_free_port()))}
     with pytest.raises(InvalidArguments) as exc:
         await admin.add(GLOBAL, definition)
     assert message in exc.value.message
