@@ -49,7 +49,6 @@ from router.registry.index import ToolRecord, ToolRegistry, fuse  # noqa: E402
 from router.registry.tool_text import (  # noqa: E402
     STOPWORDS,
     embedding_text,
-    expand_query,
     field_tokens,
     first_sentences,
     iter_params,
@@ -124,7 +123,7 @@ class Config:
     b: float = reg_mod.BM25_B
     per_field: bool = reg_mod.BM25_PER_FIELD
     tokenizer: str = "base"
-    synonym_weight: float = reg_mod.SYNONYM_WEIGHT
+    synonym_weight: float = reg_mod.LEXICON_WEIGHT
     embed_text: str = "base"
     bm25_desc_chars: int = 0  # 0 = the whole description
     fusion: str = "weighted"
@@ -181,7 +180,7 @@ class CVRegistry(ToolRegistry):
             store=store,
             fusion=cfg.fusion,  # type: ignore[arg-type]
             embed_weight=cfg.embed_weight,
-            synonym_weight=cfg.synonym_weight,
+            lexicon_weight=cfg.synonym_weight,
             field_weights=cfg.field_weights(),
             bm25_k1=cfg.k1,
             bm25_b=cfg.b,
@@ -192,7 +191,8 @@ class CVRegistry(ToolRegistry):
     def _query_terms(self, query: str) -> dict[str, float]:
         if self.cfg.tokenizer == "base":
             return super()._query_terms(query)
-        return expand_query(TOKENIZERS[self.cfg.tokenizer](query), self.synonym_weight)
+        own = dict.fromkeys(TOKENIZERS[self.cfg.tokenizer](query), 1.0)
+        return self.lexicon.expand(query, own, self.lexicon_weight)[0]
 
     def _fields(self, rec: ToolRecord) -> dict[str, list[str]]:
         tok = TOKENIZERS[self.cfg.tokenizer]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
@@ -26,7 +26,7 @@ from router.aggregate import LocalTool
 from router.dispatch import Dispatcher
 from router.registry.catalog import ToolEntry
 from router.registry.embedding_store import default_store
-from router.registry.index import Mode, SearchHit, ToolRecord, ToolRegistry, record_from_tool
+from router.registry.index import Mode, SearchHit, SearchResult, ToolRecord, ToolRegistry, record_from_tool
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
 from vsm_mcp.embeddings import make_embedder
@@ -37,11 +37,13 @@ log = logging.getLogger(__name__)
 MAX_LIMIT = 50
 
 
-def record_of(entry: ToolEntry) -> ToolRecord:
+def record_of(entry: ToolEntry, server_text: str = "") -> ToolRecord:
     """The registry's view of a catalog entry: the upstream's own ``tools/list`` entry, converted
-    by ``record_from_tool`` exactly as ``vsm-mcp bench retrieval`` converts its tool files."""
+    by ``record_from_tool`` exactly as ``vsm-mcp bench retrieval`` converts its tool files, with
+    what the upstream says about itself (``server_text``)."""
     return record_from_tool(
-        entry.index_key or entry.server, entry.tool, entry.public_name, tags=entry.tags, available=entry.available
+        entry.index_key or entry.server, entry.tool, entry.public_name, tags=entry.tags, available=entry.available,
+        server_text=server_text,
     )
 
 
@@ -54,8 +56,11 @@ class ToolSearch:
     rest), so a router that is never searched never runs the model.
     """
 
-    def __init__(self, registry: ToolRegistry) -> None:
+    def __init__(self, registry: ToolRegistry, describe: Callable[[str], str] | None = None) -> None:
         self.registry = registry
+        # server -> its own description and instructions (the runtime reads its upstream's
+        # initialize answer); evidence for every tool of that server.
+        self.describe = describe
         self._pending: dict[str, list[ToolRecord]] = {}
         self._lock = threading.Lock()  # guards _pending
         self._index_lock = threading.Lock()  # one indexing pass at a time
@@ -73,7 +78,13 @@ class ToolSearch:
         return lambda r: r.server in keys and grants(scopes, r.tags)
 
     def on_change(self, server: str, tools: list[ToolEntry]) -> None:
-        records = [record_of(e) for e in tools]
+        text = ""
+        if self.describe is not None and tools:
+            try:
+                text = self.describe(tools[0].server)  # ``server`` may be a tenant's index key
+            except Exception:  # a description is extra evidence, never a reason to lose the tools
+                log.exception("describing server %s failed", server)
+        records = [record_of(e, text) for e in tools]
         with self._lock:
             self._pending[server] = records  # a newer list for a server replaces an older one
 
@@ -103,13 +114,14 @@ class ToolSearch:
     async def find(
         self, principal: Principal, query: str, *, limit: int = 5, server: str | None = None,
         tags: Sequence[str] | None = None, mode: Mode = "hybrid",
-    ) -> list[SearchHit]:
-        """The best tools for ``query`` that ``principal`` may call (others are never returned)."""
+    ) -> SearchResult:
+        """The best tools for ``query`` that ``principal`` may call (others are never returned),
+        with calibrated scores and ``no_match`` (router/registry/ranker.py)."""
         await self.refresh()
         if mode != "bm25" and query.strip() and not self.registry.has_query(query):
             # Embedding a new query runs the model: keep it off the event loop.
             await anyio.to_thread.run_sync(self.registry.embed_query, query)
-        return self.registry.search(
+        return self.registry.query(
             query, limit=limit, server=server, tags=tags, mode=mode,
             allowed=self.visible(principal),
         )
@@ -122,9 +134,10 @@ def build_registry(settings: Settings) -> ToolRegistry:
     return ToolRegistry(embedder, store=store, fusion=settings.search_fusion)
 
 
-def attach_tool_search(settings: Settings, catalog: Any) -> ToolSearch:
-    """Tool search fed by ``catalog`` (a router/registry/catalog.py ``Catalog``) from now on."""
-    search = ToolSearch(build_registry(settings))
+def attach_tool_search(settings: Settings, catalog: Any, describe: Callable[[str], str] | None = None) -> ToolSearch:
+    """Tool search fed by ``catalog`` (a router/registry/catalog.py ``Catalog``) from now on;
+    ``describe(server)`` gives an upstream's own description (its initialize instructions)."""
+    search = ToolSearch(build_registry(settings), describe)
     catalog.add_listener(search)
     search.visible_keys = getattr(catalog, "index_keys", None)
     for server in {e.server for e in catalog.tools()}:
@@ -196,12 +209,17 @@ def hits_json(hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
     return [_hit_json(h) for h in hits]
 
 
+def result_json(result: SearchResult) -> dict[str, Any]:
+    """``{"tools": [...], "no_match": bool}``: the nearest tools are listed even with no match."""
+    return {"tools": hits_json(result.hits), "no_match": result.no_match}
+
+
 def meta_tools(search: ToolSearch, dispatcher: Dispatcher) -> list[LocalTool]:
     """``find_tools`` and ``call_tool`` for ``Aggregate.add_local_tool``."""
 
     async def find_handler(principal: Principal, arguments: dict[str, Any]) -> mt.CallToolResult:
         query, limit, server, tags = parse_find_args(arguments)
-        payload = {"tools": hits_json(await search.find(principal, query, limit=limit, server=server, tags=tags))}
+        payload = result_json(await search.find(principal, query, limit=limit, server=server, tags=tags))
         return mt.CallToolResult(
             content=[mt.TextContent(type="text", text=json.dumps(payload, separators=(",", ":")))],
             structured_content=payload,
@@ -225,8 +243,9 @@ def meta_tools(search: ToolSearch, dispatcher: Dispatcher) -> list[LocalTool]:
             title="Find tools",
             description=(
                 "Search every tool this endpoint can call by describing the task in plain words. "
-                "Returns the best matches with their names, descriptions, input schemas and scores; "
-                "call one with call_tool."
+                "Returns the best matches with their names, descriptions, input schemas and scores "
+                "(the probability that the tool is the one asked for), and no_match: true when no tool "
+                "fits the task (the nearest are still listed); call one with call_tool."
             ),
             input_schema=FIND_TOOLS_SCHEMA,
             handler=find_handler,

@@ -53,7 +53,8 @@ class RouterRuntime:
         manifest_paths = None if specs is not None else list(settings.manifests)
         self.specs = specs if specs is not None else load_manifests(settings.manifests or None, home=settings.home)
         self.catalog = Catalog()
-        self.tool_search = attach_tool_search(settings, self.catalog)  # registry + find_tools (issue 5)
+        # registry + find_tools (issues 5, 26); each upstream's own description is search evidence
+        self.tool_search = attach_tool_search(settings, self.catalog, self._describe_upstream)
         # Episodes are journalled before each answer (vsm_mcp/journal.py), so a crash loses none.
         self.recorder = Recorder(ctx.db, [], journal_dir=journal_dir(settings.home) if settings.audit_journal else None)
         self.upstreams: dict[str, Upstream] = {}
@@ -94,6 +95,16 @@ class RouterRuntime:
         if not self.ctx.settings.admin_tools or any(s.name == SPEC["name"] for s in specs):
             return specs
         return [*specs, UpstreamSpec.model_validate(SPEC)]
+
+    def _describe_upstream(self, server: str) -> str:
+        """What an upstream says about itself: its title and description (serverInfo) and its
+        initialize instructions, once it has answered initialize ("" before that)."""
+        up = self.upstreams.get(server)
+        if up is None:
+            return ""
+        info = up.server_info
+        parts = [getattr(info, "title", None), getattr(info, "description", None), up.instructions] if info else [up.instructions]
+        return " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
 
     def add_notification_listener(self, fn: Any) -> None:
         """``async fn(server, notification)`` for every upstream notification (tool list changes …)."""

@@ -22,7 +22,7 @@ from starlette.routing import Route
 from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
 from router.gate.ratelimit import retry_after_header
-from router.meta_tools import MAX_LIMIT, ToolSearch, hits_json
+from router.meta_tools import MAX_LIMIT, ToolSearch, result_json
 from router.registry.index import MODES
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, RateLimited, VsmError
 
@@ -94,8 +94,8 @@ def tools_routes(
                 raise InvalidArguments(f"query parameter 'mode' must be one of {', '.join(MODES)} (got {mode!r})")
             query = params.get("q", "").strip()
             if query:
-                hits = await search.find(principal, query, limit=limit, server=server, tags=tags, mode=mode)  # type: ignore[arg-type]
-                return JSONResponse({"query": query, "tools": hits_json(hits)})
+                found = await search.find(principal, query, limit=limit, server=server, tags=tags, mode=mode)  # type: ignore[arg-type]
+                return JSONResponse({"query": query, **result_json(found)})
             await search.refresh()
             allowed = search.visible(principal)
             records = [

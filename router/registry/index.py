@@ -8,7 +8,12 @@
   names/descriptions, with field weights (router/registry/bm25.py, router/registry/tool_text.py);
 * cosine similarity of the query's and the tool's embedding (vsm_mcp.embeddings);
 * fusion of the two: a weighted sum of min-max normalised scores (default) or reciprocal rank
-  fusion — both measured by ``vsm-mcp bench retrieval``, see docs/ARCHITECTURE.md.
+  fusion — both measured by ``vsm-mcp bench retrieval``, see docs/ARCHITECTURE.md;
+* in hybrid mode, a second stage (router/registry/ranker.py) over the best ``POOL`` tools:
+  a fitted linear model turns their evidence into the probability that each is the tool asked
+  for, next to the probability that no tool is — ``query`` reports ``no_match`` when the best
+  tool's probability is under the fitted threshold. Query terms are normalised with the
+  lexicon (router/registry/lexicon.toml) before BM25 sees them.
 
 Filters (server, tags, availability) and the caller's grants (``allowed``) are applied inside
 the search: a tool the caller may not call is never returned. Each change builds a new
@@ -32,7 +37,9 @@ import numpy.typing as npt
 
 from router.registry.bm25 import BM25Index, FieldCounts, field_counts
 from router.registry.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
-from router.registry.tool_text import embedding_text, expand_query, field_tokens, tokenize
+from router.registry.lexicon import Lexicon, default_lexicon
+from router.registry.ranker import POOL, QueryEvidence, Ranker, default_ranker
+from router.registry.tool_text import embedding_text, field_tokens, tokenize
 from router.registry.vector_scan import Int8Scan, int8_scan_available
 from vsm_mcp.embeddings import Embedder, blas_limit
 from vsm_mcp.errors import InvalidArguments
@@ -43,11 +50,15 @@ Fusion = Literal["weighted", "rrf"]
 MODES: tuple[str, ...] = ("hybrid", "bm25", "embedding")
 
 # General choices measured on the dev set (docs/ARCHITECTURE.md "Tool search"), not per query.
-FIELD_WEIGHTS: Mapping[str, float] = {"name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5, "server": 1.0}
+# "upstream" (the server's own description) cannot be measured on the dev set, which has none:
+# half a description's weight, as it speaks for every tool of the server at once.
+FIELD_WEIGHTS: Mapping[str, float] = {
+    "name": 3.0, "title": 2.0, "description": 1.0, "params": 0.5, "server": 1.0, "upstream": 0.5,
+}
 # Weighted fusion: share of the embedding score. 0.6 once the server id is in the embedded text:
 # held-out MRR up in 4 of 5 leave-servers-out folds, recall@5 down in none (benchmarks/RESULTS.md).
 EMBED_WEIGHT = 0.6
-SYNONYM_WEIGHT = 0.3  # BM25 query weight of generic synonyms (router/registry/tool_text.py SYNONYM_GROUPS)
+LEXICON_WEIGHT = 0.3  # BM25 query weight of the words a lexicon group adds (router/registry/lexicon.toml)
 RRF_K = 60.0
 BM25_K1 = 1.2
 BM25_B = 0.75
@@ -74,6 +85,7 @@ class ToolRecord:
     tags: tuple[str, ...] = ()
     available: bool = True
     schema_hash: str = ""
+    server_text: str = ""  # the upstream's own description and instructions (initialize answer)
 
     def __post_init__(self) -> None:
         if not self.schema_hash:
@@ -82,7 +94,9 @@ class ToolRecord:
     @cached_property
     def embedding_text(self) -> str:
         """The text this tool is embedded as (its vector's store key derives from it)."""
-        return embedding_text(self.name, self.title, self.description, self.input_schema, server=self.server)
+        return embedding_text(
+            self.name, self.title, self.description, self.input_schema, server=self.server, server_text=self.server_text
+        )
 
 
 def record_from_tool(
@@ -92,10 +106,12 @@ def record_from_tool(
     *,
     tags: Sequence[str] = (),
     available: bool = True,
+    server_text: str = "",
 ) -> ToolRecord:
     """A ``ToolRecord`` from an upstream's ``tools/list`` entry (an ``mcp.types.Tool`` or its JSON).
 
-    The one conversion used for live upstream tools and for benchmark files alike.
+    The one conversion used for live upstream tools and for benchmark files alike;
+    ``server_text`` is what the upstream says about itself (its initialize instructions).
     """
     data: Mapping[str, Any] = tool if isinstance(tool, Mapping) else tool.model_dump(by_alias=True, exclude_none=True)
     name = data.get("name")
@@ -116,6 +132,7 @@ def record_from_tool(
         annotations=dict(annotations) if isinstance(annotations, Mapping) else {},
         tags=tuple(tags),
         available=available,
+        server_text=server_text,
     )
 
 
@@ -123,6 +140,22 @@ def record_from_tool(
 class SearchHit:
     record: ToolRecord
     score: float
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Ranked hits and whether any of them answers the query.
+
+    In hybrid mode each score is the probability that the tool is the one asked for (the
+    ranker's, calibrated on held-out servers), ``none_probability`` that no tool is, and
+    ``no_match`` says the best tool is below the fitted threshold — the hits are still the
+    nearest tools. In bm25 / embedding mode, or without a ranker, scores are the raw fused
+    ones and ``no_match`` is False unless nothing is eligible.
+    """
+
+    hits: list[SearchHit]
+    no_match: bool = False
+    none_probability: float | None = None
 
 
 def schema_hash(schema: Mapping[str, Any]) -> str:
@@ -142,11 +175,14 @@ class _Snapshot:
     by_server: dict[str, npt.NDArray[np.intp]]
     by_tag: dict[str, npt.NDArray[np.intp]]
     by_public: dict[str, int]
+    name_stems: tuple[frozenset[str], ...]  # per record: the stems of its name (ranker evidence)
+    name_actions: tuple[frozenset[str], ...]  # per record: the lexicon actions its name says
+    server_stems: tuple[frozenset[str], ...]  # per record: the stems of its server id
     scan: Int8Scan | None = None
 
 
-def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str, str]:
-    return (rec.server, rec.name, rec.title, rec.description, rec.schema_hash)
+def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str, str, str]:
+    return (rec.server, rec.name, rec.title, rec.description, rec.schema_hash, rec.server_text)
 
 
 def _tag_keys(tag: str) -> set[str]:
@@ -181,6 +217,15 @@ def _rrf(x: Vector, mask: npt.NDArray[np.bool_], k: float, positive_only: bool) 
     return out
 
 
+def _check(query: str, limit: int, mode: str) -> None:
+    if mode not in MODES:
+        raise InvalidArguments(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise InvalidArguments("limit must be a positive integer")
+    if not query.strip():
+        raise InvalidArguments("query must not be empty")
+
+
 def fuse(
     bm: Vector, emb: Vector, mask: npt.NDArray[np.bool_], fusion: Fusion, *, embed_weight: float, rrf_k: float
 ) -> Vector:
@@ -203,7 +248,9 @@ class ToolRegistry:
         store: EmbeddingStore | None = None,
         fusion: Fusion = "weighted",
         embed_weight: float = EMBED_WEIGHT,
-        synonym_weight: float = SYNONYM_WEIGHT,
+        lexicon_weight: float = LEXICON_WEIGHT,
+        lexicon: Lexicon | None = None,
+        ranker: Ranker | None | Literal["default"] = "default",
         field_weights: Mapping[str, float] = FIELD_WEIGHTS,
         bm25_k1: float = BM25_K1,
         bm25_b: float = BM25_B,
@@ -217,7 +264,10 @@ class ToolRegistry:
         self.store: EmbeddingStore = store if store is not None else MemoryEmbeddingStore()
         self.fusion: Fusion = fusion
         self.embed_weight = embed_weight
-        self.synonym_weight = synonym_weight
+        self.lexicon_weight = lexicon_weight
+        self.lexicon = lexicon if lexicon is not None else default_lexicon()
+        # None: first stage only (the fused score ranks, never a no-match) — for comparisons.
+        self.ranker: Ranker | None = default_ranker() if ranker == "default" else ranker
         self.field_weights = dict(field_weights)
         self.bm25_k1, self.bm25_b, self.bm25_per_field = bm25_k1, bm25_b, bm25_per_field
         self.rrf_k = rrf_k
@@ -225,7 +275,7 @@ class ToolRegistry:
         self.progress = progress
         self._servers: dict[str, tuple[ToolRecord, ...]] = {}
         self._vectors: dict[str, Vector] = {}  # content key → vector, for records in the catalog
-        self._docs: dict[tuple[str, str, str, str, str], FieldCounts] = {}
+        self._docs: dict[tuple[str, str, str, str, str, str], FieldCounts] = {}
         self._write_lock = threading.Lock()
         self._snapshot = self._build(())
         self._query_cache: OrderedDict[str, Vector] = OrderedDict()
@@ -302,27 +352,126 @@ class ToolRegistry:
         mode: Mode = "hybrid",
         fusion: Fusion | None = None,
     ) -> list[SearchHit]:
-        """The ``limit`` best tools for ``query`` that pass the filters and ``allowed``."""
-        if mode not in MODES:
-            raise InvalidArguments(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
-        if not isinstance(limit, int) or limit < 1:
-            raise InvalidArguments("limit must be a positive integer")
-        if not query.strip():
-            raise InvalidArguments("query must not be empty")
+        """The ``limit`` best tools for ``query`` that pass the filters and ``allowed``
+        (``query`` also says whether any of them answers it)."""
+        return self.query(query, limit=limit, server=server, tags=tags, allowed=allowed, mode=mode, fusion=fusion).hits
+
+    def query(
+        self,
+        query: str,
+        *,
+        limit: int = 5,
+        server: str | None = None,
+        tags: Sequence[str] | None = None,
+        allowed: Callable[[ToolRecord], bool] | None = None,
+        mode: Mode = "hybrid",
+        fusion: Fusion | None = None,
+    ) -> SearchResult:
+        """``search`` with the verdict: calibrated scores and ``no_match`` (hybrid, weighted fusion)."""
+        _check(query, limit, mode)
+        fusion = fusion or self.fusion
+        if mode != "hybrid" or fusion != "weighted" or self.ranker is None:
+            hits, _ = self._first_stage(query, limit, server, tags, allowed, mode, fusion, evidence=False)
+            return SearchResult(hits, no_match=not hits)
+        hits, ev = self._first_stage(query, max(limit, POOL), server, tags, allowed, mode, fusion, evidence=True)
+        if ev is None:
+            return SearchResult([], no_match=True)
+        order, p, p_none = self.ranker.order(ev)
+        # Tools past the pool were never scored by the model: their probability is taken as 0.
+        ranked = [SearchHit(hits[i].record, float(p[i])) for i in order]
+        ranked += [SearchHit(h.record, 0.0) for h in hits[len(order) : limit]]
+        return SearchResult(ranked[:limit], self.ranker.no_match(float(p.max())), float(p_none))
+
+    def candidates(
+        self,
+        query: str,
+        *,
+        limit: int,
+        server: str | None = None,
+        tags: Sequence[str] | None = None,
+        allowed: Callable[[ToolRecord], bool] | None = None,
+    ) -> tuple[list[SearchHit], QueryEvidence | None]:
+        """The first stage's ranking (hybrid, weighted fusion) and the ranker's evidence for its
+        first ``POOL`` tools — what ``query`` reorders; the cross-validation fits on it."""
+        _check(query, limit, "hybrid")
+        return self._first_stage(query, limit, server, tags, allowed, "hybrid", "weighted", evidence=True)
+
+    def _first_stage(
+        self,
+        query: str,
+        limit: int,
+        server: str | None,
+        tags: Sequence[str] | None,
+        allowed: Callable[[ToolRecord], bool] | None,
+        mode: Mode,
+        fusion: Fusion,
+        *,
+        evidence: bool,
+    ) -> tuple[list[SearchHit], QueryEvidence | None]:
         snap = self._snapshot
         mask = self._mask(snap, server, tags)
         if not mask.any():
-            return []
-        fusion = fusion or self.fusion
+            return [], None
+        bm = snap.bm25.scores(self._query_terms(query)) if mode != "embedding" else None
+        top: list[int] | None = None
+        max_cos: float | None = None
         if mode == "hybrid" and fusion == "weighted" and snap.scan is not None:
-            scores = self._reranked_scores(snap, query, mask, limit * 4 + 16)
-            if scores is not None:
-                hits = self._top(snap, scores, mask, limit, allowed)
-                if len(hits) == limit:
-                    return hits
-                # Grants or a large limit used up the pool: rank every tool exactly instead.
-        scores = self._scores(snap, query, mask, mode, fusion)
-        return self._top(snap, scores, mask, limit, allowed)
+            assert bm is not None
+            reranked = self._reranked_scores(snap, query, mask, limit * 4 + 16, bm)
+            if reranked is not None:
+                scores, max_cos = reranked
+                top = self._top(snap, scores, mask, limit, allowed)
+                if len(top) < limit:
+                    top = None  # grants or a large limit used up the pool: rank every tool exactly
+        if top is None:
+            scores, max_cos = self._scores(snap, query, mask, mode, fusion, bm)
+            top = self._top(snap, scores, mask, limit, allowed)
+        hits = [SearchHit(snap.records[i], float(scores[i])) for i in top]
+        if not evidence or not top:
+            return hits, None
+        assert bm is not None and max_cos is not None
+        return hits, self._evidence(snap, query, np.asarray(top[:POOL], dtype=np.intp), scores, bm, mask, max_cos)
+
+    def _evidence(
+        self,
+        snap: _Snapshot,
+        query: str,
+        idx: npt.NDArray[np.intp],
+        fused: Vector,
+        bm: Vector,
+        mask: npt.NDArray[np.bool_],
+        max_cos: float,
+    ) -> QueryEvidence:
+        """The ranker's view of the candidates ``idx`` (router/registry/ranker.py)."""
+        terms = self._query_terms(query)
+        own = set(tokenize(query))
+        _, actions = self.lexicon.expand(query, {}, 0.0)
+        with blas_limit(1):
+            cos = snap.vectors[idx] @ self.embed_query(query)
+        cover = np.empty(len(idx))
+        action = np.zeros(len(idx))
+        named = np.zeros(len(idx))
+        for j, i in enumerate(idx):
+            stems = snap.name_stems[i]
+            cover[j] = sum(terms.get(t, 0.0) for t in stems) / max(len(stems), 1)
+            tool_actions = snap.name_actions[i]
+            if actions and tool_actions:
+                action[j] = 1.0 if actions & tool_actions else -1.0
+            named[j] = 1.0 if snap.server_stems[i] & own else 0.0
+        # A query word the catalog never uses still counts as known when a word of its lexicon
+        # group occurs ("remember" for a catalog that says "assert"): the lexicon bridges it.
+        known = sum(1 for t in own if any(r in snap.bm25 for r in self.lexicon.related(t))) / max(len(own), 1)
+        return QueryEvidence(
+            cos=cos.astype(np.float64),
+            bm25=bm[idx].astype(np.float64),
+            name_cover=cover,
+            action=action,
+            server_named=named,
+            fused=fused[idx].astype(np.float64),
+            max_cos=max_cos,
+            max_bm25=float(bm.max(where=mask, initial=0.0)),
+            known_terms=known,
+        )
 
     def embed_query(self, query: str) -> Vector:
         """The query's embedding, from an LRU cache when it was asked before."""
@@ -359,21 +508,28 @@ class ToolRegistry:
             mask &= keep
         return mask
 
-    def _scores(self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], mode: Mode, fusion: Fusion) -> Vector:
+    def _scores(
+        self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], mode: Mode, fusion: Fusion, bm: Vector | None
+    ) -> tuple[Vector, float | None]:
+        """Every tool's score (-inf outside ``mask``) and the best eligible cosine (None in bm25 mode)."""
         neg = np.float32(-np.inf)
         if mode == "bm25":
-            bm = snap.bm25.scores(self._query_terms(query))
-            return np.where(mask & (bm > 0), bm, neg).astype(np.float32)
+            assert bm is not None
+            return np.where(mask & (bm > 0), bm, neg).astype(np.float32), None
         query_vec = self.embed_query(query)
         with blas_limit(1):  # OpenBLAS's thread pool made this 10k-row matvec ~100x slower on busy cores
             emb = snap.vectors @ query_vec
+        max_cos = float(emb.max(where=mask, initial=-1.0))
         if mode == "embedding":
-            return np.where(mask, emb, neg).astype(np.float32)
-        bm = snap.bm25.scores(self._query_terms(query))
-        return fuse(bm, emb, mask, fusion, embed_weight=self.embed_weight, rrf_k=self.rrf_k)
+            return np.where(mask, emb, neg).astype(np.float32), max_cos
+        assert bm is not None
+        return fuse(bm, emb, mask, fusion, embed_weight=self.embed_weight, rrf_k=self.rrf_k), max_cos
 
-    def _reranked_scores(self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], need: int) -> Vector | None:
-        """``fuse``'s weighted scores of the best tools, exactly; -inf for every other tool.
+    def _reranked_scores(
+        self, snap: _Snapshot, query: str, mask: npt.NDArray[np.bool_], need: int, bm_raw: Vector
+    ) -> tuple[Vector, float] | None:
+        """``fuse``'s weighted scores of the best tools, exactly; -inf for every other tool; and
+        the best eligible cosine (exact: the range's top end).
 
         The 8-bit scan gives every cosine within ±eps. The min-max range is taken from exact
         cosines of the tools the bound leaves at either end, then each tool's fused score is
@@ -394,7 +550,7 @@ class ToolRegistry:
         if hi - lo < 1e-9:
             return None
         w, one = np.float32(self.embed_weight), np.float32(1.0)
-        bm = _minmax(snap.bm25.scores(self._query_terms(query)), mask)
+        bm = _minmax(bm_raw, mask)
         rough = np.where(mask, w * ((approx - lo) / np.float32(hi - lo)) + (one - w) * bm, np.float32(-np.inf))
         delta = float(w) * eps / (hi - lo) + 1e-6
         # The need-th best rough score, estimated from every 8th tool with room to spare: too
@@ -415,7 +571,7 @@ class ToolRegistry:
         sure = fused >= threshold - delta
         out = np.full(len(mask), np.float32(-np.inf), dtype=np.float32)
         out[cand[sure]] = fused[sure]
-        return out
+        return out, hi
 
     @staticmethod
     def _top(
@@ -424,7 +580,8 @@ class ToolRegistry:
         mask: npt.NDArray[np.bool_],
         limit: int,
         allowed: Callable[[ToolRecord], bool] | None,
-    ) -> list[SearchHit]:
+    ) -> list[int]:
+        """Indices of the ``limit`` best finite scores whose record ``allowed`` accepts."""
         finite = np.isfinite(scores)
         candidates = int(np.count_nonzero(finite))
         # Few finite scores (bm25 matches, a re-ranked pool): rank those alone, not every tool.
@@ -432,25 +589,28 @@ class ToolRegistry:
         pool = min(candidates, limit * 4 + 16)
         while True:
             # Grants are checked lazily in rank order; rank everything only if too many are denied.
-            hits: list[SearchHit] = []
+            top: list[int] = []
             order = _ranked(scores, pool) if subset is None else subset[_ranked(scores[subset], pool)]
             for i in order:
-                rec = snap.records[int(i)]
-                if allowed is None or allowed(rec):
-                    hits.append(SearchHit(rec, float(scores[i])))
-                    if len(hits) == limit:
-                        return hits
+                if allowed is None or allowed(snap.records[int(i)]):
+                    top.append(int(i))
+                    if len(top) == limit:
+                        return top
             if pool >= candidates:
-                return hits
+                return top
             pool = candidates
 
     # --- text preparation (overridden by benchmarks/retrieval_cv.py to compare variants) ----
 
     def _query_terms(self, query: str) -> dict[str, float]:
-        return expand_query(tokenize(query), self.synonym_weight)
+        """The query's own stems (weight 1) and the lexicon's words for them (``lexicon_weight``)."""
+        terms, _ = self.lexicon.expand(query, dict.fromkeys(tokenize(query), 1.0), self.lexicon_weight)
+        return terms
 
     def _fields(self, rec: ToolRecord) -> dict[str, list[str]]:
-        return field_tokens(rec.name, rec.title, rec.description, rec.input_schema, rec.server)
+        return field_tokens(
+            rec.name, rec.title, rec.description, rec.input_schema, rec.server, server_text=rec.server_text
+        )
 
     def _embed_text(self, rec: ToolRecord) -> str:
         return rec.embedding_text
@@ -503,7 +663,14 @@ class ToolRegistry:
                 for k in _tag_keys(tag):
                     by_tag.setdefault(k, []).append(i)
         scan = Int8Scan(vectors) if len(records) >= self.scan_min_tools and int8_scan_available() else None
+        # Names repeat across servers mounted twice: analyse each distinct name once.
+        stems = {n: frozenset(tokenize(n)) for n in {r.name for r in records}}
+        acts = {n: self.lexicon.tool_actions(n) for n in stems}
+        server_stems = {s: frozenset(tokenize(s)) for s in by_server}
         return _Snapshot(
+            name_stems=tuple(stems[r.name] for r in records),
+            name_actions=tuple(acts[r.name] for r in records),
+            server_stems=tuple(server_stems[r.server] for r in records),
             scan=scan,
             records=records,
             vectors=np.ascontiguousarray(vectors, dtype=np.float32),

@@ -21,34 +21,15 @@ _WORDISH = re.compile(r"[^\W_]+")
 # Scripts written without spaces: a run is indexed as overlapping character bigrams.
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff]+")
 
-# Function words that carry no intent in a tool query or description.
+# Function words that carry no intent in a tool query or description. "on", "off", "up" and
+# "out" are not among them: tool names use them as the action ("maintenance_on", "scale_up").
 STOPWORDS = frozenset(
     """a about above after all also am an and any are as at be been being but by can could did do does
     doing for from had has have having he her here hers him his how i if in into is it its itself just
-    me my myself no nor not of off on once only or other our ours out over own please same she should
+    me my myself no nor not of once only or other our ours over own please same she should
     so some such than that the their theirs them then there these they this those through to too under
-    until up very was we were what when where which while who whom why will with would you your yours
+    until very was we were what when where which while who whom why will with would you your yours
     yourself want need let lets using use via e g eg ie etc""".split()
-)
-
-
-# Generic synonyms of tool-API vocabulary (CRUD verbs, common nouns), not of any one tool set:
-# a query says "make a folder", the tool says "create directory". Each group is one concept.
-SYNONYM_GROUPS: tuple[tuple[str, ...], ...] = (
-    ("create", "make", "add", "new", "generate"),
-    ("delete", "remove", "erase", "drop", "destroy"),
-    ("get", "fetch", "retrieve", "read", "show", "view", "display", "inspect", "describe"),
-    ("list", "enumerate", "browse", "all"),
-    ("update", "modify", "edit", "change", "set", "alter"),
-    ("run", "execute", "start", "launch", "invoke"),
-    ("stop", "kill", "terminate", "cancel", "halt"),
-    ("search", "find", "lookup", "locate", "query"),
-    ("copy", "duplicate", "clone"),
-    ("move", "rename", "relocate"),
-    ("directory", "folder", "dir"),
-    ("file", "document"),
-    ("size", "big", "large"),
-    ("log", "logs", "output"),
 )
 
 
@@ -130,28 +111,6 @@ def tokenize(text: str) -> list[str]:
     return [stem(w) for w in split_identifier(text) if w not in STOPWORDS]
 
 
-def _synonym_index() -> dict[str, tuple[str, ...]]:
-    index: dict[str, set[str]] = {}
-    for group in SYNONYM_GROUPS:
-        stems = {stem(w) for w in group}
-        for st in stems:
-            index.setdefault(st, set()).update(stems - {st})
-    return {k: tuple(sorted(v)) for k, v in index.items()}
-
-
-_SYNONYMS = _synonym_index()
-
-
-def expand_query(tokens: list[str], weight: float = 0.3) -> dict[str, float]:
-    """Query term → weight: the query's own stems at 1, generic synonyms of them at ``weight``."""
-    out = dict.fromkeys(tokens, 1.0)
-    if weight > 0:
-        for token in tokens:
-            for syn in _SYNONYMS.get(token, ()):
-                out.setdefault(syn, weight)
-    return out
-
-
 def iter_params(schema: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
     """(parameter path, description) for each property of a JSON schema, nested objects included."""
     props = schema.get("properties") if isinstance(schema, Mapping) else None
@@ -182,17 +141,35 @@ def first_sentences(text: str, limit: int) -> str:
 
 
 def embedding_text(
-    name: str, title: str, description: str, schema: Mapping[str, Any], *, server: str = "", desc_chars: int = 600
+    name: str,
+    title: str,
+    description: str,
+    schema: Mapping[str, Any],
+    *,
+    server: str = "",
+    server_text: str = "",
+    desc_chars: int = 600,
 ) -> str:
     """The one string a tool is embedded as: server, readable name, title, description and parameters.
 
     The server id leads ("desktop commander: read file. …") so a query naming the product meets
     it on the embedding side too, and same-named tools of two servers get different vectors;
-    leave-servers-out CV: MRR up in 4-5 of 5 held-out folds (benchmarks/RESULTS.md).
+    leave-servers-out CV: MRR up in 4-5 of 5 held-out folds (benchmarks/RESULTS.md). When the
+    upstream describes itself (``server_text``: its initialize instructions), the first sentence
+    of that follows the id in parentheses — "llm (LLM gateway: cached completions …)" is what
+    lets "ask a language model" meet a tool called ``llm_complete``.
     """
     text = _embedding_body(name, title, description, schema, desc_chars)
     prefix = " ".join(split_identifier(server))
+    about = first_sentences(server_text, SERVER_TEXT_CHARS) if server_text else ""
+    if about:
+        prefix = f"{prefix} ({about.rstrip('. ')})" if prefix else about.rstrip(". ")
     return f"{prefix}: {text}" if prefix else text
+
+
+# How much of an upstream's own description is embedded with each of its tools: one sentence
+# says what the server is for; its whole instructions (often pages) would drown the tool.
+SERVER_TEXT_CHARS = 160
 
 
 def _embedding_body(name: str, title: str, description: str, schema: Mapping[str, Any], desc_chars: int) -> str:
@@ -214,11 +191,13 @@ def field_tokens(
     schema: Mapping[str, Any],
     server: str = "",
     *,
+    server_text: str = "",
     tokens: Callable[[str], list[str]] = tokenize,
 ) -> dict[str, list[str]]:
-    """Tokens per BM25 field: ``name``, ``title``, ``description``, ``params``, ``server``.
+    """Tokens per BM25 field: ``name``, ``title``, ``description``, ``params``, ``server``, ``upstream``.
 
-    The server id is a field because users name the product ("on Heroku", "in Neon").
+    The server id is a field because users name the product ("on Heroku", "in Neon");
+    ``upstream`` is the server's own description and instructions (from its initialize answer).
     """
     params: list[str] = []
     for path, desc in iter_params(schema):
@@ -230,4 +209,5 @@ def field_tokens(
         "description": tokens(description),
         "params": params,
         "server": tokens(server),
+        "upstream": tokens(server_text),
     }

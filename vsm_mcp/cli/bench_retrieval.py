@@ -5,6 +5,10 @@ Tools of a JSONL file (format: the tool_retrieval benchmark README) are loaded i
 and every query runs through ``ToolRegistry.search``, the function behind ``find_tools``.
 The ranking is over all tools of the file; latency is measured on each query's first search
 (``limit=10``, query embedding not yet cached), the cost a new question pays.
+
+``cross_validated`` gives the figures that count for the fitted second stage (the ranker,
+router/registry/ranker.py): leave-servers-out, each query scored by a model fitted without its
+servers (router/registry/crossval.py); ``fit_ranker_file`` writes the shipped weights.
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from typing import Any
 
 import numpy as np
 
+from router.registry.crossval import Candidates, LabelledQuery, cross_validate, fit_ranker
 from router.registry.index import MODES, Fusion, Mode, ToolRecord, ToolRegistry, record_from_tool
 from router.registry.names import assign
+from router.registry.ranker import L2, Ranker
 from vsm_mcp.errors import InvalidArguments
 
 
@@ -75,6 +81,16 @@ def load_queries(path: Path, known: set[str]) -> list[Query]:
     return out
 
 
+def load_out_of_scope(path: Path) -> list[Query]:
+    """Queries no tool of the set answers (``relevant`` empty or absent)."""
+    out: list[Query] = []
+    for row in _read_jsonl(path, "out-of-scope queries"):
+        if not isinstance(row.get("query"), str) or row.get("relevant", []) != []:
+            raise InvalidArguments(f"{path}: query {row.get('id')!r} needs 'query' and no relevant tools")
+        out.append(Query(str(row.get("id", len(out))), row["query"], ()))
+    return out
+
+
 def metrics(ranked: Sequence[str], relevant: Sequence[str]) -> dict[str, float]:
     """recall@1, recall@5, reciprocal rank and nDCG@10 of one ranking (binary relevance)."""
     rel = set(relevant)
@@ -108,25 +124,108 @@ def evaluate(registry: ToolRegistry, queries: Sequence[Query], mode: Mode, fusio
     return out
 
 
+def no_match_rate(registry: ToolRegistry, queries: Sequence[Query]) -> float:
+    """Share of ``queries`` for which hybrid search says ``no_match``."""
+    if not queries:
+        return 0.0
+    return round(sum(registry.query(q.text, limit=5).no_match for q in queries) / len(queries), 4)
+
+
+def _indexed(tools_path: Path, queries_path: Path, registry_factory: Callable[[], ToolRegistry]) -> tuple[ToolRegistry, list[Query]]:
+    by_server = load_tools(tools_path)
+    known = {f"{r.server}/{r.name}" for recs in by_server.values() for r in recs}
+    queries = load_queries(queries_path, known)
+    registry = registry_factory()
+    registry.replace_servers(by_server)
+    return registry, queries
+
+
 def run(
     tools_path: Path,
     queries_path: Path,
     registry_factory: Callable[[], ToolRegistry],
     *,
     fusion: Fusion | None = None,
+    out_of_scope: Path | None = None,
 ) -> dict[str, Any]:
-    """Load, index and evaluate all three modes; the JSON-ready result of the benchmark."""
-    by_server = load_tools(tools_path)
-    known = {f"{r.server}/{r.name}" for recs in by_server.values() for r in recs}
-    queries = load_queries(queries_path, known)
-    registry = registry_factory()
-    for server, records in by_server.items():
-        registry.replace_server(server, records)
+    """Load, index and evaluate all three modes; the JSON-ready result of the benchmark.
+
+    ``hybrid`` is what find_tools returns (with the ranker when fusion is weighted);
+    ``hybrid_fusion_only`` the first stage alone, as search ranked before the ranker.
+    """
+    registry, queries = _indexed(tools_path, queries_path, registry_factory)
     result: dict[str, Any] = {}
     for mode in MODES:
         # Each mode gets a cold query-embedding cache so its latency includes embedding the query.
         registry.clear_query_cache()
         result[mode] = evaluate(registry, queries, mode, fusion)  # type: ignore[arg-type]
+    ranker = registry.ranker
+    if ranker is not None and (fusion or registry.fusion) == "weighted":
+        result["hybrid"]["in_scope_no_match"] = no_match_rate(registry, queries)
+        if out_of_scope is not None:
+            result["hybrid"]["out_of_scope_no_match"] = no_match_rate(registry, load_out_of_scope(out_of_scope))
+        registry.ranker = None
+        try:
+            registry.clear_query_cache()
+            result["hybrid_fusion_only"] = evaluate(registry, queries, "hybrid", fusion)
+        finally:
+            registry.ranker = ranker
     result["n_tools"] = len(registry)
     result["n_queries"] = len(queries)
     return result
+
+
+def _candidates(registry: ToolRegistry, queries: Sequence[Query]) -> list[Candidates]:
+    n = len(registry)
+    out: list[Candidates] = []
+    for q in queries:
+        hits, evidence = registry.candidates(q.text, limit=n)
+        if evidence is None:
+            raise InvalidArguments("the tool set is empty")
+        out.append(Candidates([f"{h.record.server}/{h.record.name}" for h in hits], evidence))
+    return out
+
+
+def _labelled(queries: Sequence[Query]) -> list[LabelledQuery]:
+    return [LabelledQuery(q.id, q.text, q.relevant) for q in queries]
+
+
+def cross_validated(
+    tools_path: Path,
+    queries_path: Path,
+    out_of_scope: Path | None,
+    registry_factory: Callable[[], ToolRegistry],
+    *,
+    folds: int = 5,
+    l2: float = L2,
+) -> dict[str, Any]:
+    """Leave-servers-out figures of the first stage and of the ranker fitted without each fold."""
+    if folds < 2:
+        raise InvalidArguments("--folds must be at least 2")
+    registry, queries = _indexed(tools_path, queries_path, registry_factory)
+    oos = load_out_of_scope(out_of_scope) if out_of_scope is not None else []
+    all_queries = [*queries, *oos]
+    result = cross_validate(_candidates(registry, all_queries), _labelled(all_queries), registry.servers(), folds=folds, l2=l2)
+    result.update(n_tools=len(registry), n_queries=len(queries), n_out_of_scope=len(oos), l2=l2)
+    return result
+
+
+def fit_ranker_file(
+    tools_path: Path,
+    queries_path: Path,
+    out_of_scope: Path | None,
+    registry_factory: Callable[[], ToolRegistry],
+    output: Path,
+    *,
+    l2: float = L2,
+    meta: dict[str, Any] | None = None,
+) -> Ranker:
+    """Fit the ranker on every query of the set (and its out-of-scope queries) and write it."""
+    registry, queries = _indexed(tools_path, queries_path, registry_factory)
+    oos = load_out_of_scope(out_of_scope) if out_of_scope is not None else []
+    all_queries = [*queries, *oos]
+    info = {"tools": len(registry), "queries": len(queries), "out_of_scope": len(oos), "l2": l2,
+            "embedder": registry.embedder.name, **(meta or {})}
+    model = fit_ranker(_candidates(registry, all_queries), _labelled(all_queries), l2=l2, meta=info)
+    output.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
+    return model

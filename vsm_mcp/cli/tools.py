@@ -21,7 +21,7 @@ from rich.table import Table
 from vsm_mcp.errors import ConfigError, InvalidArguments, VsmError
 
 if TYPE_CHECKING:
-    from router.registry.index import SearchHit
+    from router.registry.index import SearchHit, SearchResult
 
 tools_app = typer.Typer(help="List and search the tools of every upstream (the semantic registry).", no_args_is_help=True)
 bench_app = typer.Typer(help="Benchmarks that run inside the CLI.", no_args_is_help=True)
@@ -78,20 +78,19 @@ def _hits_table(hits: list[SearchHit]) -> Table:
     return table
 
 
-async def _with_registry(settings: Any, query: str | None, **search: Any) -> tuple[list[Any], list[SearchHit]]:
+async def _with_registry(settings: Any, query: str | None, **search: Any) -> tuple[list[Any], SearchResult | None]:
     from router.local import running_router
     from vsm_mcp.auth import grants
 
     async with running_router(settings) as (runtime, principal):
         entries = [e for e in runtime.catalog.tools() if grants(principal.scopes, e.tags)]
         if query is None:
-            return entries, []
+            return entries, None
         tool_search = runtime.tool_search
         with embedding_progress("embedding tools", enabled=err.is_terminal) as update:
             tool_search.registry.progress = update
             await tool_search.refresh()
-        hits = await tool_search.find(principal, query, **search)
-        return entries, hits
+        return entries, await tool_search.find(principal, query, **search)
 
 
 @tools_app.command("list")
@@ -133,8 +132,11 @@ def tools_search(
     if mode not in ("hybrid", "bm25", "embedding"):
         raise InvalidArguments(f"--mode must be hybrid, bm25 or embedding (got {mode!r})")
     settings = _router_settings(manifest)
-    _, hits = run_async(_with_registry(settings, query, limit=limit, server=server, mode=mode))
-    out.print(_hits_table(hits))
+    _, found = run_async(_with_registry(settings, query, limit=limit, server=server, mode=mode))
+    assert found is not None
+    if found.no_match:
+        out.print("no match: no tool fits this task; the nearest tools are:")
+    out.print(_hits_table(found.hits))
 
 
 @bench_app.command("retrieval")
@@ -144,11 +146,21 @@ def bench_retrieval(
     queries: Annotated[Path, typer.Option("--queries", help="queries.jsonl of the same set.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print a JSON object as the last line.")] = False,
     fusion: Annotated[str | None, typer.Option("--fusion", help="weighted or rrf (default VSM_SEARCH_FUSION).")] = None,
+    out_of_scope: Annotated[
+        Path | None, typer.Option("--out-of-scope", help="JSONL of queries no tool answers (relevant: []).")
+    ] = None,
+    cv: Annotated[bool, typer.Option("--cv", help="Leave-servers-out cross-validation of the ranker.")] = False,
+    folds: Annotated[int, typer.Option("--folds", min=2, max=20, help="Folds for --cv.")] = 5,
+    fit: Annotated[Path | None, typer.Option("--fit", help="Fit the ranker on the whole set and write it here.")] = None,
 ) -> None:
-    """Tool-retrieval quality and latency of bm25, embedding and hybrid search, side by side."""
+    """Tool-retrieval quality and latency of bm25, embedding and hybrid search, side by side.
+
+    With --cv: the figures that count — every query scored by a ranker fitted without its
+    servers, overall, per query class and per fold, next to the first stage alone.
+    """
     from router.registry.embedding_store import default_store
     from router.registry.index import ToolRegistry
-    from vsm_mcp.cli.bench_retrieval import run
+    from vsm_mcp.cli.bench_retrieval import cross_validated, fit_ranker_file, run
     from vsm_mcp.cli.common import settings_from
     from vsm_mcp.embeddings import make_embedder
 
@@ -156,17 +168,70 @@ def bench_retrieval(
     chosen = fusion or settings.search_fusion
     if chosen not in ("weighted", "rrf"):
         raise InvalidArguments(f"--fusion must be weighted or rrf (got {chosen!r})")
+    if (cv or fit) and chosen != "weighted":
+        raise InvalidArguments("--cv and --fit evaluate the ranker, which follows weighted fusion")
     embedder = make_embedder(settings.embedder)
     store = default_store(settings.home, embedder.name, embedder.dim)
     with embedding_progress("embedding tools", enabled=err.is_terminal) as update:
-        result = run(tools, queries, lambda: ToolRegistry(embedder, store=store, fusion=chosen, progress=update))  # type: ignore[arg-type]
+        if fit is not None:
+            model = fit_ranker_file(
+                tools, queries, out_of_scope, lambda: ToolRegistry(embedder, store=store, ranker=None, progress=update), fit
+            )
+            out.print(f"ranker written to {fit}: threshold {model.threshold:.4f}")
+            return
+        if cv:
+            result = cross_validated(
+                tools, queries, out_of_scope, lambda: ToolRegistry(embedder, store=store, ranker=None, progress=update),
+                folds=folds,
+            )
+            _print_cv(result, embedder.name)
+            if as_json:
+                out.print(json.dumps(result), soft_wrap=True, markup=False, highlight=False)
+            return
+        result = run(
+            tools, queries, lambda: ToolRegistry(embedder, store=store, fusion=chosen, progress=update),  # type: ignore[arg-type]
+            out_of_scope=out_of_scope,
+        )
     result["fusion"] = chosen
     result["embedder"] = embedder.name
     table = Table("mode", "recall@1", "recall@5", "MRR", "nDCG@10", "p50 ms", "p95 ms")
-    for mode in ("bm25", "embedding", "hybrid"):
+    for mode in ("bm25", "embedding", "hybrid_fusion_only", "hybrid"):
+        if mode not in result:
+            continue
         m = result[mode]
         table.add_row(mode, *(f"{m[k]:.4f}" for k in ("recall@1", "recall@5", "mrr", "ndcg@10")), f"{m['p50_ms']:.2f}", f"{m['p95_ms']:.2f}")
     out.print(f"{result['n_tools']} tools, {result['n_queries']} queries, embedder {embedder.name}, fusion {chosen}")
     out.print(table)
+    hybrid = result["hybrid"]
+    if "in_scope_no_match" in hybrid:
+        line = f"no_match: in-scope {hybrid['in_scope_no_match']:.3f}"
+        if "out_of_scope_no_match" in hybrid:
+            line += f", out-of-scope {hybrid['out_of_scope_no_match']:.3f}"
+        out.print(line + " (fitted on this set: see --cv for held-out figures)")
     if as_json:
         out.print(json.dumps(result), soft_wrap=True, markup=False, highlight=False)
+
+
+def _print_cv(result: dict[str, Any], embedder: str) -> None:
+    """The cross-validated figures as tables: overall and per class, then per fold."""
+    out.print(
+        f"{result['n_tools']} tools, {result['n_queries']} queries + {result['n_out_of_scope']} out of scope, "
+        f"embedder {embedder}, leave-servers-out CV over {len(result['folds'])} folds (held-out figures)"
+    )
+    table = Table("stage", "slice", "n", "recall@1", "recall@5", "MRR")
+    for stage, label in (("first_stage", "fusion only"), ("ranker", "ranker")):
+        block = result[stage]
+        rows = [("all", block["overall"]), *block["per_class"].items(), *(
+            (f"fold {i}", f) for i, f in enumerate(block["per_fold"]))]
+        for name, m in rows:
+            if m.get("n"):
+                table.add_row(label, name, str(m["n"]), f"{m['recall@1']:.4f}", f"{m['recall@5']:.4f}", f"{m['mrr']:.4f}")
+    out.print(table)
+    nm = result["no_match"]
+    if nm["out_of_scope"]:
+        out.print(
+            f"no_match: out-of-scope {nm['out_of_scope_no_match']:.3f} of {nm['out_of_scope']}, "
+            f"in-scope {nm['in_scope_no_match']:.3f} (their recall@5 stays {nm['in_scope_top5_kept']:.4f}: the nearest tools are listed)"
+        )
+    cal = result["calibration"]
+    out.print(f"calibration of the best tool's probability: ECE {cal['ece']:.3f}, mean p {cal['mean_p']:.3f}, top-1 right {cal['top1_right']:.3f}")

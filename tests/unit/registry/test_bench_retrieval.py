@@ -63,11 +63,43 @@ def test_cli_prints_all_modes_as_json_last_line(tmp_path: Path, monkeypatch: pyt
     assert result.exit_code == 0, result.output
     data = json.loads(result.output.strip().splitlines()[-1])
     assert data["n_tools"] == 3 and data["n_queries"] == 3
-    for mode in ("bm25", "embedding", "hybrid"):
-        assert set(data[mode]) == {"recall@1", "recall@5", "mrr", "ndcg@10", "p50_ms", "p95_ms"}
+    for mode in ("bm25", "embedding", "hybrid", "hybrid_fusion_only"):
+        assert {"recall@1", "recall@5", "mrr", "ndcg@10", "p50_ms", "p95_ms"} <= set(data[mode])
         assert 0.0 <= data[mode]["mrr"] <= 1.0
     # Three tools, recall@5 covers everything the mode ranks; the embedding mode ranks all.
     assert data["embedding"]["recall@5"] == 1.0
+    assert 0.0 <= data["hybrid"]["in_scope_no_match"] <= 1.0
+
+
+OUT_OF_SCOPE = [{"id": "o1", "query": "order a pizza", "relevant": []}, {"id": "o2", "query": "play jazz", "relevant": []}]
+
+
+def test_cli_cross_validates_and_fits_the_ranker(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("VSM_EMBEDDER", "hash")
+    tools, queries = write_set(tmp_path)
+    oos = tmp_path / "oos.jsonl"
+    oos.write_text("\n".join(json.dumps(q) for q in OUT_OF_SCOPE) + "\n")
+    base = ["bench", "retrieval", "--tools", str(tools), "--queries", str(queries), "--out-of-scope", str(oos)]
+    result = CliRunner().invoke(app, [*base, "--cv", "--folds", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output.strip().splitlines()[-1])
+    assert data["n_out_of_scope"] == 2 and len(data["folds"]) == 2
+    assert data["ranker"]["overall"]["n"] == 3 and set(data["ranker"]["per_class"]) == {"plain", "product", "multi"}
+    assert 0.0 <= data["no_match"]["out_of_scope_no_match"] <= 1.0 and 0.0 <= data["calibration"]["ece"] <= 1.0
+    fitted = tmp_path / "ranker.json"
+    result = CliRunner().invoke(app, [*base, "--fit", str(fitted)])
+    assert result.exit_code == 0, result.output
+    model = json.loads(fitted.read_text())
+    assert model["meta"]["queries"] == 3 and model["meta"]["out_of_scope"] == 2 and len(model["tool_weights"]) == len(model["tool_features"])
+
+
+def test_cli_rejects_out_of_scope_queries_with_tools(tmp_path: Path) -> None:
+    tools, queries = write_set(tmp_path)
+    oos = tmp_path / "oos.jsonl"
+    oos.write_text(json.dumps({"id": "o1", "query": "x", "relevant": ["fs/read_file"]}) + "\n")
+    args = ["bench", "retrieval", "--tools", str(tools), "--queries", str(queries), "--out-of-scope", str(oos), "--cv"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1 and "no relevant tools" in result.output
 
 
 def test_cli_names_a_missing_file(tmp_path: Path) -> None:

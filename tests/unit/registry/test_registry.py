@@ -182,3 +182,45 @@ def test_hidden_set_shapes_same_names_empty_and_huge_descriptions() -> None:
     assert names(reg.search("read a file on fs-go", limit=1)) == ["fs-go__read_file"]
     assert names(reg.search("get time", limit=1)) == ["fs-go__get_time"]
     assert set(names(reg.search("read file", limit=2))) == {"fs-go__read_file", "desktop-commander__read_file"}
+
+
+def test_query_gives_probabilities_and_an_honest_no_match(registry: ToolRegistry) -> None:
+    found = registry.query("show the commit history of the repository", limit=5)
+    assert names(found.hits)[0] == "git__git_log" and not found.no_match
+    scores = [h.score for h in found.hits]
+    assert all(0.0 <= s <= 1.0 for s in scores) and scores == sorted(scores, reverse=True)
+    assert found.none_probability is not None and sum(scores) + found.none_probability <= 1.0 + 1e-9
+    pizza = registry.query("order a pepperoni pizza for delivery tonight", limit=3)
+    assert pizza.no_match and len(pizza.hits) == 3  # the nearest tools are still listed
+    assert pizza.hits[0].score < found.hits[0].score
+
+
+def test_without_a_ranker_the_fused_scores_rank_and_nothing_is_no_match(registry: ToolRegistry) -> None:
+    plain = ToolRegistry(HashEmbedder(64), ranker=None)
+    plain.replace_servers({"fs": FS, "git": GIT})
+    found = plain.query("order a pepperoni pizza", limit=2)
+    assert not found.no_match and found.none_probability is None and found.hits[0].score <= 1.0
+    assert plain.query("x", server="nope").no_match  # nothing eligible
+
+
+def test_the_ranker_reorders_only_its_pool_and_past_it_scores_zero() -> None:
+    many = [rec("big", f"tool_{i}", f"Does thing number {i} with widgets.") for i in range(60)]
+    reg = ToolRegistry(HashEmbedder(64))
+    reg.replace_server("big", many)
+    hits = reg.search("widgets thing", limit=50)
+    assert len(hits) == 50 and all(h.score == 0.0 for h in hits[32:])
+    first_stage, _ = reg.candidates("widgets thing", limit=50)
+    assert {h.record.name for h in hits[:32]} == {h.record.name for h in first_stage[:32]}
+    assert [h.record.name for h in hits[32:]] == [h.record.name for h in first_stage[32:50]]
+
+
+def test_the_upstream_description_is_evidence(tmp_path: Path) -> None:
+    tool = {"name": "complete", "description": "Chat completion.", "inputSchema": {"type": "object"}}
+    plain = record_from_tool("gw", tool, "gw__complete")
+    about = "LLM gateway: cached completions. " + "More text about its configuration and limits. " * 5
+    told = record_from_tool("gw", tool, "gw__complete", server_text=about)
+    assert "LLM gateway" in told.embedding_text and told.embedding_text.count("More text") < 5  # first sentences only
+    assert told.embedding_text != plain.embedding_text
+    reg = ToolRegistry(HashEmbedder(64))
+    reg.replace_server("gw", [told])
+    assert reg._snapshot.bm25.scores({"gateway": 1.0})[0] > 0  # the upstream field is indexed

@@ -87,7 +87,8 @@ def test_scan_and_rerank_rank_exactly_like_the_full_scan(registry: ToolRegistry,
     fast = registry._snapshot
     exact = replace(fast, scan=None)
     mask = fast.available.copy()
-    assert registry._reranked_scores(fast, "read a file", mask, limit * 4 + 16) is not None  # the path under test
+    bm = fast.bm25.scores(registry._query_terms("read a file"))
+    assert registry._reranked_scores(fast, "read a file", mask, limit * 4 + 16, bm) is not None  # the path under test
     for q in QUERIES:
         got = registry.search(q, limit=limit)
         registry._snapshot = exact
