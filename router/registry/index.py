@@ -12,7 +12,7 @@
 * in hybrid mode, a second stage (router/registry/ranker.py) over the best ``POOL`` tools:
   a fitted linear model turns their evidence into the probability that each is the tool asked
   for, next to the probability that no tool is — ``query`` reports ``no_match`` when the best
-  tool's probability is under the fitted threshold. Query terms are normalised with the
+  tool is not clearly likelier than no tool (a margin under the fitted threshold). Query terms are normalised with the
   lexicon (router/registry/lexicon.toml) before BM25 sees them.
 
 Filters (server, tags, availability) and the caller's grants (``allowed``) are applied inside
@@ -148,7 +148,7 @@ class SearchResult:
 
     In hybrid mode each score is the probability that the tool is the one asked for (the
     ranker's, calibrated on held-out servers), ``none_probability`` that no tool is, and
-    ``no_match`` says the best tool is below the fitted threshold — the hits are still the
+    ``no_match`` says the best tool is not clearly likelier than no tool — the hits are still the
     nearest tools. In bm25 / embedding mode, or without a ranker, scores are the raw fused
     ones and ``no_match`` is False unless nothing is eligible.
     """
@@ -380,7 +380,7 @@ class ToolRegistry:
         # Tools past the pool were never scored by the model: their probability is taken as 0.
         ranked = [SearchHit(hits[i].record, float(p[i])) for i in order]
         ranked += [SearchHit(h.record, 0.0) for h in hits[len(order) : limit]]
-        return SearchResult(ranked[:limit], self.ranker.no_match(float(p.max())), float(p_none))
+        return SearchResult(ranked[:limit], self.ranker.no_match(float(p.max()), p_none), float(p_none))
 
     def candidates(
         self,

@@ -78,7 +78,8 @@ class QueryEvidence:
 
 @dataclass(frozen=True)
 class Ranker:
-    """Linear logits per tool and for "no tool"; ``threshold`` on the best tool's probability."""
+    """Linear logits per tool and for "no tool"; ``threshold`` on the best tool's margin over
+    "no tool" (``margin``)."""
 
     tool_weights: Vector
     null_weights: Vector
@@ -95,8 +96,18 @@ class Ranker:
         total = float(ez.sum()) + e0
         return ez / total, e0 / total
 
-    def no_match(self, best: float) -> bool:
-        return best < self.threshold
+    @staticmethod
+    def margin(best: float, none: float) -> float:
+        """log(P(best tool) / P(no tool)): how much likelier the best tool is than no tool.
+
+        The verdict is taken on this and not on P(best tool) itself, because the latter also
+        falls as more near-equal tools share the mass: adding three servers to the default
+        aggregate pushed a right first tool from 0.23 to 0.18 without making "no tool" likelier.
+        """
+        return math.log(max(best, 1e-300)) - math.log(max(none, 1e-300))
+
+    def no_match(self, best: float, none: float) -> bool:
+        return self.margin(best, none) < self.threshold
 
     def order(self, ev: QueryEvidence) -> tuple[list[int], Vector, float]:
         """Candidate positions best first (ties: first-stage order), their probabilities, P(no tool)."""
@@ -221,13 +232,16 @@ def _log_likelihood(z: Matrix, z0: Vector, valid: npt.NDArray[np.bool_], rel: Ma
 
 
 def choose_threshold(best_in: Sequence[float], best_out: Sequence[float], *, false_cost: float = 2.0) -> float:
-    """The no-match threshold on the best tool's probability: catch as many out-of-scope
-    queries as possible while every in-scope query turned away costs ``false_cost`` of them."""
+    """The no-match threshold on the queries' margins (``Ranker.margin``): catch as many
+    out-of-scope queries as possible while every in-scope query turned away costs
+    ``false_cost`` of them."""
     pin, pout = np.asarray(best_in, dtype=np.float64), np.asarray(best_out, dtype=np.float64)
-    best_score, best_t = -np.inf, 0.0
-    # Cut 0 turns nothing away; a cut just above an observed probability turns it away. Cuts
+    values = np.unique(np.r_[pin, pout])
+    floor = float(values[0]) - 1.0 if len(values) else 0.0
+    best_score, best_t = -np.inf, floor
+    # The floor turns nothing away; a cut just above an observed margin turns it away. Cuts
     # are tried from the lowest, so of equally good ones the one turning fewer away is kept.
-    for cut in (0.0, *(float(t) + 1e-9 for t in np.unique(np.r_[pin, pout]))):
+    for cut in (floor, *(float(t) + 1e-9 for t in values)):
         score = float((pout < cut).mean() if len(pout) else 0.0) - false_cost * float((pin < cut).mean() if len(pin) else 0.0)
         if score > best_score:
             best_score, best_t = score, cut

@@ -92,7 +92,7 @@ def build(ctx: ServerContext) -> MCPServer:
         lifespan=lifespan,
     )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Assert a belief: remember a fact with its confidence", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     async def belief_assert(
         key: str,
         value: Any,
@@ -112,7 +112,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await tool_errors(go)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Retract a belief (forget it)", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     async def belief_retract(key: str, mcp_ctx: Context) -> dict[str, Any]:
         """Stop believing anything about ``key`` (an assert made concurrently elsewhere survives)."""
 
@@ -122,7 +122,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await tool_errors(go)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
+    @server.tool(title="Get the belief held for a key", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
     async def belief_get(key: str, mcp_ctx: Context) -> dict[str, Any]:
         """The belief held for ``key`` (the winner of concurrent writes) and how many concurrent
         values exist; ``found`` is false when there is none."""
@@ -136,7 +136,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await tool_errors(go)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
+    @server.tool(title="Query beliefs by key prefix", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
     async def belief_query(
         mcp_ctx: Context,
         prefix: str = "",
@@ -168,7 +168,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await tool_errors(go)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
+    @server.tool(title="Belief replica statistics", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
     async def belief_stats(mcp_ctx: Context) -> dict[str, Any]:
         """Replica statistics for the calling tenant: size, pending deltas, live peers, node id."""
 

@@ -49,7 +49,7 @@ def build(ctx: ServerContext) -> MCPServer:
         instructions="LLM gateway: cached, deduplicated completions and embeddings with provider fallbacks.",
     )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=True))
+    @server.tool(title="Ask a language model (chat completion, cached)", annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=True))
     @tool_errors
     async def llm_complete(
         messages: list[dict[str, Any]], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
@@ -61,7 +61,7 @@ def build(ctx: ServerContext) -> MCPServer:
         out = await engine.complete(await ctx.tenant_of(mcp_ctx), request)
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True))
+    @server.tool(title="Embed texts with an embedding model (cached)", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=True))
     @tool_errors
     async def llm_embed(
         input: str | list[str], model: str, mcp_ctx: Context, params: dict[str, Any] | None = None
@@ -71,13 +71,13 @@ def build(ctx: ServerContext) -> MCPServer:
         out = await engine.embed(await ctx.tenant_of(mcp_ctx), request)
         return {"cache": out.cache, "model": out.model, "response": out.body}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False))
+    @server.tool(title="LLM cache statistics", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False))
     @tool_errors
     async def llm_cache_stats() -> dict[str, Any]:
         """Hits by kind, misses, upstream calls, tokens saved, hit/miss latency, breaker states."""
         return engine.snapshot()
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Purge cached LLM answers", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def llm_cache_purge(
         mcp_ctx: Context, model: str | None = None, older_than_s: float | None = None, tenant: str | None = None

@@ -51,7 +51,7 @@ def build(ctx: ServerContext) -> MCPServer:
         "and enforced by the router on every call. See docs/policies.md.",
     )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Write a policy: rules that allow or deny tool calls", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def policy_put(
         name: str,
@@ -74,7 +74,7 @@ def build(ctx: ServerContext) -> MCPServer:
         changed(tenant)
         return _summary(row)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="Read a policy", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def policy_get(
         name: str, mcp_ctx: Context, version: int | None = None, include_wasm: bool = False
@@ -86,7 +86,7 @@ def build(ctx: ServerContext) -> MCPServer:
             out["wasm_base64"] = base64.b64encode(row.wasm).decode()
         return out
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="List policies", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def policy_list(mcp_ctx: Context, all_versions: bool = False) -> dict[str, Any]:
         """The tenant's policies: the active (else latest) version of each name, or every version."""
@@ -100,7 +100,7 @@ def build(ctx: ServerContext) -> MCPServer:
             rows = list(best.values())
         return {"policies": [_summary(r) for r in rows]}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="Test a policy against an input", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def policy_test(
         input: dict[str, Any],
@@ -133,7 +133,7 @@ def build(ctx: ServerContext) -> MCPServer:
         verdict = "deny" if denied else "allow"
         return {"effect": verdict, "decisions": decisions, "denied_by": denied}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Delete a policy", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def policy_delete(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete every version of policy ``name``; the router stops enforcing it at once."""

@@ -41,13 +41,13 @@ def build(ctx: ServerContext) -> MCPServer:
         instructions="Vector and hybrid (vector + BM25) search over your own document collections.",
     )
 
-    @server.tool(annotations=READ)
+    @server.tool(title="List document collections", annotations=READ)
     @tool_errors
     async def search_collections(mcp_ctx: Context) -> dict[str, Any]:
         """List this tenant's collections with dimension, metric, backend, embedder and document count."""
         return {"collections": await engine.list_collections(await ctx.tenant_of(mcp_ctx))}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=False))
+    @server.tool(title="Create a document collection", annotations=ToolAnnotations(read_only_hint=False, idempotent_hint=False, open_world_hint=False))
     @tool_errors
     async def collection_create(
         name: str, mcp_ctx: Context, dimension: int | None = None, metric: Literal["cos", "ip", "l2"] = "cos",
@@ -63,7 +63,7 @@ def build(ctx: ServerContext) -> MCPServer:
         tenant = await ctx.tenant_of(mcp_ctx)
         return await engine.create(tenant, name, dimension, metric, backend, embedder, params)
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Index documents into a collection", annotations=WRITE)
     @tool_errors
     async def index_documents(
         collection: str, documents: list[dict[str, Any]], mcp_ctx: Context,
@@ -75,7 +75,7 @@ def build(ctx: ServerContext) -> MCPServer:
         tenant = await ctx.tenant_of(mcp_ctx)
         return await engine.index_documents(tenant, collection, documents, chunk_size, chunk_overlap)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Search a document collection (vector and keyword)", annotations=READ)
     @tool_errors
     async def search(
         collection: str, mcp_ctx: Context, query: str | None = None, vector: list[float] | None = None,
@@ -89,13 +89,13 @@ def build(ctx: ServerContext) -> MCPServer:
         tenant = await ctx.tenant_of(mcp_ctx)
         return await engine.search(tenant, collection, query, vector, k, filter, mode)
 
-    @server.tool(annotations=DELETE)
+    @server.tool(title="Delete documents from a collection", annotations=DELETE)
     @tool_errors
     async def delete_documents(collection: str, ids: list[str], mcp_ctx: Context) -> dict[str, Any]:
         """Delete documents (all their chunks) by id; unknown ids are ignored."""
         return await engine.delete_documents(await ctx.tenant_of(mcp_ctx), collection, ids)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Collection statistics", annotations=READ)
     @tool_errors
     async def collection_stats(collection: str, mcp_ctx: Context) -> dict[str, Any]:
         """Documents, chunks and index figures (backend, parameters, memory) of one collection."""

@@ -68,7 +68,7 @@ def build(ctx: ServerContext) -> MCPServer:
     async def tenant(mcp_ctx: Context) -> str:
         return await ctx.tenant_of(mcp_ctx)
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Store an object in a bucket", annotations=WRITE)
     @tool_errors
     async def storage_put(
         bucket: str, key: str, mcp_ctx: Context, text: str | None = None, base64: str | None = None,
@@ -83,7 +83,7 @@ def build(ctx: ServerContext) -> MCPServer:
         row = await svc.put(await tenant(mcp_ctx), bucket, key, data, content_type=ctype, meta=meta)
         return object_dict(row)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Read an object from a bucket", annotations=READ)
     @tool_errors
     async def storage_get(
         bucket: str, key: str, mcp_ctx: Context, encoding: str = "auto", start: int = 0, end: int | None = None
@@ -109,14 +109,14 @@ def build(ctx: ServerContext) -> MCPServer:
                     raise InvalidArguments("object is not UTF-8 text; use encoding='base64'") from None
         return out | {"base64": b64encode(data).decode()}
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Delete an object", annotations=WRITE)
     @tool_errors
     async def storage_delete(bucket: str, key: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete an object (a versioned bucket keeps it as a noncurrent version). ``deleted`` is
         false when there was nothing to delete."""
         return {"bucket": bucket, "key": key, "deleted": await svc.delete(await tenant(mcp_ctx), bucket, key)}
 
-    @server.tool(annotations=READ)
+    @server.tool(title="List the objects in a bucket", annotations=READ)
     @tool_errors
     async def storage_list(
         bucket: str, mcp_ctx: Context, prefix: str = "", after: str = "", limit: int = 100
@@ -126,7 +126,7 @@ def build(ctx: ServerContext) -> MCPServer:
         rows, nxt = await svc.list_objects(await tenant(mcp_ctx), bucket, prefix=prefix, after=after, limit=limit)
         return {"objects": [object_dict(r) for r in rows], "next_after": nxt}
 
-    @server.tool(annotations=READ)
+    @server.tool(title="An object's metadata", annotations=READ)
     @tool_errors
     async def storage_stat(bucket: str, key: str, mcp_ctx: Context, versions: bool = False) -> dict[str, Any]:
         """Metadata of an object: size, sha256, content type, times, user meta; with ``versions`` its
@@ -137,7 +137,7 @@ def build(ctx: ServerContext) -> MCPServer:
             out["versions"] = [object_dict(v) for v in await svc.versions(t, bucket, key)]
         return out
 
-    @server.tool(annotations=CREATE)
+    @server.tool(title="Create a bucket", annotations=CREATE)
     @tool_errors
     async def bucket_create(
         name: str, mcp_ctx: Context, backend: str = "default", quota_bytes: int | None = None,
@@ -150,14 +150,14 @@ def build(ctx: ServerContext) -> MCPServer:
         policy = cbcp.BucketPolicy(backend, quota_bytes, quota_objects, expire_days, versioning, keep_versions)
         return cbcp.bucket_dict(await cbcp.create_bucket(ctx.db, await tenant(mcp_ctx), name, policy, backends))
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Change a bucket's quotas and lifecycle", annotations=WRITE)
     @tool_errors
     async def bucket_set_policy(name: str, policy: dict[str, Any], mcp_ctx: Context) -> dict[str, Any]:
         """Change some of a bucket's policy fields (backend, quota_bytes, quota_objects, expire_days,
         versioning, keep_versions; null clears a limit). Tighter lifecycle rules apply at the next sweep."""
         return cbcp.bucket_dict(await cbcp.set_policy(ctx.db, await tenant(mcp_ctx), name, policy, backends))
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Bucket usage and quotas", annotations=READ)
     @tool_errors
     async def bucket_usage(mcp_ctx: Context, name: str | None = None) -> dict[str, Any]:
         """A bucket's policy and usage (objects, bytes incl. kept versions); without ``name``, every bucket."""
@@ -167,7 +167,7 @@ def build(ctx: ServerContext) -> MCPServer:
         rows = await cbcp.list_buckets(ctx.db, t)
         return {"buckets": [cbcp.bucket_dict(b, await cbcp.usage(ctx.db, t, b.name)) for b in rows]}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Apply a bucket's lifecycle rules now", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def bucket_sweep(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Apply a bucket's lifecycle rules now: remove expired objects and versions beyond

@@ -233,5 +233,7 @@ def _print_cv(result: dict[str, Any], embedder: str) -> None:
             f"no_match: out-of-scope {nm['out_of_scope_no_match']:.3f} of {nm['out_of_scope']}, "
             f"in-scope {nm['in_scope_no_match']:.3f} (their recall@5 stays {nm['in_scope_top5_kept']:.4f}: the nearest tools are listed)"
         )
+        alt = nm["fitted_margin"]
+        out.print(f"  (a margin fitted per fold instead: out-of-scope {alt['out_of_scope_no_match']:.3f}, in-scope {alt['in_scope_no_match']:.3f})")
     cal = result["calibration"]
     out.print(f"calibration of the best tool's probability: ECE {cal['ece']:.3f}, mean p {cal['mean_p']:.3f}, top-1 right {cal['top1_right']:.3f}")

@@ -1,41 +1,85 @@
 """Issue 26's four queries on the default aggregate (the built-in servers of manifests/default.yaml),
-as a new user would type them: the intended tool first, or an honest no_match."""
+as a new user would type them: the intended tool first, or an honest no_match.
+
+The router runs in a child process: the default aggregate starts DBOS-backed servers whose
+process-wide state would outlive this test and break later ones in the same process.
+"""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
-import anyio
 import pytest
 
+pytestmark = pytest.mark.slow  # builds the int8 MiniLM and embeds the built-in servers' tools
+
+QUERIES = [
+    "remember a fact about the user",
+    "ask a language model a question",
+    "block deletes outside business hours",
+    "send an email",
+]
+SCRIPT = """
+import asyncio, json, sys
 from router.local import running_router
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 
-pytestmark = [pytest.mark.anyio, pytest.mark.slow]  # builds the int8 MiniLM and embeds ~35 tools
-
-FIRST = [
-    ("remember a fact about the user", "beliefs__belief_assert"),
-    ("ask a language model a question", "llm__llm_complete"),
-]
-
-
-async def test_issue_queries_on_the_default_aggregate(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path, embedder="minilm")
-    await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
+async def main() -> None:
+    settings = load_settings(home=sys.argv[1], embedder="minilm")
+    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
     async with running_router(settings) as (runtime, principal):
-        search = runtime.tool_search
-        for query, tool in FIRST:
-            found = await search.find(principal, query, limit=5)
-            ranked = [(h.record.public_name, round(h.score, 3)) for h in found.hits]
-            assert ranked[0][0] == tool and not found.no_match, (query, ranked)
-        nothing = await search.find(principal, "send an email", limit=5)
-        assert nothing.no_match
-        assert len(nothing.hits) == 5 and all(0.0 <= h.score < 0.5 for h in nothing.hits)  # nearest still listed
-        block = await search.find(principal, "block deletes outside business hours", limit=5)
-    # Outside the router's task group: an xfail raised inside it would arrive wrapped in a group.
-    if block.hits[0].record.public_name != "policy__policy_put" or block.no_match:
-        pytest.xfail(
-            "issue 26 gap: the delete tools (cep_rule_delete, policy_delete) share the query's words, "
-            f"policy_put none, and MiniLM does not link 'block' to writing a policy: {block.hits[0].record.public_name}"
-        )
+        out = {}
+        for query in json.loads(sys.argv[2]):
+            found = await runtime.tool_search.find(principal, query, limit=5)
+            out[query] = {"tools": [[h.record.public_name, h.score] for h in found.hits], "no_match": found.no_match}
+    print("RESULT " + json.dumps(out))
+
+asyncio.run(main())
+"""
+
+
+@pytest.fixture(scope="module")
+def answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, object]]:
+    home = tmp_path_factory.mktemp("vsm")
+    root = Path(__file__).resolve().parents[3]
+    env = {**os.environ, "PYTHONPATH": str(root), "VSM_HOME": str(home)}
+    proc = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(home), json.dumps(QUERIES)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=root, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = next(x for x in proc.stdout.splitlines() if x.startswith("RESULT "))
+    result: dict[str, dict[str, object]] = json.loads(line[len("RESULT "):])
+    return result
+
+
+@pytest.mark.parametrize(
+    ("query", "tool"),
+    [
+        ("remember a fact about the user", "beliefs__belief_assert"),
+        ("ask a language model a question", "llm__llm_complete"),
+        pytest.param(
+            "block deletes outside business hours", "policy__policy_put",
+            marks=pytest.mark.xfail(strict=True, reason=(
+                "issue 26 gap: the delete tools (cep_rule_delete, policy_delete) share the query's words; "
+                "nothing in the search links 'block' to writing a policy strongly enough")),
+        ),
+    ],
+)
+def test_the_intended_tool_comes_first(answers: dict[str, dict[str, object]], query: str, tool: str) -> None:
+    found = answers[query]
+    tools = found["tools"]
+    assert isinstance(tools, list) and tools[0][0] == tool, tools
+    assert found["no_match"] is False
+
+
+def test_a_task_no_tool_does_is_no_match_with_the_nearest_listed(answers: dict[str, dict[str, object]]) -> None:
+    found = answers["send an email"]
+    tools = found["tools"]
+    assert found["no_match"] is True
+    assert isinstance(tools, list) and len(tools) == 5 and all(0.0 <= score < 0.5 for _, score in tools)

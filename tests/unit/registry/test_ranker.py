@@ -57,11 +57,11 @@ def test_the_fit_learns_the_relevant_tool_and_when_there_is_none() -> None:
             mask[rel] = True
             examples.append(Example(evidence(rng, 16, rel), mask, True))
     tool_w, null_w = fit(examples)
-    model = Ranker(tool_w, null_w, 0.5)
+    model = Ranker(tool_w, null_w, 0.0)
     p_in, none_in = model.probabilities(evidence(rng, 16, 5))
     assert int(np.argmax(p_in)) == 5 and p_in[5] > 0.5 and none_in < 0.3
     p_out, none_out = model.probabilities(evidence(rng, 16, None))
-    assert none_out > 0.5 and model.no_match(float(p_out.max()))
+    assert none_out > 0.5 and model.no_match(float(p_out.max()), none_out)
 
 
 def test_a_fit_needs_a_usable_query() -> None:
@@ -79,7 +79,7 @@ def test_the_threshold_is_the_best_trade_off_among_all_cuts(best_in: list[float]
         b = float(np.mean(np.asarray(best_in) < cut)) if best_in else 0.0
         return a - 2.0 * b
 
-    for cut in [0.0, 1.5, *(x + 1e-9 for x in best_in + best_out)]:
+    for cut in [-1.0, 0.0, 1.5, *(x + 1e-9 for x in best_in + best_out)]:
         assert score(t) >= score(cut) - 1e-12
 
 
@@ -100,5 +100,5 @@ def test_weights_round_trip_and_a_file_for_other_features_is_refused(tmp_path: P
 
 def test_the_shipped_ranker_loads() -> None:
     model = default_ranker()
-    assert len(model.tool_weights) == len(TOOL_FEATURES) and 0.0 < model.threshold < 1.0
+    assert len(model.tool_weights) == len(TOOL_FEATURES) and -10.0 < model.threshold < 10.0
     assert model.meta["queries"] > 0 and model.meta["out_of_scope"] > 0
