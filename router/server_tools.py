@@ -5,7 +5,7 @@ limits, audit, as the principal it names). Two names are answered by the router 
 because only it has the catalog and the registry — servers never import the router:
 
 * ``find_tools`` — the registry's search with the principal's grants applied (the same answer
-  as the meta-tool of that name);
+  as the meta-tool of that name: tools with calibrated scores, and ``no_match``);
 * ``describe_tools`` ``{"names": [...]}`` — for each name ``{input_schema, annotations,
   idempotent, available, allowed}`` or ``null`` when no such tool exists. ``idempotent`` is the
   manifest's ``idempotent`` flag for the tool, else its ``idempotentHint`` annotation.
@@ -19,7 +19,7 @@ from typing import Any
 import mcp.types as mt
 
 from router.dispatch import Dispatcher
-from router.meta_tools import ToolSearch, hits_json, parse_find_args
+from router.meta_tools import ToolSearch, parse_find_args, result_json
 from router.registry.catalog import Catalog
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.errors import InvalidArguments
@@ -51,8 +51,8 @@ class ServerTools:
     ) -> mt.CallToolResult:
         if name == "find_tools":
             query, limit, server, tags = parse_find_args(arguments or {})
-            hits = await self.search.find(principal, query, limit=limit, server=server, tags=tags)
-            return _result({"tools": hits_json(hits)})
+            found = await self.search.find(principal, query, limit=limit, server=server, tags=tags)
+            return _result(result_json(found))
         if name == "describe_tools":
             return _result({"tools": self.describe(principal, (arguments or {}).get("names"))})
         return await self.dispatcher.call(principal, name, arguments, source=source, meta=meta)
