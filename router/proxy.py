@@ -354,11 +354,51 @@ class ProxySet:
     def __init__(self, runtime: RouterRuntime, principal_of: PrincipalOf, *, max_body_bytes: int) -> None:
         self.runtime = runtime
         self.max_body_bytes = max_body_bytes
+        self.principal_of = principal_of
         self.proxies = {
             name: ServerProxy(runtime, up, principal_of, max_body_bytes) for name, up in runtime.upstreams.items()
         }
+        self._stack: AsyncExitStack | None = None
+        self._tg: TaskGroup | None = None
+        self._lock = anyio.Lock()
+        self._scopes: dict[str, anyio.CancelScope] = {}  # endpoints started after start-up, by name
+
+    async def _proxy_for(self, name: str) -> ServerProxy | None:
+        """The endpoint of upstream ``name`` as the runtime has it now (issue 27: upstreams come and
+        go while the router runs); a tenant's own upstream (``name@tenant``) has none."""
+        up = self.runtime.upstreams.get(name)
+        proxy = self.proxies.get(name)
+        if up is None or "@" in name:
+            return None
+        if proxy is not None and proxy.upstream is up:
+            return proxy
+        if self._stack is None:
+            return proxy
+        async with self._lock:
+            proxy = self.proxies.get(name)
+            if proxy is not None and proxy.upstream is up:
+                return proxy
+            if proxy is not None:
+                proxy.close_all()
+                old = self._scopes.pop(name, None)
+                if old is not None:  # the replaced upstream's endpoint stops serving
+                    old.cancel()
+            proxy = ServerProxy(self.runtime, up, self.principal_of, self.max_body_bytes)
+            proxy._tg = self._tg
+            assert self._tg is not None
+            self._scopes[name] = await self._tg.start(self._serve_manager, proxy)  # run() exits in the task it entered
+            self.proxies[name] = proxy
+            return proxy
+
+    @staticmethod
+    async def _serve_manager(proxy: ServerProxy, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        with anyio.CancelScope() as scope:
+            async with proxy.manager.run():
+                task_status.started(scope)
+                await anyio.sleep_forever()  # until replaced, or the app's task group is cancelled at shutdown
 
     async def start(self, stack: AsyncExitStack, tg: TaskGroup) -> None:
+        self._stack, self._tg = stack, tg
         for p in self.proxies.values():
             p._tg = tg
             await stack.enter_async_context(p.manager.run())
@@ -382,7 +422,7 @@ class ProxySet:
     async def handle(self, name: str, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and await refuse_oversized(scope, send, self.max_body_bytes):
             return
-        proxy = self.proxies.get(name)
+        proxy = await self._proxy_for(name)
         if proxy is None:
             await send_error(send, NotFound(f"no upstream named {name!r}"), jsonrpc=True)
             return

@@ -88,6 +88,8 @@ async def test_cli_add_and_remove_on_a_running_router() -> None:
             assert "added__add" in hits
             assert "added__add" in names_of(await c.list_tools())
             await eventually(lambda: notes.list_changed >= 1, 30, "list_changed after add")
+            async with Client(f"{base}/mcp/added", mode="legacy") as direct:  # its own endpoint exists too
+                assert (await direct.call_tool("add", {"a": 1, "b": 2})).structured_content == {"result": 3}
             pid = int((await c.call_tool("added__pid", {})).structured_content["result"])  # type: ignore[index]
             assert alive(pid)
             seen = notes.list_changed
