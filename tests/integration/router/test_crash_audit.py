@@ -44,20 +44,25 @@ def start(home: Path, port: int, manifest: Path) -> subprocess.Popen[bytes]:
     )
 
 
-async def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    async with httpx.AsyncClient(timeout=2) as http:
-        for _ in range(1200):
+async def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
+    loop = asyncio.get_running_loop()
+    deadline, last = loop.time() + timeout, ""
+    async with httpx.AsyncClient(timeout=5) as http:
+        while loop.time() < deadline:
             if proc.poll() is not None:
                 raise AssertionError(f"router exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
             try:
-                if (await http.get(f"{base}/readyz")).status_code == 200:
+                r = await http.get(f"{base}/readyz")
+                if r.status_code == 200:
                     return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("router did not become ready")
+                last = r.text[:300]
+            except httpx.HTTPError as exc:
+                last = repr(exc)
+            await asyncio.sleep(0.2)
+    raise AssertionError(f"router did not become ready within {timeout:.0f}s: {last}")
 
 
+@pytest.mark.timeout(900)
 async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Path) -> None:
     home, manifest, port = tmp_path / ".vsm", tmp_path / "m.yaml", free_port()
     manifest.write_text(MANIFEST)
@@ -102,7 +107,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
         recorded: set[str] = set()
         async with httpx.AsyncClient(timeout=30) as http:
             cursor = None
-            while True:
+            for _ in range(20):  # 1,000 per page: a few pages at most
                 params = {"limit": 1000, "tool": "b__add", **({"cursor": cursor} if cursor else {})}
                 page = (await http.get(f"{base}/v1/audit", params=params)).json()
                 recorded |= {e["trace_id"] for e in page["episodes"]}
