@@ -94,7 +94,10 @@ def check_reachable(settings: Settings, url: str) -> None:
 
     ok, detail = run_async(probe())
     if not ok:
-        raise VsmError(f"cannot reach the database at {redact(url)}: {detail.removeprefix('database unavailable: ')}")
+        setting = "VSM_DATABASE_URL" if url == settings.database_url else "VSM_MIGRATION_DATABASE_URL"
+        raise VsmError(
+            f"cannot reach the database at {setting}={redact(url)}: {detail.removeprefix('database unavailable: ')}"
+        )
 
 
 def ensure_schema(settings: Settings, url: str | None = None) -> None:

@@ -116,3 +116,35 @@ async def test_audit_endpoint_filters_and_pages() -> None:
             assert len(seen) == len(set(seen)) == 8
             bad = await http.get(f"{base}/v1/audit", params={"since": "yesterday"})
             assert bad.status_code == 400 and "since" in json.dumps(bad.json())
+
+
+async def test_spans_for_calls_without_a_trace_and_route_metrics() -> None:
+    """With span export on (VSM_OTEL_ENDPOINT; here the SDK's in-memory exporter), a call that
+    came without a traceparent still gets a span, and the upstream gets it as its parent."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from vsm_mcp.tracing import CallSpans
+
+    async with serve_router([stdio_entry("s")]) as (base, app):
+        exporter = InMemorySpanExporter()
+        spans = CallSpans(exporter, batch=False)
+        app.state.dispatcher.add_observer(spans)
+        app.state.dispatcher.propagate_new_traces = True  # what VSM_OTEL_ENDPOINT turns on
+        async with httpx.AsyncClient(timeout=30) as http:
+            body = {"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                    "params": {"name": "s__meta", "arguments": {}, "_meta": ENVELOPE}}
+            r = await http.post(f"{base}/mcp", json=body, headers={**MODERN, "mcp-name": "s__meta"})
+            sent = upstream_meta(r.json()["result"])["traceparent"].split("-")
+            for _ in range(100):
+                if exporter.get_finished_spans():
+                    break
+                await anyio.sleep(0.1)
+            [span] = exporter.get_finished_spans()
+            assert f"{span.context.trace_id:032x}" == sent[1] and f"{span.context.span_id:016x}" == sent[2]
+            assert span.parent is None and span.name == "tools/call s__meta"
+            await http.get(f"{base}/v1/audit")
+            text = (await http.get(f"{base}/metrics")).text
+        assert 'vsm_http_requests_total{method="POST",route="/mcp",status="200"}' in text
+        assert 'vsm_http_requests_total{method="GET",route="/v1/audit",status="200"}' in text
+        assert 'vsm_episodes{state="lost"} 0.0' in text
+        spans.shutdown()
