@@ -360,9 +360,9 @@ class SearchEngine:
             ranked.append([(vid, -d if coll.metric == "l2" else 1.0 - d) for vid, d in hits])
         if mode in ("bm25", "hybrid"):
             if live.bm25 is None:
-                live.bm25 = Bm25Side(live.texts)
+                live.bm25 = Bm25Side(live.texts, live.tags)
             # The BM25 side is already per tenant and collection: only the tag part applies here.
-            ranked.append(live.bm25.search(str(query), fetch, lambda vid: user.matches({"tags": live.tags.get(vid)})))
+            ranked.append(live.bm25.search(str(query), fetch, user.tags_all, user.tags_any))
         hits = ranked[0][:k] if len(ranked) == 1 else fuse(ranked, k)
         return {"collection": name, "mode": mode, "results": await self._rows(tenant, coll.id, hits)}
 
