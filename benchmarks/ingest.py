@@ -274,13 +274,14 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "ingest", "date": time.strftime("%Y-%m-%d"), "machine": f"{os.cpu_count()} cores, {platform.machine()}",
         "load_avg_start": round(os.getloadavg()[0], 2), "docs": args.docs, "embedder": args.embedder,
     }
-    site = SiteProcess(args.docs)
+    site = SiteProcess(max(args.docs, 1))
     base = {"embedder": args.embedder, "fetch_allow": ["127.0.0.1/32"], "storage_sweep_interval_s": 0, "rate_limit": 0}
     try:
         with tempfile.TemporaryDirectory(prefix="vsm-bench-ingest-") as tmp:
-            log(f"end to end on SQLite ({args.docs} documents, embedder {args.embedder})")
-            result["sqlite"] = await end_to_end(load_settings(home=Path(tmp) / "sqlite", **base), site.url, args.docs, True)
-            if args.postgres:
+            if args.docs:
+                log(f"end to end on SQLite ({args.docs} documents, embedder {args.embedder})")
+                result["sqlite"] = await end_to_end(load_settings(home=Path(tmp) / "sqlite", **base), site.url, args.docs, True)
+            if args.docs and args.postgres:
                 log("end to end on PostgreSQL")
                 name, owner, app = await fresh_pg()
                 try:
@@ -300,7 +301,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--docs", type=int, default=300)
+    ap.add_argument("--docs", type=int, default=300, help="site size; 0 = skip the end-to-end part")
     ap.add_argument("--embedder", default="minilm")
     ap.add_argument("--search-sizes", default="10000,30000,100000")
     ap.add_argument("--queries", type=int, default=200)
