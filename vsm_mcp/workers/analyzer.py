@@ -5,6 +5,10 @@ tool (vsm_mcp/workers/rollup.py), judges each against its previous state
 (vsm_mcp/workers/alerts.py), writes one ``system_states`` row per key in one transaction and
 then publishes ``alert.<tenant>.<kind>`` for every alert that started or ended.
 
+An upstream's alert covers its tools' alerts of the same kind (``cover``): one message for an
+upstream in trouble, not one per tool; a tool whose trouble outlives its upstream's is
+announced then.
+
 Re-running a window is safe (a durable step may run twice after a crash): a row already
 holding this window is not judged again — its stored changes are published once more, with
 the same idempotency keys, so a notifier sends each alert once.
@@ -101,6 +105,33 @@ def _state(
     return state
 
 
+def cover(
+    tenant_id: str, system: str, tool_state: dict[str, Any], prev: dict[str, Any] | None, upstream_firing: set[str]
+) -> None:
+    """Keep a tool's alerts quiet while its upstream has the same alert firing: one message for
+    an upstream in trouble, not one per tool. The tool row still tracks them (``announced``
+    false); one that outlives the upstream's is announced then, and a resolution is published
+    only for what was announced. Rewrites ``tool_state["last_changes"]``."""
+    firing: dict[str, dict[str, Any]] = tool_state["alerts"]
+    was = (prev or {}).get("alerts") or {}
+    kept = []
+    for change in tool_state["last_changes"]:
+        kind = change["kind"]
+        if change["status"] == "firing":
+            firing[kind]["announced"] = kind not in upstream_firing
+            if firing[kind]["announced"]:
+                kept.append(change)
+        elif was.get(kind, {}).get("announced", True):
+            kept.append(change)
+    changed = {c["kind"] for c in tool_state["last_changes"]}
+    for kind, entry in firing.items():
+        if kind not in changed and not entry.get("announced", True) and kind not in upstream_firing:
+            entry["announced"] = True  # its upstream recovered, this tool did not: say so now
+            change = Change(kind, "firing", float(entry["value"]), float(entry["threshold"]))
+            kept.append(_alert(tenant_id, system, tool_state, change))
+    tool_state["last_changes"] = kept
+
+
 async def analyze_tenant(
     db: Database, bus: Bus | None, tenant_id: str, start: datetime, end: datetime, thresholds: Thresholds
 ) -> TenantAnalysis:
@@ -116,18 +147,23 @@ async def analyze_tenant(
     }
     keyed.update({system_name(server, tool): (server, tool, r) for (server, tool), r in rolled.tools.items()})
     publish: list[dict[str, Any]] = []
+    upstream_firing: dict[str, set[str]] = {}
     async with db.tenant(tenant_id) as s:
         existing = {
             row.system: row
             for row in (await s.execute(select(SystemState).where(col(SystemState.system).in_(keyed)))).scalars()
         }
-        for system, (server, tool, r) in keyed.items():
+        for system, (server, tool, r) in keyed.items():  # upstreams first: their alerts cover their tools'
             row = existing.get(system)
             prev = dict(row.state) if row is not None else None
             if prev is not None and str(prev.get("window", {}).get("end", "")) >= window["end"]:
                 publish.extend(prev.get("last_changes") or [])  # this window was done: say it again
                 continue
             state = _state(server, tool, r, window, prev, thresholds, tenant_id, system)
+            if tool is None:
+                upstream_firing[server] = set(state["alerts"])
+            else:
+                cover(tenant_id, system, state, prev, upstream_firing.get(server, set()))
             publish.extend(state["last_changes"])
             if row is None:
                 s.add(SystemState(tenant_id=tenant_id, system=system, health=r.success_rate, state=state))

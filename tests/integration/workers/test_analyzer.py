@@ -111,17 +111,17 @@ async def test_alerts_fire_on_threshold_resolve_and_rerun_says_the_same(env: Env
     task.cancel()
     assert w1.alerts == [] and again.rows == 0 and again.alerts == w2.alerts
     fired = [(e.topic, e.data["status"], e.data["system"]) for e in got]
-    assert fired[:2] == [(f"alert.{a}.error_rate", "firing", "upstream:echo"),
-                         (f"alert.{a}.error_rate", "firing", "tool:echo:ping")]
-    assert fired[2:4] == fired[:2]  # the re-run published the same alerts …
-    assert [e.data["idempotency_key"] for e in got[2:4]] == [e.data["idempotency_key"] for e in got[:2]]  # … same keys
+    # The upstream's alert covers its tool's (one message for one trouble); the tool row tracks it.
+    assert fired[:1] == [(f"alert.{a}.error_rate", "firing", "upstream:echo")]
+    assert fired[1:2] == fired[:1]  # the re-run published the same alert …
+    assert got[1].data["idempotency_key"] == got[0].data["idempotency_key"]  # … with the same key
     assert all(e.tenant == a and e.type == "alert" for e in got)
     # Window 3: errors gone (resolved) but p95 jumped 20 → 900 ms over the baseline (latency firing).
-    assert sorted((t.rsplit(".", 1)[-1], s) for t, s, sys in fired[4:] if sys == "upstream:echo") == [
-        ("error_rate", "resolved"), ("latency", "firing")]
-    assert {x["kind"] for x in w3.alerts} == {"error_rate", "latency"}
-    row = (await states(env, a))["upstream:echo"]
-    assert set(row.state["alerts"]) == {"latency"} and row.state["p95_ms"] == 900.0
+    assert sorted((t.rsplit(".", 1)[-1], s) for t, s, _ in fired[2:]) == [("error_rate", "resolved"), ("latency", "firing")]
+    assert {x["system"] for x in w3.alerts} == {"upstream:echo"}
+    rows = await states(env, a)
+    assert set(rows["upstream:echo"].state["alerts"]) == {"latency"} and rows["upstream:echo"].state["p95_ms"] == 900.0
+    assert rows["tool:echo:ping"].state["alerts"]["latency"]["announced"] is False
 
 
 async def test_upstream_flapping_raises_an_alert(env: Env) -> None:
@@ -135,3 +135,25 @@ async def test_upstream_flapping_raises_an_alert(env: Env) -> None:
     kinds = {(x["kind"], x["system"]) for x in result.alerts}
     assert ("flapping", "upstream:flaky") in kinds and ("flapping", "tool:flaky:t") not in kinds
     assert f"alert.{a}.flapping" in {e.topic for e in got}
+
+
+async def test_a_tool_alert_is_announced_once_its_upstream_no_longer_covers_it(env: Env) -> None:
+    a = env.a
+    got, task = await collect(env, a)
+    def tool(start: datetime, name: str, n: int, outcome: str = "ok") -> list[Any]:
+        return [(start + timedelta(milliseconds=50 * i), "svc", name, outcome, 10.0) for i in range(n)]
+
+    await add_episodes(env, a, tool(T0, "bad", 20, "tool_error") + tool(T0, "good", 20, "tool_error"))  # all down
+    await add_episodes(env, a, tool(T0 + MIN, "bad", 10, "tool_error") + tool(T0 + MIN, "good", 40))  # 20 %: svc ok
+    await add_episodes(env, a, tool(T0 + 2 * MIN, "bad", 10) + tool(T0 + 2 * MIN, "good", 40))  # bad recovers
+    for w in range(3):
+        await analyze_tenant(env.db, env.bus, a, T0 + w * MIN, T0 + (w + 1) * MIN, TH)
+    await asyncio.sleep(0.05)
+    task.cancel()
+    said = [(e.data["system"], e.data["status"], e.data["window"]["start"][11:16]) for e in got]
+    assert said == [
+        ("upstream:svc", "firing", "05:00"),  # the tools' own alerts are covered by it
+        ("upstream:svc", "resolved", "05:01"),
+        ("tool:svc:bad", "firing", "05:01"),  # still failing once its upstream is fine: said now
+        ("tool:svc:bad", "resolved", "05:02"),  # 'good' resolved too, silently: it was never announced
+    ]
