@@ -148,3 +148,10 @@ def test_an_unwritable_cache_still_gives_a_working_embedder(
         vec = OnnxMiniLMEmbedder("int8", cache_dir=blocker / "models").embed(["hello"])
     assert vec.shape == (1, 384)
     assert any("cannot cache" in r.getMessage() for r in caplog.records)
+
+
+def test_a_catalog_embedded_on_two_threads_gets_the_same_vectors(tmp_path: Path) -> None:
+    texts = [f"{s} (variant {i})" for i in range(6) for s in SENTENCES]  # several batches of 4
+    one = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path, batch_size=4, bulk_workers=1).embed(texts)
+    two = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path, batch_size=4, bulk_workers=2).embed(texts)
+    assert np.array_equal(one, two)
