@@ -42,7 +42,10 @@ async def test_search_mode_meta_tools_and_the_full_pipeline() -> None:
             hits = await c.call_tool("find_tools", {"query": "add two integers sum", "limit": 3})
             assert found(hits)[0] == "dyn__add"
             first = hits.structured_content["tools"][0]  # type: ignore[index]
-            assert first["input_schema"]["properties"].keys() == {"a", "b"} and first["score"] > 0
+            assert first["input_schema"]["properties"].keys() == {"a", "b"} and 0 < first["score"] <= 1
+            assert hits.structured_content["no_match"] is False  # type: ignore[index]
+            pizza = await c.call_tool("find_tools", {"query": "order a pepperoni pizza for tonight", "limit": 2})
+            assert pizza.structured_content["no_match"] is True and len(found(pizza)) == 2  # type: ignore[index]
             ok = await c.call_tool("call_tool", {"name": "dyn__add", "arguments": {"a": 2, "b": 3}})
             assert ok.structured_content == {"result": 5}
             with pytest.raises(MCPError) as invalid:  # validation of the target tool's schema
@@ -112,7 +115,7 @@ async def test_a_denied_tool_is_never_returned_over_mcp_and_rest() -> None:
             assert denied.value.code == -32003
         async with httpx.AsyncClient(base_url=base, timeout=60) as h:
             r = await h.get("/v1/tools", params={"q": query["query"], "limit": 10}, headers={"Authorization": f"Bearer {key}"})
-            assert r.status_code == 200
+            assert r.status_code == 200 and r.json()["no_match"] in (True, False)
             assert not [t for t in r.json()["tools"] if t["server"] == "sec"]
             r = await h.get("/v1/tools", params={"q": query["query"], "limit": 1}, headers={"Authorization": f"Bearer {admin}"})
             assert [t["name"] for t in r.json()["tools"]] == ["sec__rotate_master_password"]
