@@ -107,13 +107,14 @@ class Recorder:
             return
         now = time.time()
         outcome.finished_at = now
-        row = episode_row(call, outcome, now) if self.db is not None else None
+        # Built here only when it must be on disk before the answer; otherwise at the flush.
+        row = episode_row(call, outcome, now) if self.journal is not None else None
         journalled = row is not None and self.journal is not None and self.journal.append(encode(row))
         if len(self._pending) >= self.capacity:
             self.dropped += 1
             if journalled:
                 self._resync = True
-            elif row is not None:
+            elif self.db is not None:
                 self.lost += 1
             return
         self._pending.append((call, outcome, row))
@@ -188,9 +189,9 @@ class Recorder:
         # Plain rows through one Core INSERT per tenant: building ORM instances cost more CPU
         # than the rest of the flush (py-spy), and it runs on the event loop that serves calls.
         by_tenant: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for _call, _outcome, row in items:
-            if row is not None:
-                by_tenant[row[1]].append(_insertable(row))
+        for call, outcome, row in items:
+            row = row or episode_row(call, outcome, outcome.finished_at)
+            by_tenant[row[1]].append(_insertable(row))
         for tenant, rows in by_tenant.items():
             try:
                 async with self.db.tenant(tenant) as s:
