@@ -32,12 +32,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dbos import DBOS
-from sqlmodel import col
 
 from servers.planner.dag import resolve
 from servers.planner.events import PlanEvents
-from servers.planner.store import PlanStore, lease_expired
-from servers.planner.tables import PlanStepRow
+from servers.planner.store import ATTEMPT, PlanStore, lease_expired
 from vsm_mcp import durable
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
@@ -123,11 +121,11 @@ async def start_plan(tenant: str, plan_id: str) -> dict[str, Any]:
 
 
 @DBOS.step()
-async def finish_plan(tenant: str, plan_id: str, trace_id: str, states: dict[str, str], error: str) -> str:
+async def finish_plan(tenant: str, plan_id: str, trace_id: str, counts: dict[str, int], error: str) -> str:
+    """Record the plan's end (``counts``: steps per final state) unless it was cancelled meanwhile."""
     eng = current()
-    failed = error or any(st != "succeeded" for st in states.values())
+    failed = error or any(st != "succeeded" for st in counts)
     final = await eng.store.end_plan(tenant, plan_id, "failed" if failed else "succeeded", error)
-    counts = {st: sum(1 for v in states.values() if v == st) for st in set(states.values())}
     await eng.events.plan(tenant, plan_id, final, trace_id, counts=counts, error=error)
     return final
 
@@ -161,10 +159,12 @@ async def run_plan(tenant: str, plan_id: str) -> str:
             t.cancel()
         await asyncio.gather(*tasks.values(), return_exceptions=True)
         return await finish_plan(tenant, plan_id, plan["trace_id"], {}, f"the engine failed: {exc}"[:2000])
-    states = {s["id"]: o["state"] for s, o in zip(steps, outcomes, strict=True)}
-    error = next((f"step {sid!r} failed: {o['error']}" for sid, o in zip(states, outcomes, strict=True)
+    counts: dict[str, int] = {}
+    for o in outcomes:
+        counts[o["state"]] = counts.get(o["state"], 0) + 1
+    error = next((f"step {s['id']!r} failed: {o['error']}" for s, o in zip(steps, outcomes, strict=True)
                   if o["state"] == "failed"), "")
-    return await finish_plan(tenant, plan_id, plan["trace_id"], states, error)
+    return await finish_plan(tenant, plan_id, plan["trace_id"], counts, error)
 
 
 def _refs(value: Any) -> set[str]:
@@ -212,29 +212,36 @@ def _stored(row: Any) -> Outcome:
 async def run_tool_step(
     tenant: str, plan_id: str, plan: dict[str, Any], step: dict[str, Any], args: dict[str, Any]
 ) -> Outcome:
-    """One router step: start it (or learn what a previous run left), call, record."""
+    """One router step: start it (or learn what a previous run left), call, record. The tenant's
+    slot is held from the start to the call's answer only: waiting for a pause to end, a decision
+    or the end's commit holds none."""
     eng, sid, trace = current(), step["id"], plan["trace_id"]
-    async with eng.slot(tenant):
-        while True:
+    while True:
+        async with eng.slot(tenant):
             begin = await eng.store.begin_step(tenant, plan_id, sid)
-            if begin.kind == "held":
-                await eng.nap(plan_id)
-                continue
-            if begin.kind == "stopped":
-                return await skip_step(tenant, plan_id, sid, trace, f"plan is {begin.plan_state}")
-            if begin.kind == "done":
-                assert begin.row is not None
-                return _stored(begin.row)
-            if begin.kind == "in_flight" and step.get("idempotent"):
-                await eng.store.set_step(tenant, plan_id, sid, ("running",), attempts=col(PlanStepRow.attempts) + 1)
-                await eng.events.step(tenant, plan_id, sid, "retry", trace, reason="in flight at a crash; idempotent")
-            elif begin.kind in ("in_flight", "uncertain"):
-                decided = await _await_decision(eng, tenant, plan_id, sid, trace, begin.kind == "in_flight")
-                if decided is not None:
-                    return decided
-            break
-        await eng.events.step(tenant, plan_id, sid, "running", trace, tool=step["tool"])
-        return await _call_with_retries(eng, tenant, plan_id, plan, step, args)
+            go = begin.kind == "fresh" or (begin.kind == "in_flight" and bool(step.get("idempotent")))
+            if go:
+                if begin.kind == "in_flight":
+                    await eng.store.set_step(tenant, plan_id, sid, ("running",), attempts=ATTEMPT)
+                    await eng.events.step(tenant, plan_id, sid, "retry", trace, reason="in flight at a crash; idempotent")
+                answer = await _call_with_retries(eng, tenant, plan_id, plan, step, args)
+        if go:
+            return await _finish(eng, tenant, plan_id, sid, trace, *answer)
+        if begin.kind == "held":
+            await eng.nap(plan_id)
+            continue
+        if begin.kind == "stopped":
+            return await skip_step(tenant, plan_id, sid, trace, f"plan is {begin.plan_state}")
+        if begin.kind == "done":
+            assert begin.row is not None
+            return _stored(begin.row)
+        # in flight at a crash and not idempotent, or already waiting: a decision is needed
+        decided = await _await_decision(eng, tenant, plan_id, sid, trace, begin.kind == "in_flight")
+        if decided is not None:
+            return decided
+        async with eng.slot(tenant):  # decided: retry
+            answer = await _call_with_retries(eng, tenant, plan_id, plan, step, args)
+        return await _finish(eng, tenant, plan_id, sid, trace, *answer)
 
 
 async def _await_decision(eng: Engine, tenant: str, plan_id: str, sid: str, trace: str, fresh: bool) -> Outcome | None:
@@ -275,10 +282,15 @@ async def _await_decision(eng: Engine, tenant: str, plan_id: str, sid: str, trac
 RETRYABLE = (RateLimited, UpstreamUnavailable)
 
 
+Answer = tuple[str, dict[str, Any] | None, str, float]
+
+
 async def _call_with_retries(
     eng: Engine, tenant: str, plan_id: str, plan: dict[str, Any], step: dict[str, Any], args: dict[str, Any]
-) -> Outcome:
+) -> Answer:
+    """Call the step's tool (retrying as its ``retry`` allows); (state, result, error, started)."""
     sid, trace = step["id"], plan["trace_id"]
+    await eng.events.step(tenant, plan_id, sid, "running", trace, tool=step["tool"])
     principal = Principal(tenant, frozenset(plan["owner_scopes"]), plan["owner_key"])
     attempts = int(step.get("retry", {}).get("attempts", 1))
     backoff = float(step.get("retry", {}).get("backoff_s", 0.5))
@@ -287,7 +299,7 @@ async def _call_with_retries(
     for attempt in range(1, attempts + 1):
         if attempt > 1:
             await asyncio.sleep(backoff * 2 ** (attempt - 2))
-            await eng.store.set_step(tenant, plan_id, sid, ("running",), attempts=col(PlanStepRow.attempts) + 1)
+            await eng.store.set_step(tenant, plan_id, sid, ("running",), attempts=ATTEMPT)
             await eng.events.step(tenant, plan_id, sid, "retry", trace, attempt=attempt, error=error)
         meta = {IDEMPOTENCY_KEY: f"{plan_id}:{sid}", "traceparent": traceparent(trace, plan_id, sid, attempt),
                 "io.vsm/plan": plan_id, "io.vsm/step": sid}
@@ -307,19 +319,18 @@ async def _call_with_retries(
         else:
             body = result_json(result)
             if not result.is_error:
-                return await _finish(eng, tenant, plan_id, sid, trace, "succeeded", body, "", started)
+                return "succeeded", body, "", started
             error = body["text"][:2000] or "tool error"
         if not retryable:
             break
-    return await _finish(eng, tenant, plan_id, sid, trace, "failed", None, error, 0.0)
+    return "failed", None, error, 0.0
 
 
 async def _finish(
     eng: Engine, tenant: str, plan_id: str, sid: str, trace: str, state: str, result: dict[str, Any] | None,
     error: str, started: float,
 ) -> Outcome:
-    await eng.store.set_step(tenant, plan_id, sid, ("running",), state=state, result=result, error=error,
-                             ended_at=utcnow())
+    await eng.store.finish_step(tenant, plan_id, sid, state, result, error)
     data: dict[str, Any] = {"error": error} if error else {"ms": round((time.perf_counter() - started) * 1000, 2)}
     await eng.events.step(tenant, plan_id, sid, state, trace, **data)
     return {"state": state, "result": result, "error": error}

@@ -7,16 +7,16 @@ win, and the loser is told the state it found (states.py).
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import and_, bindparam, exists, or_, update
+from sqlalchemy.engine import Connection
 from sqlmodel import col, select
 
+from servers.planner.commits import GroupCommit
 from servers.planner.dag import Step
 from servers.planner.states import PLAN_ACTIONS, refuse_plan, refuse_step
 from servers.planner.tables import PlanRow, PlanStepRow
@@ -25,7 +25,29 @@ from vsm_mcp.db import Database
 from vsm_mcp.errors import NotFound
 from vsm_mcp.models import utcnow
 
-Write = Callable[[AsyncSession], Awaitable[Any]]
+STEPS = PlanStepRow.__table__  # type: ignore[attr-defined]
+PLANS = PlanRow.__table__  # type: ignore[attr-defined]
+
+
+# The hot path's two statements, built once (bind parameters, so SQLAlchemy compiles them once).
+BEGIN = (
+    STEPS.update()
+    .where(
+        STEPS.c.id == bindparam("b_key"), STEPS.c.tenant_id == bindparam("b_tenant"),
+        STEPS.c.state.in_(("pending", "ready")),
+        exists().where(PLANS.c.id == bindparam("b_plan"), PLANS.c.tenant_id == bindparam("b_tenant"),
+                       PLANS.c.state == "running"),
+    )
+    .values(state="running", attempts=STEPS.c.attempts + 1, started_at=bindparam("b_now"),
+            updated_at=bindparam("b_now"))
+)
+FINISH = (
+    STEPS.update()
+    .where(STEPS.c.id == bindparam("b_key"), STEPS.c.tenant_id == bindparam("b_tenant"), STEPS.c.state == "running")
+    .values(state=bindparam("b_state"), result=bindparam("b_result", type_=STEPS.c.result.type),
+            error=bindparam("b_error"), ended_at=bindparam("b_now"), updated_at=bindparam("b_now"))
+)
+ATTEMPT = object()  # set_step(attempts=ATTEMPT): one more attempt, counted in the database
 
 
 def step_key(plan_id: str, step_id: str) -> str:
@@ -46,44 +68,6 @@ class Begin:
     kind: str
     row: PlanStepRow | None = None
     plan_state: str = ""
-
-
-class GroupCommit:
-    """Runs short writes of one tenant together: a write arriving while a commit is in flight
-    waits for the next one and shares it with every other write that arrived meanwhile. A wide
-    DAG's steps start and end in bursts; this turns a burst of N commits into one or two."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self._queued: dict[str, list[tuple[Write, asyncio.Future[Any]]]] = {}
-        self._drains: dict[str, asyncio.Task[None]] = {}
-
-    async def run(self, tenant: str, write: Write) -> Any:
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._queued.setdefault(tenant, []).append((write, fut))
-        if tenant not in self._drains:
-            self._drains[tenant] = asyncio.create_task(self._drain(tenant))
-        return await fut
-
-    async def _drain(self, tenant: str) -> None:
-        try:
-            while self._queued.get(tenant):
-                batch = self._queued.pop(tenant)
-                try:
-                    async with self.db.tenant(tenant) as s:
-                        results = [await write(s) for write, _ in batch]
-                except BaseException as exc:  # the transaction is gone: every write in it failed
-                    for _, fut in batch:
-                        if not fut.done():
-                            fut.set_exception(exc)
-                    if not isinstance(exc, Exception):
-                        raise
-                    continue
-                for (_, fut), result in zip(batch, results, strict=True):
-                    if not fut.done():
-                        fut.set_result(result)
-        finally:
-            self._drains.pop(tenant, None)
 
 
 class PlanStore:
@@ -180,36 +164,41 @@ class PlanStore:
         self, tenant: str, plan_id: str, step_id: str, from_states: Iterable[str], **values: Any
     ) -> bool:
         """Guarded write of one step: applies only while its state is in ``from_states``."""
+        if "attempts" in values and values["attempts"] is ATTEMPT:
+            values["attempts"] = STEPS.c.attempts + 1
         stmt = (
-            update(PlanStepRow)
-            .where(col(PlanStepRow.id) == step_key(plan_id, step_id), col(PlanStepRow.state).in_(tuple(from_states)))
+            STEPS.update()
+            .where(STEPS.c.id == step_key(plan_id, step_id), STEPS.c.tenant_id == tenant,
+                   STEPS.c.state.in_(tuple(from_states)))
             .values(updated_at=utcnow(), **values)
-            .execution_options(synchronize_session=False)
         )
 
-        async def write(s: AsyncSession) -> bool:
-            return bool(getattr(await s.execute(stmt), "rowcount", 0))
+        def write(conn: Connection) -> bool:
+            return bool(conn.execute(stmt).rowcount)
 
         return bool(await self.commits.run(tenant, write))
+
+    async def finish_step(
+        self, tenant: str, plan_id: str, step_id: str, state: str, result: dict[str, Any] | None, error: str
+    ) -> bool:
+        """Record the end of a running router step (the hot path: one prepared statement)."""
+        params = {"b_key": step_key(plan_id, step_id), "b_tenant": tenant, "b_state": state, "b_result": result,
+                  "b_error": error, "b_now": utcnow()}
+        return bool(await self.commits.run(tenant, lambda conn: conn.execute(FINISH, params).rowcount))
 
     async def begin_step(self, tenant: str, plan_id: str, step_id: str) -> Begin:
         """Mark a router step running (attempt +1) if it has not started and its plan is running —
         one statement, so a pause and a start cannot both win — else say what was found."""
-        now = utcnow()
-        plan_running = exists(select(PlanRow.id).where(col(PlanRow.id) == plan_id, col(PlanRow.state) == "running"))
-        key = step_key(plan_id, step_id)
-        stmt = (
-            update(PlanStepRow)
-            .where(col(PlanStepRow.id) == key, col(PlanStepRow.state).in_(("pending", "ready")), plan_running)
-            .values(state="running", attempts=col(PlanStepRow.attempts) + 1, started_at=now, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        params = {"b_key": step_key(plan_id, step_id), "b_tenant": tenant, "b_plan": plan_id, "b_now": utcnow()}
 
-        async def write(s: AsyncSession) -> tuple[PlanStepRow, str] | None:
-            if getattr(await s.execute(stmt), "rowcount", 0):
+        def write(conn: Connection) -> tuple[PlanStepRow, str] | None:
+            if conn.execute(BEGIN, params).rowcount:
                 return None
-            row = (await s.execute(select(PlanStepRow).where(col(PlanStepRow.id) == key))).scalar_one()
-            return row, str((await s.execute(select(PlanRow.state).where(col(PlanRow.id) == plan_id))).scalar_one())
+            row = conn.execute(STEPS.select().where(STEPS.c.id == params["b_key"], STEPS.c.tenant_id == tenant)).one()
+            state = conn.execute(
+                PLANS.select().with_only_columns(PLANS.c.state).where(PLANS.c.id == plan_id, PLANS.c.tenant_id == tenant)
+            ).scalar_one()
+            return PlanStepRow.model_validate(dict(row._mapping)), str(state)
 
         found = await self.commits.run(tenant, write)
         if found is None:

@@ -36,7 +36,7 @@ async def claim(planner: Planner, agent: str, plan_id: str, lease_s: float = 60)
 
 async def test_lease_expiry_lets_another_agent_reclaim(planner: Planner) -> None:
     plan_id = await planner.run("collab", review_plan(), traceparent=f"00-{TRACE}-b7ad6b7169203331-01")
-    first = await claim(planner, "agent-a", plan_id, lease_s=1)
+    first = await claim(planner, "agent-a", plan_id, lease_s=2)
     assert first is not None and first["step_id"] == "review"
     assert first["arguments"] == {"text": "draft"}  # resolved from the engine's step
     assert first["traceparent"].split("-")[1] == TRACE
@@ -59,7 +59,7 @@ async def test_lease_expiry_lets_another_agent_reclaim(planner: Planner) -> None
     tenant = planner.principal.tenant_id
     topics = [e.topic for e in planner.events if e.data.get("plan_id") == plan_id]
     assert f"step.{tenant}.{plan_id}.review.claimed" in topics
-    assert topics.count(f"step.{tenant}.{plan_id}.review.ready") == 2  # offered, then back after the lease
+    assert topics.count(f"step.{tenant}.{plan_id}.review.claimed") == 2  # by a, then (lease over) by b
 
 
 async def test_handoff_carries_context_and_trace(planner: Planner) -> None:
