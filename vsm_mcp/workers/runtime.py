@@ -18,13 +18,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 
 import httpx
 
 from vsm_mcp.bus import Subscription
 from vsm_mcp.context import ServerContext
-from vsm_mcp.policy.runtime import Limits, PolicyRuntime
+from vsm_mcp.policy.service import runtime_of
 from vsm_mcp.workers import jobs
 from vsm_mcp.workers.alerts import Thresholds
 from vsm_mcp.workers.notify.delivery import Notifier, Sender
@@ -54,7 +54,6 @@ class Workers:
         self.auditor: PolicyAuditor | None = None
         self._client: httpx.AsyncClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._subs: list[Subscription] = []
 
     def _senders(self, client: httpx.AsyncClient) -> dict[str, Sender]:
         s = self.ctx.settings
@@ -77,29 +76,49 @@ class Workers:
             await jobs.apply_schedule(s.analyzer_interval_s, GRACE_S)
         if "notify" in self.roles:
             self.router = NotifyRouter(self.ctx.db, jobs.enqueue_delivery, jobs.delivery_key)
-            sub = await self.ctx.bus.subscribe(split(s.notify_topics), queue=s.notify_queue)
-            self._subs.append(sub)
-            self._tasks.append(asyncio.create_task(self.router.run(sub), name="vsm-notify-router"))
+            await self._consume("vsm-notify-router", split(s.notify_topics), s.notify_queue, self.router.run)
         if "policy" in self.roles:
-            limits = Limits(fuel=s.policy_fuel, memory_bytes=s.policy_memory_bytes)
-            self.auditor = PolicyAuditor(self.ctx.db, PolicyRuntime(limits), self.ctx.bus, ttl_s=s.policy_cache_ttl_s)
-            sub = await self.ctx.bus.subscribe(split(s.policy_audit_topics), queue=s.policy_audit_queue)
-            self._subs.append(sub)
-            self._tasks.append(asyncio.create_task(self.auditor.run(sub), name="vsm-policy-audit"))
+            # The router's policy runtime (one module cache per process), not a second one.
+            self.auditor = PolicyAuditor(self.ctx.db, runtime_of(self.ctx), self.ctx.bus, ttl_s=s.policy_cache_ttl_s)
+            await self._consume("vsm-policy-audit", split(s.policy_audit_topics), s.policy_audit_queue, self.auditor.run)
             self._tasks.append(asyncio.create_task(follow_changes(self.auditor, self.ctx.bus), name="vsm-policy-audit-reload"))
         log.info("workers started: %s", ", ".join(sorted(self.roles)) or "(no roles: resources only)")
 
+    async def _consume(
+        self, name: str, patterns: list[str], queue: str, run: Callable[[Subscription], Awaitable[None]]
+    ) -> None:
+        """Subscribe now (so events published from here on wait for us), then consume in a task
+        that resubscribes after a failure instead of dying silently."""
+        first = await self.ctx.bus.subscribe(patterns, queue=queue)
+
+        async def loop() -> None:
+            sub: Subscription | None = first
+            while True:
+                try:
+                    if sub is None:
+                        sub = await self.ctx.bus.subscribe(patterns, queue=queue)
+                    await run(sub)
+                    return  # closed: shutting down
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    log.exception("%s stopped; subscribing again in 1 s", name)
+                    await asyncio.sleep(1)
+                finally:
+                    if sub is not None:
+                        with contextlib.suppress(Exception):
+                            await sub.aclose()
+                    sub = None
+
+        self._tasks.append(asyncio.create_task(loop(), name=name))
+
     async def aclose(self) -> None:
-        for sub in self._subs:
-            with contextlib.suppress(Exception):
-                await sub.aclose()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks.clear()
-        self._subs.clear()
         jobs.bind(None)
         if self._client is not None:
             await self._client.aclose()
