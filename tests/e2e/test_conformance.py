@@ -52,7 +52,8 @@ def _wait_ready(base: str, names: list[str], timeout: float = 90) -> None:
 
 @pytest.mark.timeout(900)
 def test_same_checks_pass_through_the_router(tmp_path: Path) -> None:
-    """The fixture mounted over HTTP and over stdio, reached at /mcp/<server>: nothing lost."""
+    """The fixture mounted over HTTP and over stdio (shared pool, and per_client), reached at
+    /mcp/<server>: nothing lost."""
     import os
     import subprocess
     import sys
@@ -65,6 +66,8 @@ def test_same_checks_pass_through_the_router(tmp_path: Path) -> None:
         "upstreams:\n"
         f"  - {{name: conf_http, kind: http, url: 'http://127.0.0.1:{fixture_port}/mcp'}}\n"
         f"  - {{name: conf_stdio, kind: stdio, command: '{sys.executable}',"
+        f" args: ['-m', 'examples.conformance.server', '--transport', 'stdio'], cwd: '{ROOT}'}}\n"
+        f"  - {{name: conf_stdio_pc, kind: stdio, session_mode: per_client, command: '{sys.executable}',"
         f" args: ['-m', 'examples.conformance.server', '--transport', 'stdio'], cwd: '{ROOT}'}}\n"
     )
     fixture = start_fixture(fixture_port)
@@ -82,9 +85,10 @@ def test_same_checks_pass_through_the_router(tmp_path: Path) -> None:
     try:
         wait_for_port(router_port, router, timeout=120)
         base = f"http://127.0.0.1:{router_port}"
-        _wait_ready(base, ["conf_http", "conf_stdio"])
+        _wait_ready(base, ["conf_http", "conf_stdio", "conf_stdio_pc"])
         results = {}
-        for name in ("conf_http", "conf_stdio"):
+        # stdio both ways: sessions sharing the pool (the default) and a process per session
+        for name in ("conf_http", "conf_stdio", "conf_stdio_pc"):
             out = tmp_path / name
             out.mkdir()
             results[name] = run_suite(f"{base}/mcp/{name}", out)
