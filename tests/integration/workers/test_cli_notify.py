@@ -67,6 +67,30 @@ async def analyze_some(tmp_path: Path) -> None:
         await db.aclose()
 
 
+async def an_uncertain_delivery(tmp_path: Path) -> str:
+    """A delivery to channel 'ops' left 'uncertain' (its sender died after sending)."""
+    from vsm_mcp.config import load_settings
+    from vsm_mcp.db import Database
+    from vsm_mcp.tenants import get_tenant
+    from vsm_mcp.workers.notify import ledger
+    from vsm_mcp.workers.notify.channels import ChannelStore
+
+    db = Database(load_settings(home=tmp_path / ".vsm"))
+    try:
+        tenant = (await get_tenant(db, "acme")).id
+        store = ChannelStore(db)
+        await store.set_enabled(tenant, "ops", True)
+        channel = next(c for c in await store.all(tenant) if c.name == "ops")
+        key = f"{channel.id}:alert-9"
+        message = {"subject": "s", "text": "the page that may not have arrived", "payload": {}}
+        await ledger.ensure(db, tenant, key, channel.id, "alert.x.error_rate", "e9", message)
+        assert (await ledger.claim(db, tenant, key, stale_after_s=60)).won
+        assert (await ledger.claim(db, tenant, key, stale_after_s=0)).state == "uncertain"
+        return key
+    finally:
+        await db.aclose()
+
+
 def test_add_list_test_and_ledger(tmp_path: Path, telegram: tuple[FakeTelegram, str],
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     tg, url = telegram
@@ -108,6 +132,12 @@ def test_add_list_test_and_ledger(tmp_path: Path, telegram: tuple[FakeTelegram, 
     assert set(rows) == {"upstream:echo", "tool:echo:ping"} and rows["upstream:echo"]["errors"] == {"tool_error": 5}
     assert rows["upstream:echo"]["calls"] == 15 and set(rows["upstream:echo"]["alerts"]) == {"error_rate"}
     assert vsm("states", "--tenant", "acme")[0] == 0  # the table form
+    key = asyncio.run(an_uncertain_delivery(tmp_path))
+    code, out, err = vsm("notify", "resend", key, "--tenant", "acme")
+    assert code == 0 and out.strip() == "sent", err
+    assert tg.sent[-1]["text"] == "the page that may not have arrived" and len(tg.sent) == 2
+    code, out, err = vsm("notify", "resend", key, "--tenant", "acme")
+    assert code != 0 and "is sent; only uncertain or failed ones are resent" in err
     for args, needle in [
         (("notify", "add", "x", "--tenant", "acme", "--topics", "alert.#"), "give exactly one of"),
         (("notify", "add", "x", "--tenant", "acme", "--webhook", "ftp://h/x", "--topics", "a"), "url must be http(s)"),

@@ -1,6 +1,6 @@
 """One delivery attempt: claim the ledger row, send through the channel's sender, record.
 
-``Notifier.attempt`` is the body of one durable step (vsm_mcp/workers/durable_jobs.py wraps it);
+``Notifier.attempt`` is the body of one durable step (``jobs.delivery_attempt`` wraps it);
 the workflow around it sleeps ``retry_after_s`` between attempts. It returns a plain dict so
 DBOS can record it:
 
