@@ -56,6 +56,7 @@ def test_port_in_use_is_one_line_and_exit_2_before_anything_starts(tmp_path: Pat
     assert time.monotonic() - started < 60
 
 
+@pytest.mark.slow
 def test_banner_comes_after_the_port_is_bound(tmp_path: Path) -> None:
     port = free_port()
     proc = subprocess.Popen([*VSM, "serve", "--port", str(port)], env=env(), stderr=subprocess.PIPE, text=True,
@@ -98,6 +99,7 @@ def test_tenants_create_on_an_empty_postgres_says_to_migrate(pg_owner_url: str) 
     one_line_error(proc, "vsm-mcp migrate")
 
 
+@pytest.mark.slow
 def test_audit_command_reads_the_calls_back() -> None:
     """``vsm-mcp audit`` (issue 19: nothing read episodes back)."""
     call = run("call", "storage__bucket_create", "--json", '{"name": "notes"}')
