@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from vsm_mcp.db import Database, map_db_error
 
 Write = Callable[[Connection], Any]
+INFLIGHT_PG = 4  # batches in flight per tenant on PostgreSQL, each on a kept connection
 SET_TENANT = sa.text("SELECT set_config('app.tenant_id', :t, true)")
 
 
@@ -43,7 +44,7 @@ class GroupCommit:
             url = sa.make_url(db.url).set(drivername="postgresql+psycopg")
             timeout_ms = db.settings.db_statement_timeout_ms
             self._engine = sa.create_engine(
-                url, pool_size=1, max_overflow=4, pool_recycle=1800,
+                url, pool_size=INFLIGHT_PG, max_overflow=2, pool_recycle=1800,
                 connect_args={"connect_timeout": 5, "options": f"-c statement_timeout={timeout_ms}"},
             )
         else:
@@ -54,7 +55,7 @@ class GroupCommit:
             sa.event.listen(self._engine, "connect", _pragmas)
         # SQLite has one writer at a time; PostgreSQL commits concurrent transactions in parallel
         # (each waits for its WAL flush), so a few batches in flight keep the flushes overlapped.
-        self._max_inflight = 4 if self._postgres else 1
+        self._max_inflight = INFLIGHT_PG if self._postgres else 1
         self._queued: dict[str, list[tuple[Write, asyncio.Future[Any]]]] = {}
         self._drains: dict[str, set[asyncio.Task[None]]] = {}
 
