@@ -70,7 +70,9 @@ class Bm25Side:
             return []
         mask = self.mask(tags_all, tags_any)
         scores = self._bm25.get_scores(known, weight_mask=mask)
-        top = np.argsort(-scores, kind="stable")[:n]
+        # The n best without sorting every chunk's score (argsort of 1M floats ~0.1 s), then in order.
+        top = np.argpartition(-scores, n)[:n] if n < scores.size else np.arange(scores.size)
+        top = top[np.lexsort((self.vids[top], -scores[top]))]
         return [(int(self.vids[i]), float(scores[i])) for i in top if scores[i] > 0]
 
 
