@@ -140,3 +140,20 @@ async def test_plan_from_goal_selects_tools_through_the_registry(planner: Planne
     made = await planner.call("planner__plan_from_goal", goal="count one execution of a key", create=True)
     plan_id = made["created"]["plan_id"]
     assert (await planner.status(plan_id))["state"] == "draft"
+
+
+async def test_plan_wait_reports_progress(planner: Planner) -> None:
+    steps = [{"id": f"s{i}", "tool": "counter__work_idem", "arguments": {"key": f"p{i}", "delay_ms": 50},
+              "after": [f"s{i - 1}"] if i else []} for i in range(4)]
+    plan_id = await planner.run("progress", steps)
+    seen: list[tuple[float, float | None]] = []
+
+    async def progress(done: float, total: float | None, _message: str | None) -> None:
+        seen.append((done, total))
+
+    res = await planner.runtime.dispatcher.call_tool(
+        planner.principal, "planner__plan_wait", {"plan_id": plan_id, "timeout_s": 60}, progress=progress
+    )
+    assert not res.is_error and res.structured_content["state"] == "succeeded"
+    assert seen and seen[-1] == (4, 4) and all(t == 4 for _, t in seen)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)

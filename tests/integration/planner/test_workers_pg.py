@@ -4,13 +4,17 @@ over (executor sweep) and finishes it."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests.conftest import RABBITMQ_URL
+from tests.integration.edge.conftest import SseReader
 from tests.integration.planner import procs
 from tests.integration.planner.conftest import eventually, executions, hold
 from vsm_mcp import migrate
@@ -20,6 +24,21 @@ from vsm_mcp.tenants import ensure_tenant
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 WIDTH = 8
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
+async def watch(base: str, plan_id: str, out: list[dict[str, Any]]) -> None:
+    """Collect the plan's events from the router's SSE endpoint until the plan's end."""
+    async with httpx.AsyncClient(timeout=None) as client:
+        async with client.stream("GET", f"{base}/v1/events", params={"topics": f"plan.*.{plan_id}.*,step.*.{plan_id}.#"}) as resp:
+            assert resp.status_code == 200
+            reader = SseReader(resp)
+            while True:
+                ev = await reader.next_event(timeout=120)
+                body = json.loads(ev.data)
+                out.append(body)
+                if body["type"] in ("plan.succeeded", "plan.failed"):
+                    return
 
 
 def plan() -> list[dict[str, Any]]:
@@ -34,8 +53,6 @@ def plan() -> list[dict[str, Any]]:
 async def test_kill_the_worker_running_a_plan_the_other_finishes(
     tmp_path: Path, pg_owner_url: str, pg_app_url: str
 ) -> None:
-    import asyncio
-
     await asyncio.to_thread(migrate.upgrade, pg_owner_url)
     owner = Database(load_settings(database_url=pg_owner_url))
     try:
@@ -62,7 +79,11 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
         await procs.wait_ready(base, router)
         plan_id = (await procs.call(base, "planner__plan_create", name="workers", steps=plan()))["plan_id"]
         await procs.call(base, "planner__plan_approve", plan_id=plan_id)
-        await procs.call(base, "planner__plan_run", plan_id=plan_id)
+        # The router's /v1/events sees the plan's events, which the workers publish on RabbitMQ.
+        events: list[dict[str, Any]] = []
+        watcher = asyncio.create_task(watch(base, plan_id, events))
+        await asyncio.sleep(1)  # the SSE subscription is in place
+        await procs.call(base, "planner__plan_run", plan_id=plan_id, traceparent=f"00-{TRACE}-00f067aa0ba902b7-01")
         await eventually(lambda: len(executions(log)) >= 1 + WIDTH, 120, "the fan-out in flight on a worker")
         (busy,) = {r["ppid"] for r in executions(log)}  # the stdio counter's parent: the worker running the plan
         assert busy != router.pid
@@ -73,6 +94,9 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
         status = await procs.wait_state(base, plan_id, "succeeded", "failed", timeout=120)
         assert status["state"] == "succeeded", status
         assert survivor.poll() is None
+        await asyncio.wait_for(watcher, 30)
+        assert {e["trace_id"] for e in events} == {TRACE}
+        assert {e["type"] for e in events} >= {"plan.running", "plan.succeeded", "step.succeeded"}
     finally:
         for p in running:
             procs.stop(p)
