@@ -239,6 +239,9 @@ def main() -> None:
             "VSM_PORT": str(router_port),
             "VSM_RATE_LIMIT": "1000000",  # the limiter runs, but never triggers
             "VSM_RATE_BURST": "1000000",
+            # echo is readOnly+idempotent: with the tool-result cache on, every routed call after the
+            # first would be a cache hit and this would measure the cache, not the routing.
+            "VSM_TOOL_CACHE": "false",
             "VSM_LOG_LEVEL": "warning",
             "VSM_AUDIT_JOURNAL": "false" if args.audit_journal == "off" else "true",
         }

@@ -32,6 +32,7 @@ from router.edge.assembly import Edge, catalog_lister
 from router.edge.audit_http import audit_endpoint
 from router.edge.console import console_routes
 from router.edge.metrics import add_recorder_collector
+from router.edge.metrics import add_cache_collector
 from router.edge.openai import openai_error_body, openai_routes
 from router.edge.route_metrics import RouteMetrics
 from router.edge.storage_http import storage_routes
@@ -83,6 +84,8 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
         guard=lambda a: HostOriginGuard(a, enabled=settings.is_loopback),
     )
     runtime.dispatcher.add_observer(edge.observer)
+    if runtime.tool_cache is not None:
+        add_cache_collector(edge.metrics, runtime.tool_cache.stats)
     policy = authorizer_of(ctx)  # tenant policies (WASM) at the authorize step, vsm_mcp/policy
     runtime.dispatcher.add_authorizer(policy)
     aggregate = Aggregate(runtime.catalog, runtime.dispatcher, _http_principal, expose=settings.expose)

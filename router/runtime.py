@@ -28,6 +28,7 @@ from router.recorder import Recorder
 from router.registry.catalog import Catalog
 from router.server_tools import ServerTools
 from router.upstreams.live import LiveUpstreams
+from router.tool_cache import ToolCache, make_tool_cache
 from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
@@ -35,6 +36,7 @@ from vsm_mcp.context import ServerContext
 from vsm_mcp.journal import journal_dir
 from vsm_mcp.tracing import call_spans
 from vsm_mcp.workers.runtime import Workers
+from vsm_mcp.hooks import TOOL_CACHE_KEY
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +87,13 @@ class RouterRuntime:
         self.live = LiveUpstreams(
             self, self.specs, manifest_paths, poll_s=settings.upstreams_poll_s, watch_s=settings.manifest_watch_s
         )
+        self.tool_cache: ToolCache | None = None
+        if settings.tool_cache:  # step 6 (router/tool_cache.py); the cache server purges it via extras
+            self.tool_cache = make_tool_cache(settings.home, settings.redis_url, settings.tool_cache_max_bytes,
+                                              self._ttl_for, ctx.bus)
+            self.dispatcher.set_cache(self.tool_cache)
+            self.add_notification_listener(self.tool_cache.on_notification)
+            ctx.extras[TOOL_CACHE_KEY] = self.tool_cache
         self._tg: TaskGroup | None = None
         self.started = False
 
@@ -106,6 +115,11 @@ class RouterRuntime:
         parts = [getattr(info, "title", None), getattr(info, "description", None), up.instructions] if info else [up.instructions]
         return " ".join(p.strip() for p in parts if isinstance(p, str) and p.strip())
 
+    def _ttl_for(self, server: str, tool: str) -> float:
+        up = self.upstreams.get(server)
+        ttl = up.spec.cache_ttl.get(tool) if up is not None else None
+        return ttl if ttl is not None else self.ctx.settings.tool_cache_ttl_s
+
     def add_notification_listener(self, fn: Any) -> None:
         """``async fn(server, notification)`` for every upstream notification (tool list changes …)."""
         self._listeners.append(fn)
@@ -120,6 +134,8 @@ class RouterRuntime:
     async def start(self, tg: TaskGroup, *, wait: float | None = None) -> None:
         self._tg = tg
         await self.recorder.start(tg)
+        if self.tool_cache is not None:
+            await self.tool_cache.start()
         for up in list(self.upstreams.values()):
             await up.start(tg)
         await self.live.start(tg)  # the registry's upstreams start now, with the manifests'
@@ -180,6 +196,8 @@ class RouterRuntime:
         self._draining.add(up)
         if self._tg is not None:
             self._tg.start_soon(self._drain, up)
+            if self.tool_cache is not None:  # a later upstream of that name answers anew
+                self._tg.start_soon(self.tool_cache.on_list_changed, name)
         log.info("upstream %s unmounted; draining", name)
 
     async def _drain(self, up: Upstream) -> None:
@@ -211,6 +229,8 @@ class RouterRuntime:
         await self.recorder.aclose()
         if self.spans is not None:
             await anyio.to_thread.run_sync(self.spans.shutdown)  # flushes the batched spans
+        if self.tool_cache is not None:
+            await self.tool_cache.aclose()
 
     def readiness(self) -> dict[str, Any]:
         """Per-upstream status for /readyz; ``ok`` is False when any enabled upstream is not ready."""

@@ -39,6 +39,9 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VSM_HOME", str(tmp_path / ".vsm"))
+    # The tool-result cache (on by default) would answer a test's repeated reads from the cache;
+    # tests of other parts see every call reach the upstream. Cache tests turn it on explicitly.
+    monkeypatch.setenv("VSM_TOOL_CACHE", "false")
 
 
 async def _admin(sql: str) -> None:

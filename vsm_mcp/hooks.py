@@ -34,6 +34,7 @@ class CallInfo:
     tracestate: str = ""  # the caller's W3C tracestate, passed on unchanged
     schema_hash: str = ""
     meta: dict[str, Any] = field(default_factory=dict)  # extra request _meta for the upstream
+    cache: str = ""  # set by the CallCache: hit | miss | shared (waited on an identical call); "" = not looked up
 
 
 @dataclass
@@ -76,4 +77,18 @@ class ToolCaller(Protocol):
 
 class CallCache(Protocol):
     async def get_or_call(self, call: CallInfo, invoke: Callable[[], Awaitable[Any]]) -> tuple[Any, bool]:
-        """Return (result, was_cached); call ``invoke`` at most once per key at a time."""
+        """Return (result, was_cached); call ``invoke`` at most once per key at a time, and say
+        what happened in ``call.cache``."""
+
+
+TOOL_CACHE_KEY = "tool_cache"  # ServerContext.extras key of the router's CacheControl
+
+
+class CacheControl(Protocol):
+    """The tool-result cache as the ``cache`` server sees it (``ctx.extras["tool_cache"]``)."""
+
+    async def purge(self, tenant: str, server: str | None = None) -> None:
+        """Forget ``tenant``'s cached results (of one ``server``, or all), on every replica."""
+
+    def stats(self) -> dict[str, Any]:
+        """Counters and sizes, for ``cache_stats``."""

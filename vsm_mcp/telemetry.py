@@ -43,8 +43,13 @@ class Metrics:
             "vsm_tool_call_duration_seconds", "Tool call latency through the dispatch pipeline.",
             ["server", "tool"], buckets=LATENCY_BUCKETS, registry=r,
         )
-        self.cache = Counter("vsm_cache_requests", "Deterministic cache lookups by result (hit, miss).",
+        self.cache = Counter("vsm_cache_requests", "Tool-result cache lookups by result: hit (served from the "
+                             "cache), miss (the upstream was called), shared (waited on an identical call in flight).",
                              ["result"], registry=r)
+        self.cache_evictions = Counter("vsm_cache_evictions", "Tool-result cache entries dropped from memory, by "
+                                       "reason (size, expired).", ["reason"], registry=r)
+        self.cache_entries = Gauge("vsm_cache_entries", "Tool-result cache entries, by level (memory, backend).",
+                                   ["level"], registry=r)
         self.rate_limited = Counter("vsm_rate_limited", "Requests rejected by a rate limit, by where.",
                                     ["where"], registry=r)
         self.sse_connections = Gauge("vsm_sse_connections", "Open SSE connections.", registry=r)
@@ -58,6 +63,11 @@ class Metrics:
                                        registry=r)
         self.upstream_up = Gauge("vsm_upstream_up", "1 when an upstream is connected and serving.",
                                  ["upstream"], registry=r)
+        self.upstream_draining = Gauge("vsm_upstream_draining", "Sessions of an upstream being drained as zombies.",
+                                       ["upstream"], registry=r)
+        self.zombies = Counter("vsm_zombies", "Zombies detected and drained, by kind (stdio: an upstream "
+                               "child, where = the upstream; sse: a connection, where = its tenant).",
+                               ["kind", "where"], registry=r)
         self.breaker_state = Gauge("vsm_upstream_breaker_state", "Circuit breaker: 0 closed, 1 half-open, 2 open.",
                                    ["upstream"], registry=r)
         self.db_pool = Gauge("vsm_db_pool_connections", "Database pool connections by state (size, checked_out).",

@@ -87,6 +87,7 @@ class Edge:
             ctx.bus, self.event_log, self.metrics, queue_size=settings.sse_queue_size,
             heartbeat_s=settings.sse_heartbeat_s, replay_max=settings.sse_replay_max,
             buffer_bytes=settings.sse_buffer_bytes, direct_write=settings.sse_direct_write,
+            stall_s=settings.sse_stall_s,
         )
         self.observer = CallTelemetry(self.metrics, ctx.bus)
         self.readiness = readiness

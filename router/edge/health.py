@@ -61,6 +61,9 @@ def readyz_endpoint(db: Database, bus: Bus, upstreams: Readiness | None = None, 
                     what = "required upstream" if required else "upstream"
                     reasons.append(f"{what} {name}: {st.get('state', '?')} {st.get('error', '')}".strip())
         body: dict[str, Any] = {"ready": ready, "degraded": degraded, "checks": checks}
+        draining = {n: st["draining"] for n, st in checks.get("upstreams", {}).items() if st.get("draining")}
+        if draining:  # zombie sessions being drained (router/upstreams/zombie.py): serving goes on without them
+            body["draining"] = draining
         if reasons:
             body["reason"] = "; ".join(reasons)
         return JSONResponse(body, status_code=200 if ready else 503)

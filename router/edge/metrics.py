@@ -26,11 +26,6 @@ from vsm_mcp.telemetry import CONTENT_TYPE, Metrics
 log = logging.getLogger("vsm_mcp.edge.metrics")
 
 
-def _cacheable(call: CallInfo) -> bool:
-    a = call.annotations or {}
-    return bool(a.get("readOnlyHint") and a.get("idempotentHint")) or bool(a.get("cacheable"))
-
-
 class CallTelemetry:
     """CallObserver: metrics plus ``tool.called`` / ``tool.failed`` events."""
 
@@ -43,10 +38,8 @@ class CallTelemetry:
         server, tool = call.server or "-", call.tool or call.public_name
         m.tool_calls.labels(server, tool, outcome.outcome).inc()
         m.tool_latency.labels(server, tool).observe(outcome.duration_ms / 1000)
-        if outcome.cached:
-            m.cache.labels("hit").inc()
-        elif outcome.outcome in ("ok", "tool_error") and _cacheable(call):
-            m.cache.labels("miss").inc()
+        if call.cache:  # what the tool cache did (hit, miss, shared); nothing when no cache looked
+            m.cache.labels(call.cache).inc()
         if outcome.outcome == "rate_limited":
             m.rate_limited.labels("tool").inc()
         if self.bus is None or not call.principal.tenant_id:
@@ -75,6 +68,7 @@ def add_state_collectors(
     pending: Callable[[], int] | None = None,
 ) -> None:
     """Refresh DB pool, upstream and event-log gauges at every scrape."""
+    zombies_seen: dict[str, float] = {}
 
     def collect(m: Metrics) -> None:
         pool = db.pool_status()
@@ -84,8 +78,32 @@ def add_state_collectors(
             for name, st in upstream_status().items():
                 m.upstream_up.labels(name).set(1 if st.get("state") == "ready" else 0)
                 m.set_breaker(name, str(st.get("circuit", "closed")).replace("-", "_"))
+                m.upstream_draining.labels(name).set(st.get("draining", 0))
+                zombies = float(st.get("zombies", 0))  # the upstream counts; the counter follows
+                if zombies > zombies_seen.get(name, 0.0):
+                    m.zombies.labels("stdio", name).inc(zombies - zombies_seen.get(name, 0.0))
+                zombies_seen[name] = zombies
         if pending is not None:
             m.event_log_pending.set(pending())
+
+    metrics.add_collect_hook(collect)
+
+
+def add_cache_collector(metrics: Metrics, stats: Callable[[], dict[str, Any]]) -> None:
+    """Tool-cache evictions and sizes at every scrape (the cache keeps plain counters)."""
+    seen: dict[str, float] = {}
+
+    def collect(m: Metrics) -> None:
+        s = stats()
+        for reason in ("size", "expired"):
+            total = float(s.get(f"evicted_{reason}", 0))
+            delta = total - seen.get(reason, 0.0)
+            if delta > 0:
+                m.cache_evictions.labels(reason).inc(delta)
+            seen[reason] = total
+        m.cache_entries.labels("memory").set(s.get("memory_entries", 0))
+        if "backend_entries" in s:
+            m.cache_entries.labels("backend").set(s["backend_entries"])
 
     metrics.add_collect_hook(collect)
 

@@ -78,7 +78,7 @@ class SseConnection:
 
     __slots__ = (
         "tenant", "patterns", "maxsize", "buf", "wake", "overflowed", "closed", "skip", "last_id", "sending", "gone",
-        "reason", "writer", "max_bytes",
+        "reason", "writer", "max_bytes", "written", "flushed_mark", "stall_since", "stall_obj",
     )
 
     def __init__(self, tenant: str, patterns: tuple[str, ...], maxsize: int, max_bytes: int = 256 * 1024) -> None:
@@ -98,6 +98,11 @@ class SseConnection:
         # Set once the connection is live on the direct path (replay done): from then on the hub
         # writes each event's chunk to the socket itself and never wakes this connection's task.
         self.writer: DirectWriter | None = None
+        # Zombie watch (SseHub._watch_stalls): bytes handed to the writer, and the progress last seen.
+        self.written = 0
+        self.flushed_mark = 0
+        self.stall_since: float | None = None
+        self.stall_obj: object = None
 
     def offer(self, event_id: str, frame: bytes) -> bool:
         """Buffer one frame; False when the client is too far behind (it is then closed)."""
@@ -131,6 +136,7 @@ class SseConnection:
             self.overflow(f"client fell more than {self.max_bytes} bytes behind")
             return False
         writer.write(chunk)
+        self.written += len(chunk)
         if event_id:
             self.last_id = event_id
         return True
@@ -155,9 +161,11 @@ class SseHub:
     def __init__(
         self, bus: Bus, event_log: EventLog | None, metrics: Metrics, *, queue_size: int,
         heartbeat_s: float, replay_max: int, hub_queue: int = 100_000, buffer_bytes: int = 256 * 1024,
-        direct_write: bool = True,
+        direct_write: bool = True, stall_s: float = 60.0,
     ) -> None:
         self.bus = bus
+        self.stall_s = stall_s  # no write progress for this long: a zombie connection, closed
+        self.zombies = 0
         self.event_log = event_log
         self.metrics = metrics
         self.queue_size = queue_size
@@ -183,6 +191,7 @@ class SseHub:
             self._tasks = [
                 asyncio.create_task(self._pump(first), name="vsm-sse-pump"),
                 asyncio.create_task(self._heartbeat(), name="vsm-sse-heartbeat"),
+                asyncio.create_task(self._watch_stalls(), name="vsm-sse-stall-watch"),
             ]
 
     async def aclose(self) -> None:
@@ -236,6 +245,29 @@ class SseHub:
                         elif not conn.buf:
                             conn.buf.append(("", HEARTBEAT))
                             conn.wake.set()
+
+    async def _watch_stalls(self) -> None:
+        """Close connections that made no write progress for ``stall_s`` (a client that stopped
+        reading while too little was sent to overflow it): an ``alert.<tenant>.zombie`` each."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.stall_s / 4)
+            now = loop.time()
+            conns = [c for groups in self._conns.values() for group in groups.values() for c in group]
+            for conn in conns:
+                if conn.overflowed or conn.closed or not _stalled(conn, now, self.stall_s):
+                    continue
+                conn.overflow(f"no write progress for {self.stall_s:g}s")
+                self.zombies += 1
+                self.metrics.zombies.labels("sse", conn.tenant).inc()
+                try:
+                    await self.bus.publish(Event(
+                        topic=f"alert.{conn.tenant}.zombie", tenant=conn.tenant, type="alert",
+                        data={"kind": "sse", "reason": conn.reason, "topics": list(conn.patterns),
+                              "last_event_id": conn.last_id, "action": "closed"},
+                    ))
+                except Exception:  # best effort: the connection is closed either way
+                    log.warning("could not publish an SSE zombie alert", exc_info=True)
 
     def _overflow_all(self) -> None:
         for conns in self._conns.values():
@@ -428,6 +460,27 @@ class EventsEndpoint:
             conn.sending = None
             if events:
                 sent_metric.inc(events)
+
+
+def _stalled(conn: SseConnection, now: float, stall_s: float) -> bool:
+    """True when ``conn`` has had output waiting, with none of it taken, for ``stall_s``."""
+    if conn.writer is not None:  # direct: progress = the kernel took bytes since the last look
+        pending = conn.writer.buffered()
+        flushed = conn.written - pending
+        if pending == 0 or flushed > conn.flushed_mark:
+            conn.flushed_mark, conn.stall_since = flushed, None
+            return False
+    elif conn.sending is not None:  # ASGI path: the same write still in flight since the last look
+        if conn.stall_obj is not conn.sending:
+            conn.stall_obj, conn.stall_since = conn.sending, now
+            return False
+    else:
+        conn.stall_obj, conn.stall_since = None, None
+        return False
+    if conn.stall_since is None:
+        conn.stall_since = now
+        return False
+    return now - conn.stall_since >= stall_s
 
 
 def _take(conn: SseConnection) -> tuple[list[bytes], int]:

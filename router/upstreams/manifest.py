@@ -18,6 +18,7 @@ A manifest file is ``{upstreams: [entry, …]}``; each entry is one MCP server t
       tags: [storage]               # capability tags of every tool
       tool_tags: {put: [storage:write]}           # per tool, added to ``tags``
       cacheable: {get: true}        # per tool override of the readOnly+idempotent default
+      cache_ttl: {get: 300}         # seconds a cached result of that tool is served (default VSM_TOOL_CACHE_TTL_S)
       rate_limit: 0                 # calls/s per tool across principals (0 = unlimited)
       required: false               # true: /readyz is 503 while this upstream is down
       session_mode: shared          # stdio: /mcp/<name> clients share the pool (per_client: a process each)
@@ -31,7 +32,7 @@ import os
 import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -67,6 +68,7 @@ class UpstreamSpec(BaseModel):
     tool_tags: dict[str, list[str]] = Field(default_factory=dict)
     cacheable: dict[str, bool] = Field(default_factory=dict)
     idempotent: dict[str, bool] = Field(default_factory=dict)  # tool -> safe to repeat (else its idempotentHint)
+    cache_ttl: dict[str, Annotated[float, Field(gt=0, le=30 * 86400)]] = Field(default_factory=dict)
     rate_limit: float = Field(0.0, ge=0)
     required: bool = False
     session_mode: Literal["shared", "per_client"] = "shared"

@@ -25,6 +25,7 @@ import asyncio
 import importlib
 import itertools
 import logging
+import signal
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -40,7 +41,9 @@ from pydantic import ValidationError
 from router.registry.catalog import Catalog
 from router.upstreams.http_session import RawHttpSession
 from router.upstreams.manifest import UpstreamSpec
-from router.upstreams.stdio import StdioTransport
+from router.upstreams.stdio import StdioTransport, kill_group
+from router.upstreams.zombie import watch_liveness
+from vsm_mcp.bus.events import Event
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import (
     InvalidArguments,
@@ -125,6 +128,7 @@ class _Conn:
         # server→client requests and notifications on it are relayed to that request's client.
         self.relay: Any = None
         self.listeners: list[LogFn] = []  # log relays of the calls in flight here (aggregate /mcp)
+        self.draining = False  # a zombie: takes no new calls, killed after the grace period
 
 
 class Upstream:
@@ -148,6 +152,7 @@ class Upstream:
         self.last_error = ""
         self.connected_at: float | None = None
         self.restarts = 0
+        self.zombies = 0
         self.capabilities: mt.ServerCapabilities | None = None
         self.server_info: mt.Implementation | None = None
         self.instructions: str | None = None
@@ -218,6 +223,8 @@ class Upstream:
             "sessions": sum(1 for c in self._conns if c.client is not None),
             "restarts": self.restarts,
             "circuit": self.breaker.state,
+            "draining": sum(1 for c in self._conns if c.draining),
+            "zombies": self.zombies,
         }
 
     # --- transports ----------------------------------------------------------------------
@@ -307,6 +314,7 @@ class Upstream:
             finally:
                 conn.client = None
                 conn.pid = None
+                conn.draining = False
             if self._closing:
                 break
             self.restarts += 1
@@ -422,7 +430,7 @@ class Upstream:
         deadline = anyio.current_time() + self.spec.timeout
         while True:
             conn = next((c for c in self._conns if c.client is not None and not c.dead.is_set()
-                         and c.relay is None and c.busy == 0), None)
+                         and c.relay is None and c.busy == 0 and not c.draining), None)
             if conn is not None:
                 break
             if not self.live_clients():
@@ -461,7 +469,15 @@ class Upstream:
             conn.client = None
 
     async def _watch(self, conn: _Conn) -> None:
-        """Return when the session is dead: process exit, closed stream, or a failed health ping."""
+        """Return when the session is dead: process exit, closed stream, or a failed health ping
+        — or, for stdio, after draining a stuck child (router/upstreams/zombie.py)."""
+        if self.spec.kind == "stdio" and conn.client is not None:
+            verdict = await watch_liveness(conn.dead, conn.client.session.send_ping, self.ctx.settings.upstream_zombie_s)
+            if verdict.kind == "zombie":
+                await self._drain(conn, verdict.reason)
+            elif verdict.reason != "session closed":
+                self.last_error = verdict.reason
+            return
         while not conn.dead.is_set():
             with anyio.move_on_after(HEALTH_INTERVAL_S):
                 await conn.dead.wait()
@@ -473,6 +489,32 @@ class Upstream:
             except Exception as exc:
                 self.last_error = f"health ping failed: {type(exc).__name__}: {exc}"
                 return
+
+    async def _drain(self, conn: _Conn, reason: str) -> None:
+        """A stuck child: no new calls, in-flight calls get the grace period, then its group is killed."""
+        conn.draining = True
+        self.zombies += 1
+        pid = conn.pid
+        self.last_error = f"zombie (pid {pid}): {reason}"
+        log.warning("upstream %s: session %d (pid %s) is a zombie: %s; draining", self.name, conn.index, pid, reason)
+        await self._alert_zombie(pid, reason)
+        grace = self.ctx.settings.upstream_drain_grace_s
+        for _ in range(int(grace / 0.05)):
+            if conn.busy == 0 or conn.dead.is_set():
+                break
+            await anyio.sleep(0.05)
+        if pid is not None:
+            kill_group(pid, signal.SIGKILL)  # a stopped or wedged child ignores anything gentler
+
+    async def _alert_zombie(self, pid: int | None, reason: str) -> None:
+        try:
+            tenant = await self.ctx.default_tenant_id()  # an upstream serves every tenant: the operator's
+            await self.ctx.bus.publish(Event(
+                topic=f"alert.{tenant}.zombie", tenant=tenant, type="alert",
+                data={"kind": "stdio", "upstream": self.name, "pid": pid, "reason": reason, "action": "drain"},
+            ))
+        except Exception:  # the alert is best effort; the drain goes on
+            log.warning("upstream %s: could not publish the zombie alert", self.name, exc_info=True)
 
     def _mark_ready(self) -> None:
         self.state, self.last_error = "ready", ""
@@ -538,7 +580,8 @@ class Upstream:
     # --- calls ---------------------------------------------------------------------------
     def _pick_client(self) -> Client | None:
         """A live pooled session nobody has leased (None when there is none right now)."""
-        live = [c for c in self._conns if c.client is not None and not c.dead.is_set() and c.relay is None]
+        live = [c for c in self._conns
+                if c.client is not None and not c.dead.is_set() and c.relay is None and not c.draining]
         if not live:
             return None
         if len(live) == 1:

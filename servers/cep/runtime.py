@@ -195,7 +195,7 @@ class CepRuntime:
                     await self.actions(rule, m)
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # reported on the bus; the rule keeps matching
+            except Exception as exc:  # reported on the bus; the rule keeps matching (durable: the workflow reports)
                 self.action_failures += 1
                 log.warning("CEP action of %s failed: %s", rule.name, exc)
                 with suppress(Exception):

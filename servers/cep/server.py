@@ -16,7 +16,7 @@ from typing import Any
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
-from servers.cep.actions import ActionRunner, check_action
+from servers.cep.actions import ActionRunner, bind, check_action
 from servers.cep.engine import rule_version, run_rule
 from servers.cep.lang import parse_rule
 from servers.cep.runtime import CepRuntime
@@ -41,8 +41,10 @@ def runtime_of(ctx: ServerContext) -> CepRuntime:
             # UpstreamUnavailable and the failure is reported as cep.action.failed.<rule>.
             return await ctx.tools.call(principal, tool, arguments, source="cep")
 
+        runner = ActionRunner(call, ctx.bus)
+        bind(runner)  # the durable action workflow (actions.py) runs this process's calls
         rt = ctx.extras[RUNTIME_KEY] = CepRuntime(
-            ctx.bus, CepStore(ctx.db), actions=ActionRunner(call),
+            ctx.bus, CepStore(ctx.db), actions=runner,
             queue=ctx.settings.cep_queue, flush_s=ctx.settings.cep_timer_flush_ms / 1000,
         )
     assert isinstance(rt, CepRuntime)

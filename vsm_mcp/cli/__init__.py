@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from vsm_mcp.cli import admin, audit, ingest, run, states, worker
+from vsm_mcp.cli import admin, audit, ingest, run, states, status, worker
 from vsm_mcp.cli.common import DEBUG, err
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
@@ -44,6 +44,7 @@ app.add_typer(admin.keys_app, name="keys")
 for command in (run.serve, run.stdio, run.call, run.server, worker.worker):
     app.command()(command)
 app.command()(ingest.ingest)
+app.command()(status.status)
 app.add_typer(policy_app, name="policy")
 app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")

@@ -62,7 +62,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 
 async def test_calls_move_metrics_and_publish_tool_events() -> None:
-    settings = load_settings(allow_anonymous=False)
+    settings = load_settings(allow_anonymous=False, tool_cache=True)
     async with router_app(settings) as r, httpx.AsyncClient(base_url=r.url, timeout=30) as client:
         text = (await client.get("/metrics")).text
         assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 0
@@ -80,11 +80,44 @@ async def test_calls_move_metrics_and_publish_tool_events() -> None:
         assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 1
         assert sample(text, "vsm_tool_calls_total", server="echo", tool="fail", outcome="tool_error") == 1
         assert sample(text, "vsm_tool_call_duration_seconds_count", server="echo", tool="echo") == 1
-        assert sample(text, "vsm_cache_requests_total", result="miss") == 1  # echo is cacheable, no cache set
+        assert sample(text, "vsm_cache_requests_total", result="miss") == 1  # echo is cacheable: the cache missed
         assert sample(text, "vsm_upstream_up", upstream="echo") == 1
         assert sample(text, "vsm_upstream_breaker_state", upstream="echo") == 0
         assert sample(text, "vsm_sse_events_sent_total") >= 2
         assert sample(text, "vsm_db_pool_connections", state="size") >= 0
+
+
+async def test_cache_metrics_count_only_what_a_cache_did() -> None:
+    # Regression: /metrics reported a miss for every cacheable call even with no cache at all.
+    async with router_app(load_settings(allow_anonymous=False, tool_cache=False)) as r, \
+            httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+        principal = await r.app.state.authenticator.authenticate(r.auth["Authorization"])
+        for _ in range(2):
+            await r.app.state.dispatcher.call_tool(principal, "echo__echo", {"text": "hi"})
+        for _ in range(200):  # observers run off the call path, in the recorder's batches
+            text = (await client.get("/metrics")).text
+            if sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 2:
+                break
+            await asyncio.sleep(0.05)
+        assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 2
+        assert sample(text, "vsm_cache_requests_total", result="miss") == 0
+
+
+async def test_cache_metrics_count_hits_and_misses() -> None:
+    # One app per test: the durable spine shuts the loop's default executor down with it.
+    async with router_app(load_settings(allow_anonymous=False, tool_cache=True)) as r, \
+            httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+        principal = await r.app.state.authenticator.authenticate(r.auth["Authorization"])
+        for _ in range(3):
+            await r.app.state.dispatcher.call_tool(principal, "echo__echo", {"text": "hi"})
+        for _ in range(200):  # observers run off the call path, in the recorder's batches
+            text = (await client.get("/metrics")).text
+            if sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 3:
+                break
+            await asyncio.sleep(0.05)
+        assert sample(text, "vsm_cache_requests_total", result="miss") == 1
+        assert sample(text, "vsm_cache_requests_total", result="hit") == 2
+        assert sample(text, "vsm_cache_entries", level="memory") == 1
 
 
 async def test_readyz_reports_database_bus_and_upstreams() -> None:
