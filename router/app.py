@@ -31,8 +31,7 @@ from router.aggregate import Aggregate
 from router.edge.assembly import Edge, catalog_lister
 from router.edge.audit_http import audit_endpoint
 from router.edge.console import console_routes
-from router.edge.metrics import add_recorder_collector
-from router.edge.metrics import add_cache_collector
+from router.edge.metrics import add_cache_collector, add_recorder_collector
 from router.edge.openai import openai_error_body, openai_routes
 from router.edge.route_metrics import RouteMetrics
 from router.edge.storage_http import storage_routes

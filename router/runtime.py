@@ -27,16 +27,16 @@ from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
 from router.registry.catalog import Catalog
 from router.server_tools import ServerTools
-from router.upstreams.live import LiveUpstreams
 from router.tool_cache import ToolCache, make_tool_cache
+from router.upstreams.live import LiveUpstreams
 from router.upstreams.manifest import UpstreamSpec, load_manifests
 from router.upstreams.upstream import Upstream
 from vsm_mcp import durable
 from vsm_mcp.context import ServerContext
+from vsm_mcp.hooks import TOOL_CACHE_KEY
 from vsm_mcp.journal import journal_dir
 from vsm_mcp.tracing import call_spans
 from vsm_mcp.workers.runtime import Workers
-from vsm_mcp.hooks import TOOL_CACHE_KEY
 
 log = logging.getLogger(__name__)
 
