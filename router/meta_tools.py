@@ -118,6 +118,11 @@ class ToolSearch:
         """The best tools for ``query`` that ``principal`` may call (others are never returned),
         with calibrated scores and ``no_match`` (router/registry/ranker.py)."""
         await self.refresh()
+        if server is not None and self.visible_keys is not None:
+            # A tenant's own upstream, or its variant of an overridden one, is indexed as server@tenant.
+            keys = self.visible_keys(principal.tenant_id)
+            if server not in keys and f"{server}@{principal.tenant_id}" in keys:
+                server = f"{server}@{principal.tenant_id}"
         if mode != "bm25" and query.strip() and not self.registry.has_query(query):
             # Embedding a new query runs the model: keep it off the event loop.
             await anyio.to_thread.run_sync(self.registry.embed_query, query)

@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     )
     # --- upstreams managed at run time (issue 27) -------------------------------------------
     upstreams_poll_s: float = Field(
-        1.0, ge=0, description="Seconds between checks of the upstream registry table for changes made elsewhere "
+        0.5, ge=0, description="Seconds between checks of the upstream registry table for changes made elsewhere "
         "(a replica whose bus message was lost, `vsm-mcp upstreams` next to an embedded router); 0 = off.",
     )
     manifest_watch_s: float = Field(

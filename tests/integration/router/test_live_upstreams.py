@@ -182,6 +182,8 @@ async def test_tenant_upstreams_are_visible_to_their_tenant_only(http_upstream: 
                 raise AssertionError("the tenant's upstream never became callable")
             assert "h2__add" in names_of(await a.list_tools())
             assert "h2__add" in found(await a.call_tool("find_tools", {"query": "add two integers", "limit": 20}))
+            by_server = found(await a.call_tool("find_tools", {"query": "add two integers", "limit": 5, "server": "h2"}))
+            assert by_server and all(n.startswith("h2__") for n in by_server)
             echo_a = next(t for t in (await a.list_tools()).tools if t.name == "s__echo")
             echo_b = next(t for t in (await b.list_tools()).tools if t.name == "s__echo")
             assert echo_a.description == "acme's echo" and echo_b.description != "acme's echo"
