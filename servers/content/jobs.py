@@ -223,6 +223,13 @@ def _spine() -> durable.Spine | None:
     return durable.current() if durable.is_running() else None
 
 
+def _spec_of(st: Any) -> dict[str, Any]:
+    """The job spec a workflow was started with (its first argument), or {}."""
+    args = (st.input or {}).get("args") if isinstance(st.input, dict) else None
+    spec = args[0] if args else {}
+    return spec if isinstance(spec, dict) else {}
+
+
 async def pending_jobs(tenant: str) -> list[str]:
     """Ingest jobs of ``tenant`` still pending or queued in the durable spine (none without one)."""
     if _spine() is None:
@@ -230,9 +237,8 @@ async def pending_jobs(tenant: str) -> list[str]:
     rows = await DBOS.list_workflows_async(workflow_id_prefix="ingest-", status=["PENDING", "ENQUEUED"])
     out = []
     for st in rows:
-        args = (st.input or {}).get("args") if isinstance(st.input, dict) else None
-        spec = args[0] if args else {}
-        if isinstance(spec, dict) and spec.get("tenant") == tenant:
+        spec = _spec_of(st)
+        if spec.get("tenant") == tenant:
             out.append(str(spec["job"]))
     return out
 
@@ -279,7 +285,8 @@ class JobRunner:
         if _spine() is not None:
             progress = await DBOS.get_event_async(workflow_id(job), "progress", timeout_seconds=0)
             st = await DBOS.get_workflow_status_async(workflow_id(job))
-            if st is None or (progress is not None and progress.get("tenant") != tenant):
+            owner = progress.get("tenant") if progress is not None else _spec_of(st).get("tenant") if st else None
+            if st is None or owner != tenant:
                 raise NotFound(f"no ingest job {job!r}")
             out = dict(progress or {"job": job, "tenant": tenant})
             if st.status in ("ERROR", "CANCELLED", "MAX_RECOVERY_ATTEMPTS_EXCEEDED"):

@@ -21,7 +21,7 @@ from router.local import running_router
 from router.upstreams.manifest import parse_manifest
 from servers.search.chunking import chunk_text
 from tests.content_site import Site, serve_site
-from tests.integration.content.conftest import Stack, content_settings, entries, prepare_database
+from tests.integration.content.conftest import Stack, ToolFailed, content_settings, entries, prepare_database
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -75,6 +75,8 @@ async def test_small_site_durably(tmp_path: Path) -> None:
             assert again["created"] == 3 and again["unchanged"] == 28
             status = await stack.call("ingest_status", "t-d", job=again["job"])
             assert status["state"] == "done" and status["documents"] == 31
+            with pytest.raises(ToolFailed, match="not_found"):  # another tenant's job does not exist for it
+                await stack.call("ingest_status", "t-other", job=again["job"])
     check_store(tmp_path / ".vsm" / "vsm.db", {base + "/"} | set(site.urls(base)))
 
 
