@@ -19,6 +19,7 @@ A manifest file is ``{upstreams: [entry, …]}``; each entry is one MCP server t
       tool_tags: {put: [storage:write]}           # per tool, added to ``tags``
       cacheable: {get: true}        # per tool override of the readOnly+idempotent default
       cache_ttl: {get: 300}         # seconds a cached result of that tool is served (default VSM_TOOL_CACHE_TTL_S)
+      zombie_s: 10                  # stdio: no ping answer this long = stuck: drained and replaced
       rate_limit: 0                 # calls/s per tool across principals (0 = unlimited)
       required: false               # true: /readyz is 503 while this upstream is down
       session_mode: shared          # stdio: /mcp/<name> clients share the pool (per_client: a process each)
@@ -69,6 +70,9 @@ class UpstreamSpec(BaseModel):
     cacheable: dict[str, bool] = Field(default_factory=dict)
     idempotent: dict[str, bool] = Field(default_factory=dict)  # tool -> safe to repeat (else its idempotentHint)
     cache_ttl: dict[str, Annotated[float, Field(gt=0, le=30 * 86400)]] = Field(default_factory=dict)
+    # stdio: seconds without a ping answer before a child is a zombie (default VSM_UPSTREAM_ZOMBIE_S);
+    # raise it for a server whose tools block its loop longer than that (it cannot answer meanwhile)
+    zombie_s: float | None = Field(None, gt=0, le=3600)
     rate_limit: float = Field(0.0, ge=0)
     required: bool = False
     session_mode: Literal["shared", "per_client"] = "shared"

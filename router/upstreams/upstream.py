@@ -472,7 +472,8 @@ class Upstream:
         """Return when the session is dead: process exit, closed stream, or a failed health ping
         — or, for stdio, after draining a stuck child (router/upstreams/zombie.py)."""
         if self.spec.kind == "stdio" and conn.client is not None:
-            verdict = await watch_liveness(conn.dead, conn.client.session.send_ping, self.ctx.settings.upstream_zombie_s)
+            bound = self.spec.zombie_s or self.ctx.settings.upstream_zombie_s
+            verdict = await watch_liveness(conn.dead, conn.client.session.send_ping, bound)
             if verdict.kind == "zombie":
                 await self._drain(conn, verdict.reason)
             elif verdict.reason != "session closed":

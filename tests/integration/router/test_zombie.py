@@ -22,8 +22,9 @@ BOUND_S = 3.0
 
 
 async def test_a_stuck_stdio_upstream_is_drained_and_replaced_while_others_serve() -> None:
-    entries = [stdio_entry("z", pool_size=2), stdio_entry("other")]
-    async with serve_router(entries, upstream_zombie_s=BOUND_S, upstream_drain_grace_s=3.0) as (base, app):
+    # z's bound comes from its manifest entry (zombie_s); the others keep VSM_UPSTREAM_ZOMBIE_S.
+    entries = [stdio_entry("z", pool_size=2, zombie_s=BOUND_S), stdio_entry("other")]
+    async with serve_router(entries, upstream_drain_grace_s=3.0) as (base, app):
         up = app.state.upstreams["z"]
         dispatcher, principal = app.state.dispatcher, await app.state.authenticator.authenticate(None)
         alerts = await app.state.runtime.ctx.bus.subscribe(["alert.#"])
