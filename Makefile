@@ -9,10 +9,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 CONFORMANCE := .tools/node_modules/.bin/conformance
 AXE := .tools/node_modules/axe-core/axe.min.js
+OPENCODE := .tools/node_modules/.bin/opencode
 
 .PHONY: setup run test lint typecheck unit clean
 
-setup: $(STAMP) $(CONFORMANCE) $(AXE)
+setup: $(STAMP) $(CONFORMANCE) $(AXE) $(OPENCODE)
 
 # The MCP conformance suite (npm); 0.1.13 is the last release that runs on Node 20.
 $(CONFORMANCE):
@@ -25,6 +26,12 @@ $(AXE):
 	@if command -v npm >/dev/null; then \
 	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools axe-core@4.14.1; \
 	else echo "npm not found: the console's accessibility checks will be skipped"; fi
+
+# The real OpenCode CLI, for the end-to-end tests (tests/e2e/test_opencode.py).
+$(OPENCODE):
+	@if command -v npm >/dev/null; then \
+	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools opencode-ai@1.18.33; \
+	else echo "npm not found: the OpenCode tests will be skipped"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

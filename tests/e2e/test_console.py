@@ -57,8 +57,12 @@ class Gateway:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def cli_argv() -> list[str]:
+        return [sys.executable, "-m", "vsm_mcp.cli"]
+
     def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "vsm_mcp.cli", *args], env=self.env, cwd=self.home,
+        out = subprocess.run([*self.cli_argv(), *args], env=self.env, cwd=self.home,
                              capture_output=True, text=True, timeout=120)
         assert out.returncode == 0, out.stderr
         return out.stdout.strip()

@@ -14,6 +14,7 @@ import typer
 
 from vsm_mcp.cli import admin, audit, ingest, run, states, status, worker
 from vsm_mcp.cli.common import DEBUG, err
+from vsm_mcp.cli.connect import connect_app
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
 from vsm_mcp.cli.upstreams import upstreams_app
@@ -31,6 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
@@ -48,6 +51,7 @@ app.command()(status.status)
 app.add_typer(policy_app, name="policy")
 app.add_typer(tools_app, name="tools")
 app.add_typer(bench_app, name="bench")
+app.add_typer(connect_app, name="connect")
 app.add_typer(notify_app, name="notify")
 app.command()(states.states)
 app.command()(audit.audit)
