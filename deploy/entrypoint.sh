@@ -4,7 +4,7 @@
 # deployment migrates before serving; compose runs the `migrate` service once instead.
 set -eu
 case "${1:-serve}" in
-  serve|worker|migrate|stdio|call|server|tenants|keys|tools|policy|audit|upstreams|ingest|status|bench|connect|notify|plans|cep)
+  serve|worker|migrate|stdio|call|server|tenants|keys|tools|policy|audit|upstreams|ingest|status|bench|connect|notify|plans|cep|states)
     if [ "${1:-serve}" = "serve" ] && [ "${VSM_MIGRATE_ON_START:-false}" = "true" ]; then
       vsm-mcp migrate
     fi
