@@ -62,8 +62,10 @@ def redis_up() -> bool:
 
 
 class Replica:
-    def __init__(self, i: int, home: Path, env: dict[str, str]) -> None:
-        self.name, self.home, self.port = f"r{i}", home / f"r{i}", free_port()
+    def __init__(self, i: int, home: Path, env: dict[str, str], command: str = "serve") -> None:
+        self.command = command
+        self.name = f"{'r' if command == 'serve' else 'w'}{i}"
+        self.home, self.port = home / self.name, free_port()
         self.env = {**env, "VSM_HOME": str(self.home), "VSM_PORT": str(self.port)}
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -74,7 +76,7 @@ class Replica:
     def start(self) -> None:
         self.home.mkdir(parents=True, exist_ok=True)
         with open(self.home / "serve.log", "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vsm_mcp.cli", "serve"], env=self.env,
+            self.proc = subprocess.Popen([sys.executable, "-m", "vsm_mcp.cli", self.command], env=self.env,
                                          cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
     async def ready(self, timeout: float = 120) -> None:
@@ -366,12 +368,15 @@ async def main() -> None:
     ap.add_argument("--seconds", type=float, default=8.0, help="seconds per throughput point and for the kill test")
     ap.add_argument("--concurrency", type=int, default=16)
     ap.add_argument("--replicas", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2, help="`vsm-mcp worker` processes beside the routers")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if shutil.which("haproxy") is None:
         raise SystemExit("haproxy is not installed (Debian: apt-get install haproxy)")
     tmp = Path(tempfile.mkdtemp(prefix="vsm-scale-"))
     replicas: list[Replica] = []
+    workers: list[Replica] = []
+    workers_alive = 0
     lb = Balancer(tmp)
     try:
         async with database() as db:
@@ -389,9 +394,14 @@ async def main() -> None:
                        "VSM_BUS_URL": AMQP, "VSM_EMBEDDER": "hash", "VSM_LOG_LEVEL": "warning",
                        "VSM_RATE_LIMIT": "0", **({"VSM_REDIS_URL": REDIS} if redis_up() else {})}
             replicas = [Replica(i, tmp, app_env) for i in range(args.replicas)]
+            workers = [Replica(i, tmp, app_env, "worker") for i in range(args.workers)]
             for r in replicas:
                 r.start()
             await asyncio.gather(*(r.ready() for r in replicas))
+            for w in workers:  # the durable queues' workers, as compose.yaml runs them beside the routers
+                w.start()
+            await asyncio.sleep(3)
+            workers_alive = sum(w.proc is not None and w.proc.poll() is None for w in workers)
             curve = {}
             for n in range(1, len(replicas) + 1):
                 lb.start(replicas[:n])
@@ -403,13 +413,14 @@ async def main() -> None:
             kill = await kill_test(lb, replicas[-1], key, db, tenant, args.seconds)
     finally:
         lb.stop()
-        for r in replicas:
+        for r in [*replicas, *workers]:
             r.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     base = curve["1"]["calls_per_s"]
     result = {
         "benchmark": "scale_out", "replicas": args.replicas, "concurrency": args.concurrency,
-        "cores": os.cpu_count(), "throughput": curve,
+        "cores": os.cpu_count(), "workers": args.workers, "workers_alive_after_start": workers_alive,
+        "throughput": curve,
         "scaling_x": {n: round(v["calls_per_s"] / base, 2) for n, v in curve.items()},
         "sse_across_replicas": sse, "kill": kill,
         "lost": kill["writes_lost"] + kill["events_missing_per_client_max"],
