@@ -279,6 +279,7 @@ class ToolRegistry:
         self._write_lock = threading.Lock()
         self._snapshot = self._build(())
         self._query_cache: OrderedDict[str, Vector] = OrderedDict()
+        self._analysis: OrderedDict[str, tuple[dict[str, float], dict[str, frozenset[str]], frozenset[str]]] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_lock = threading.Lock()
         self.embedded_count = 0  # texts sent to the embedder (tools and queries)
@@ -444,10 +445,8 @@ class ToolRegistry:
     ) -> QueryEvidence:
         """The ranker's view of the candidates ``idx`` (router/registry/ranker.py)."""
         terms = self._query_terms(query)
-        own = set(tokenize(query))
-        _, actions = self.lexicon.expand(query, {}, 0.0)
-        with blas_limit(1):
-            cos = snap.vectors[idx] @ self.embed_query(query)
+        own, actions = self._query_words(query)
+        cos = snap.vectors[idx] @ self.embed_query(query)  # 32 rows: no BLAS threads to limit
         cover = np.empty(len(idx))
         action = np.zeros(len(idx))
         named = np.zeros(len(idx))
@@ -457,10 +456,10 @@ class ToolRegistry:
             tool_actions = snap.name_actions[i]
             if actions and tool_actions:
                 action[j] = 1.0 if actions & tool_actions else -1.0
-            named[j] = 1.0 if snap.server_stems[i] & own else 0.0
+            named[j] = 1.0 if not snap.server_stems[i].isdisjoint(own) else 0.0
         # A query word the catalog never uses still counts as known when a word of its lexicon
         # group occurs ("remember" for a catalog that says "assert"): the lexicon bridges it.
-        known = sum(1 for t in own if any(r in snap.bm25 for r in self.lexicon.related(t))) / max(len(own), 1)
+        known = sum(1 for related in own.values() if any(r in snap.bm25 for r in related)) / max(len(own), 1)
         return QueryEvidence(
             cos=cos.astype(np.float64),
             bm25=bm[idx].astype(np.float64),
@@ -604,8 +603,27 @@ class ToolRegistry:
 
     def _query_terms(self, query: str) -> dict[str, float]:
         """The query's own stems (weight 1) and the lexicon's words for them (``lexicon_weight``)."""
-        terms, _ = self.lexicon.expand(query, dict.fromkeys(tokenize(query), 1.0), self.lexicon_weight)
-        return terms
+        return self._analysed(query)[0]
+
+    def _query_words(self, query: str) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
+        """The query's own stems, each with its lexicon relatives, and the query's action(s)."""
+        _, own, actions = self._analysed(query)
+        return own, actions
+
+    def _analysed(self, query: str) -> tuple[dict[str, float], dict[str, frozenset[str]], frozenset[str]]:
+        # Memoised like the query's embedding: a repeated query costs no text processing.
+        with self._query_lock:
+            hit = self._analysis.get(query)
+            if hit is not None:
+                return hit
+        own = tokenize(query)
+        terms, actions = self.lexicon.expand(query, dict.fromkeys(own, 1.0), self.lexicon_weight)
+        out = (terms, {t: self.lexicon.related(t) for t in own}, actions)
+        with self._query_lock:
+            self._analysis[query] = out
+            while len(self._analysis) > self._query_cache_size:
+                self._analysis.popitem(last=False)
+        return out
 
     def _fields(self, rec: ToolRecord) -> dict[str, list[str]]:
         return field_tokens(
