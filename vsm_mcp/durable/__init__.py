@@ -28,6 +28,7 @@ See docs/ARCHITECTURE.md, "Orchestration spine".
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Sequence
@@ -287,6 +288,10 @@ class Spine:
                 await asyncio.gather(*tasks, return_exceptions=True)
             DBOS.destroy()
             self._launched = False
+            # DBOS made its (now shut down) pool this loop's default executor on first use of
+            # asyncio.to_thread; later to_thread calls on the same loop (a second router
+            # lifetime, a test) would fail "cannot schedule new futures after shutdown".
+            asyncio.get_running_loop().set_default_executor(concurrent.futures.ThreadPoolExecutor())
         if self._registry is not None:
             self._registry.close()
             self._registry = None
