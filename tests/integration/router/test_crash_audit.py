@@ -72,6 +72,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
     failed = 0
     try:
         await wait_ready(base, proc)
+        print("router ready; calling", flush=True)
         queue = list(range(CALLS))
 
         async def worker(http: httpx.AsyncClient) -> None:
@@ -96,6 +97,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
 
         async with httpx.AsyncClient(timeout=10) as http:
             await asyncio.gather(*(worker(http) for _ in range(CONCURRENCY)))
+        print(f"calls done: answered {len(answered)}, failed {failed}", flush=True)
         proc.wait(30)
         assert proc.returncode == -signal.SIGKILL
         assert KILL_AFTER <= len(answered) < CALLS and failed > 0
@@ -104,6 +106,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
         # Restart: the journal of the dead process is replayed into the database.
         proc = start(home, port, manifest)
         await wait_ready(base, proc)
+        print("restarted router ready", flush=True)
         recorded: set[str] = set()
         async with httpx.AsyncClient(timeout=30) as http:
             cursor = None
