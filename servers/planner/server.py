@@ -28,7 +28,9 @@ from servers.tool_errors import tool_errors
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import Conflict, InvalidArguments
 
-READ = ToolAnnotations(read_only_hint=True, idempotent_hint=True, open_world_hint=False)
+# Reads of a plan change as it runs: not "idempotent" in the router's cache sense (readOnly +
+# idempotent = a deterministic answer the tool-result cache may keep).
+READ = ToolAnnotations(read_only_hint=True, idempotent_hint=False, open_world_hint=False)
 MOVE = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False, open_world_hint=False)
 TRACEPARENT = re.compile(r"^[0-9a-f]{2}-([0-9a-f]{32})-[0-9a-f]{16}-[0-9a-f]{2}$")
 
