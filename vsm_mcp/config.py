@@ -302,6 +302,15 @@ class Settings(BaseSettings):
         "far (keep it below the upstream timeout of the content server's manifest entry, 30 s by default).",
     )
 
+    # --- connectors (issue 23): cms and drive -------------------------------------------------
+    connector_page_size: int = Field(100, ge=1, le=1000, description="Items a connector asks its source for per page (one durable sync step per page).")
+    connector_max_retries: int = Field(
+        8, ge=0, le=100, description="Times a connector retries one request answered 429 or 5xx (Retry-After honoured, else backoff)."
+    )
+    connector_backoff_s: float = Field(0.5, ge=0, description="First backoff of a connector's retried request without Retry-After (doubles per retry).")
+    connector_max_wait_s: float = Field(60.0, ge=0, description="Longest a connector waits before one retry, whatever Retry-After says.")
+    connector_concurrency: int = Field(8, ge=1, le=64, description="Items of one page a connector ingests at once.")
+
     # --- workers (issue 20): episode analyzer, policy evaluator, notifier ---------------------
     analyzer_interval_s: int = Field(
         60, ge=1, le=3600,

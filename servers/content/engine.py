@@ -14,11 +14,11 @@ from servers.content.fetch import Fetcher, FetchLimits
 from servers.content.index import SearchIndex
 from servers.content.pipeline import StageClock
 from servers.content.policy import ContainerPolicy, caller_tags
-from servers.content.ssrf import AddressGuard, AllowList
 from servers.content.tables import STATUS_DELETING, STATUS_OK, Container, ContainerVersion
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import Forbidden, InvalidArguments, NotFound
+from vsm_mcp.ssrf import AddressGuard, AllowList
 from vsm_mcp.storage.service import service_for
 
 EXTRAS_KEY = "content"

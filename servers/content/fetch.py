@@ -20,8 +20,8 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import anyio
 import httpx
 
-from servers.content.ssrf import AddressGuard, Target
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, UpstreamTimeout, UpstreamUnavailable
+from vsm_mcp.ssrf import AddressGuard, Target
 
 REDIRECTS = {301, 302, 303, 307, 308}
 USER_AGENT = "vsm-mcp-ingest/0.1 (+https://modelcontextprotocol.io)"

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from servers.content.fetch import Fetcher, FetchLimits
-from servers.content.ssrf import AddressGuard, AllowList, FetchRefused
 from tests.integration.content.conftest import Stack, ToolFailed
 from vsm_mcp.errors import ConfigError, QuotaExceeded, UpstreamTimeout
+from vsm_mcp.ssrf import AddressGuard, AllowList, FetchRefused
 
 pytestmark = pytest.mark.anyio
 

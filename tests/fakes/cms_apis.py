@@ -1,0 +1,257 @@
+"""Local CMS APIs for the connector tests, following each product's documented HTTP shapes.
+
+* ``FakeWordPress`` — WP REST API v2: ``GET /wp-json/wp/v2/{posts,pages}`` with ``per_page``
+  (≤ 100), ``page``, ``orderby=modified&order=asc``, ``modified_after`` (exclusive),
+  ``_fields``; ``X-WP-Total`` / ``X-WP-TotalPages`` headers; a page past the end is 400
+  ``rest_post_invalid_page_number``; trashed posts (``status: trash``) and deleted ones leave
+  the listing; application passwords via HTTP Basic, a wrong one is 401 ``incorrect_password``.
+* ``FakeContentful`` — the Sync API: ``GET /spaces/{space}/environments/{env}/sync`` with
+  ``initial=true`` (+ ``limit``) or ``sync_token``; pages end in ``nextPageUrl`` or
+  ``nextSyncToken``; deltas hold each changed entry's latest state or a ``DeletedEntry``;
+  Bearer token, 401 ``AccessTokenInvalid``; 429 with ``X-Contentful-RateLimit-Reset``.
+
+Both: ``storm(n)`` answers the next ``n`` requests 429 (with the product's wait header), and
+``requests`` counts what was asked.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+
+@dataclass
+class Doc:
+    id: int
+    kind: str  # post | page (WordPress); entry (Contentful)
+    title: str
+    body: str
+    modified: str
+    status: str = "publish"
+    revision: int = 1
+
+
+@dataclass
+class FakeWordPress:
+    user: str = "admin"
+    password: str = "abcd efgh ijkl mnop qrst uvwx"
+    docs: dict[int, Doc] = field(default_factory=dict)
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+
+    def _tick(self) -> str:
+        self.clock += timedelta(seconds=1)
+        return self.clock.isoformat(timespec="seconds")
+
+    # --- the scenario's hands on the source ------------------------------------------------
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            kind = "post" if i % 5 else "page"
+            self.docs[i] = Doc(i, kind, f"{kind.title()} {i} about topic {i % 17}",
+                               f"<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>", self._tick())
+            out.append(f"{kind}/{i}")
+        return out
+
+    def ids(self) -> list[str]:
+        return [f"{d.kind}/{d.id}" for d in self.docs.values() if d.status == "publish"]
+
+    def edit(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            d = self.docs[int(e.split("/")[1])]
+            d.body += f"<p>Edited at {self.clock.isoformat()}.</p>"
+            d.modified, d.revision = self._tick(), d.revision + 1
+
+    def delete(self, ext_ids: list[str]) -> None:
+        for n, e in enumerate(ext_ids):  # trash some, delete the others for good: both leave the listing
+            i = int(e.split("/")[1])
+            if n % 2 == 0:
+                self.docs[i].status, self.docs[i].modified = "trash", self._tick()
+            else:
+                del self.docs[i]
+
+    def expire(self) -> None:
+        self.password = "revoked"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"WP_TEST_USER": self.user, "WP_TEST_APP_PASSWORD": self.password}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "wordpress", "base_url": base_url,
+                "credentials": {"username": "${WP_TEST_USER}", "password": "${WP_TEST_APP_PASSWORD}"}}
+
+    # --- HTTP ------------------------------------------------------------------------------
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/wp-json/wp/v2/{kind}", self._list, methods=["GET"])])
+
+    async def _list(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"code": "rest_too_many_requests", "message": "Too many requests.",
+                                 "data": {"status": 429}}, 429, headers={"retry-after": "0"})
+        auth = request.headers.get("authorization", "")
+        if auth:
+            user, _, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
+            if user != self.user or pw != self.password:
+                return JSONResponse({"code": "incorrect_password", "message": "The provided password is an invalid "
+                                     "application password.", "data": {"status": 401}}, 401)
+        kind = request.path_params["kind"]
+        if kind not in ("posts", "pages"):
+            return JSONResponse({"code": "rest_no_route", "message": "No route was found.", "data": {"status": 404}}, 404)
+        q = request.query_params
+        per_page, page = int(q.get("per_page", "10")), int(q.get("page", "1"))
+        if not 1 <= per_page <= 100:
+            return JSONResponse({"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page",
+                                 "data": {"status": 400}}, 400)
+        rows = [d for d in self.docs.values() if d.kind == kind[:-1] and d.status == "publish"]
+        if "modified_after" in q:
+            rows = [d for d in rows if d.modified > q["modified_after"]]
+        if q.get("orderby") == "modified":
+            rows.sort(key=lambda d: (d.modified, d.id), reverse=q.get("order") != "asc")
+        else:
+            rows.sort(key=lambda d: d.id, reverse=True)  # WordPress's default: newest first
+        total, pages = len(rows), math.ceil(len(rows) / per_page)
+        if page > max(pages, 1):
+            return JSONResponse({"code": "rest_post_invalid_page_number", "message": "The page number requested is "
+                                 "larger than the number of pages available.", "data": {"status": 400}}, 400)
+        chunk = rows[(page - 1) * per_page: page * per_page]
+        fields = q.get("_fields")
+        body = [self._json(d, request) for d in chunk]
+        if fields:
+            keep = set(fields.split(","))
+            body = [{k: v for k, v in b.items() if k in keep} for b in body]
+        return JSONResponse(body, headers={"x-wp-total": str(total), "x-wp-totalpages": str(pages)})
+
+    @staticmethod
+    def _json(d: Doc, request: Request) -> dict[str, Any]:
+        return {"id": d.id, "date": d.modified, "modified": d.modified, "modified_gmt": d.modified, "slug": f"{d.kind}-{d.id}",
+                "status": d.status, "type": d.kind, "link": f"{request.base_url}?p={d.id}",
+                "title": {"rendered": d.title}, "content": {"rendered": d.body, "protected": False}}
+
+
+@dataclass
+class FakeContentful:
+    space: str = "spc1"
+    token: str = "cda-token-1"
+    entries: dict[str, Doc] = field(default_factory=dict)
+    log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, entry id) per change
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    delta_page: int = 100
+    seq: int = 0
+
+    def _mark(self, ident: str) -> None:
+        self.seq += 1
+        self.log.append((self.seq, ident))
+
+    def seed(self, n: int) -> list[str]:
+        for i in range(1, n + 1):
+            ident = f"e{i:05d}"
+            self.entries[ident] = Doc(i, "entry", f"Entry {i} about topic {i % 17}",
+                                      f"Entry {i} discusses subject number {i} in some detail.",
+                                      f"2026-12-01T09:{i // 60 % 60:02d}:{i % 60:02d}Z")
+            self._mark(ident)
+        return [f"entry/{k}" for k in self.entries]
+
+    def ids(self) -> list[str]:
+        return [f"entry/{k}" for k, d in self.entries.items() if d.status == "publish"]
+
+    def edit(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            d = self.entries[e.split("/")[1]]
+            d.body += f" Edited, revision {d.revision + 1}."
+            d.revision += 1
+            self._mark(e.split("/")[1])
+
+    def delete(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            self.entries[e.split("/")[1]].status = "deleted"
+            self._mark(e.split("/")[1])
+
+    def expire(self) -> None:
+        self.token = "rotated"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"CONTENTFUL_TEST_TOKEN": self.token}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "contentful", "base_url": base_url, "credentials": {"token": "${CONTENTFUL_TEST_TOKEN}"},
+                "options": {"space": self.space, "environment": "master"}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/spaces/{space}/environments/{env}/sync", self._sync, methods=["GET"])])
+
+    def _entry(self, ident: str) -> dict[str, Any]:
+        d = self.entries[ident]
+        sys = {"id": ident, "revision": d.revision, "updatedAt": d.modified, "createdAt": d.modified}
+        if d.status == "deleted":
+            return {"sys": {**sys, "type": "DeletedEntry", "deletedAt": d.modified}}
+        return {"sys": {**sys, "type": "Entry", "contentType": {"sys": {"type": "Link", "linkType": "ContentType", "id": "article"}}},
+                "fields": {"title": {"en-US": d.title}, "body": {"en-US": {"nodeType": "document", "content": [
+                    {"nodeType": "paragraph", "content": [{"nodeType": "text", "value": d.body}]}]}}}}
+
+    async def _sync(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"sys": {"type": "Error", "id": "RateLimitExceeded"}, "message": "You have exceeded "
+                                 "the rate limit."}, 429, headers={"x-contentful-ratelimit-reset": "0"})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"sys": {"type": "Error", "id": "AccessTokenInvalid"}, "message": "The access token "
+                                 "you sent could not be found or is invalid."}, 401)
+        if request.path_params["space"] != self.space:
+            return JSONResponse({"sys": {"type": "Error", "id": "NotFound"}, "message": "not found"}, 404)
+        q = request.query_params
+        base = str(request.url).split("?", 1)[0]
+        if q.get("initial") == "true":
+            return self._initial(base, self.seq, 0, int(q.get("limit", "100")))
+        token = q.get("sync_token", "")
+        kind, _, rest = token.partition("-")
+        parts = [int(x) for x in rest.split("-")] if rest else []
+        if kind == "init" and len(parts) == 3:
+            return self._initial(base, *parts)
+        if kind == "tok" and len(parts) == 1:
+            return self._delta(base, parts[0], self.seq, 0)
+        if kind == "delta" and len(parts) == 3:
+            return self._delta(base, *parts)
+        return JSONResponse({"sys": {"type": "Error", "id": "BadRequest"}, "message": "invalid sync_token"}, 400)
+
+    def _initial(self, base: str, at: int, offset: int, limit: int) -> Response:
+        ids = sorted(k for k, d in self.entries.items() if d.status == "publish")  # a snapshot is approximated by now
+        chunk = ids[offset: offset + limit]
+        body: dict[str, Any] = {"sys": {"type": "Array"}, "items": [self._entry(k) for k in chunk]}
+        if offset + limit < len(ids):
+            body["nextPageUrl"] = f"{base}?sync_token=init-{at}-{offset + limit}-{limit}"
+        else:
+            body["nextSyncToken"] = f"tok-{at}"
+        return JSONResponse(body)
+
+    def _delta(self, base: str, after: int, upto: int, offset: int) -> Response:
+        changed = list(dict.fromkeys(i for s, i in self.log if after < s <= upto))
+        chunk = changed[offset: offset + self.delta_page]
+        body: dict[str, Any] = {"sys": {"type": "Array"}, "items": [self._entry(k) for k in chunk]}
+        if offset + self.delta_page < len(changed):
+            body["nextPageUrl"] = f"{base}?sync_token=delta-{after}-{upto}-{offset + self.delta_page}"
+        else:
+            body["nextSyncToken"] = f"tok-{upto}"
+        return JSONResponse(body)
