@@ -309,7 +309,6 @@ class Settings(BaseSettings):
     )
     connector_backoff_s: float = Field(0.5, ge=0, description="First backoff of a connector's retried request without Retry-After (doubles per retry).")
     connector_max_wait_s: float = Field(60.0, ge=0, description="Longest a connector waits before one retry, whatever Retry-After says.")
-    connector_concurrency: int = Field(8, ge=1, le=64, description="Items of one page a connector ingests at once.")
 
     # --- workers (issue 20): episode analyzer, policy evaluator, notifier ---------------------
     analyzer_interval_s: int = Field(

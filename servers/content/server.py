@@ -7,6 +7,7 @@ search server's collection, plus metadata, lineage, a policy and capabilities (s
 
 * ``ingest_url`` / ``ingest_file`` — start a durable ingest job (URLs, optionally following
   links; or storage objects); ``ingest_status`` follows it.
+* ``ingest_items`` — the same for a batch (a connector's page: one pass, one index call);
 * ``ingest_item`` — the entry point for connectors: one item's bytes + metadata + lineage,
   ingested inline (idempotent by content hash, so a connector's retried step is safe).
 * ``container_get``, ``container_versions``, ``container_search`` (hybrid, filtered by tenant
@@ -172,6 +173,43 @@ def build(ctx: ServerContext) -> MCPServer:
         out = res["outcomes"][0]
         return {"source": source, "status": "ok", "container_id": out["container_id"], "version": out["version"],
                 "sha256": out["sha256"], "created": out["created"]}
+
+    @server.tool(annotations=INGEST)
+    @tool_errors
+    async def ingest_items(items: list[dict[str, Any]], mcp_ctx: Context, job: str = "items") -> dict[str, Any]:
+        """Many ``ingest_item`` calls as one batch (a connector's page): each entry holds ``source``,
+        ``text`` or ``base64``, and optionally ``content_type``, ``title``, ``lineage``, ``meta``.
+        One normalize → containerize → index pass; idempotent by content hash like ingest_item.
+        Returns one result per distinct source (status ok with container_id, version, created;
+        or failed with the reason)."""
+        if not items or len(items) > MAX_ITEMS:
+            raise InvalidArguments(f"items must hold 1..{MAX_ITEMS} entries")
+        principal = await principal_of(ctx, mcp_ctx)
+        batch: list[Item] = []
+        for n, it in enumerate(items):
+            source, text, b64 = it.get("source"), it.get("text"), it.get("base64")
+            if not isinstance(source, str) or not 0 < len(source) <= 2048:
+                raise InvalidArguments(f"items[{n}].source must be 1..2048 characters")
+            if (text is None) == (b64 is None):
+                raise InvalidArguments(f"items[{n}]: give exactly one of 'text' or 'base64'")
+            try:
+                data = str(text).encode("utf-8") if text is not None else b64decode(str(b64), validate=True)
+            except (binascii.Error, ValueError):
+                raise InvalidArguments(f"items[{n}].base64 is not valid base64") from None
+            if len(data) > ctx.settings.fetch_max_bytes:
+                raise InvalidArguments(f"items[{n}] is {len(data)} bytes; the limit is {ctx.settings.fetch_max_bytes}")
+            template = _template(it.get("policy"), it.get("capabilities"), it.get("meta"))
+            batch.append(Item(kind="item", ref=source, data=data, content_type=str(it.get("content_type") or ""),
+                              title=str(it.get("title") or ""), lineage={"kind": "item", **(it.get("lineage") or {})},
+                              **template))
+        res = await pipeline.prepare(engine, principal.tenant_id, batch, False)
+        for failure in res["failed"]:
+            await jobs._publish(engine, principal.tenant_id, job, "failed", failure)
+        await pipeline.index(engine, principal.tenant_id, res["containers"])
+        results = [{"source": o["source"], "status": "ok", "container_id": o["container_id"], "version": o["version"],
+                    "sha256": o["sha256"], "created": o["created"]} for o in res["outcomes"]]
+        results += [{"source": f["ref"], "status": "failed", "reason": f["reason"]} for f in res["failed"]]
+        return {"results": results, "created": res["created"], "unchanged": res["unchanged"], "failed": len(res["failed"])}
 
     @server.tool(annotations=READ)
     @tool_errors

@@ -83,9 +83,13 @@ async def item_by_container(db: Database, tenant: str, connector: str | None, ke
         return (await s.execute(q)).scalars().first()
 
 
-async def put_item(db: Database, tenant: str, item: ConnectorItem) -> None:
+async def put_items(db: Database, tenant: str, rows: Sequence[ConnectorItem]) -> None:
+    """Insert or update item rows (one transaction)."""
+    if not rows:
+        return
     async with db.tenant(tenant) as s:
-        await s.merge(item)
+        for row in rows:
+            await s.merge(row)
 
 
 async def mark_seen(db: Database, tenant: str, connector: str, ids: Sequence[str], sync: int) -> None:

@@ -129,22 +129,35 @@ async def _delete(engine: SyncEngine, spec: dict[str, Any], items: list[Connecto
     return done
 
 
-async def _ingest(engine: SyncEngine, spec: dict[str, Any], ch: Change, cursor: dict[str, Any], typ: str) -> str:
-    lineage = {"connector": spec["name"], "type": typ, "external_id": ch.external_id, "url": ch.url,
-               "modified": ch.modified, "cursor": json.dumps(cursor, sort_keys=True)[:1000], "sync": spec["sync"]}
-    out = await _call(engine, spec, "content__ingest_item", {
-        "source": f"{spec['name']}:{ch.external_id}", "text": ch.text, "content_type": ch.content_type,
-        "title": ch.title[:500], "lineage": lineage,
+async def _ingest(engine: SyncEngine, spec: dict[str, Any], changes: list[Change], cursor: dict[str, Any],
+                  typ: str) -> dict[str, int]:
+    """One page's items in one ``content__ingest_items`` call, then their item rows in one transaction."""
+    counts = {"created": 0, "unchanged": 0, "failed": 0}
+    if not changes:
+        return counts
+    mark = json.dumps(cursor, sort_keys=True)[:1000]
+    by_source = {f"{spec['name']}:{ch.external_id}": ch for ch in changes}
+    out = await _call(engine, spec, "content__ingest_items", {"job": f"connector-{spec['name']}", "items": [{
+        "source": src, "text": ch.text, "content_type": ch.content_type, "title": ch.title[:500],
+        "lineage": {"connector": spec["name"], "type": typ, "external_id": ch.external_id, "url": ch.url,
+                    "modified": ch.modified, "cursor": mark, "sync": spec["sync"]},
         "meta": {"connector": spec["name"], "type": typ, "url": ch.url, "modified": ch.modified, **ch.meta},
-        "job": f"connector-{spec['name']}",
-    })
-    if out.get("status") != "ok":
-        return "failed"
-    await store.put_item(engine.ctx.db, spec["tenant"], ConnectorItem(
-        tenant_id=spec["tenant"], connector=spec["name"], external_id=ch.external_id,
-        container_id=str(out["container_id"]), seen=int(spec["sync"]), modified=ch.modified[:64], title=ch.title[:500],
-    ))
-    return "created" if out.get("created") else "unchanged"
+    } for src, ch in by_source.items()]})
+    rows = []
+    for r in out.get("results", []):
+        ch = by_source.get(str(r.get("source")))
+        if ch is None:
+            continue
+        if r.get("status") != "ok":
+            counts["failed"] += 1
+            continue
+        counts["created" if r.get("created") else "unchanged"] += 1
+        rows.append(ConnectorItem(
+            tenant_id=spec["tenant"], connector=spec["name"], external_id=ch.external_id,
+            container_id=str(r["container_id"]), seen=int(spec["sync"]), modified=ch.modified[:64], title=ch.title[:500],
+        ))
+    await store.put_items(engine.ctx.db, spec["tenant"], rows)
+    return counts
 
 
 async def page_step(spec: dict[str, Any]) -> dict[str, Any]:
@@ -159,22 +172,15 @@ async def page_step(spec: dict[str, Any]) -> dict[str, Any]:
                         engine.ctx.settings.connector_page_size)
         page: Page = await connector.page(engine.http, source, envelope.get("c"))
     except VsmError as exc:  # 401, a source error, a missing variable: one line, cursor unchanged
-        await store.update(db, tenant, name, state="failed", last_error=exc.message[:2000])
-        return {"done": True, "error": exc.message}
+        return {"done": True, "error": exc.message}  # finish records it (state stays running until then)
     counts = {"created": 0, "unchanged": 0, "deleted": 0, "failed": 0, "pages": 1}
     gone = [c.external_id for c in page.changes if c.deleted]
     if gone:
         known = await store.items(db, tenant, name, gone)
         counts["deleted"] += await _delete(engine, spec, list(known.values()))
     live = [c for c in page.changes if not c.deleted]
-    gate = asyncio.Semaphore(engine.ctx.settings.connector_concurrency)
-
-    async def one(ch: Change) -> str:
-        async with gate:
-            return await _ingest(engine, spec, ch, page.cursor, row.type)
-
-    for outcome in await asyncio.gather(*(one(c) for c in live)):
-        counts[outcome] += 1
+    for key, value in (await _ingest(engine, spec, live, page.cursor, row.type)).items():
+        counts[key] += value
     if page.present is not None:
         envelope.setdefault("mark", int(spec["sync"]))
         await store.mark_seen(db, tenant, name, page.present, int(spec["sync"]))
