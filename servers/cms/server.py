@@ -35,7 +35,8 @@ def build(ctx: ServerContext) -> MCPServer:
         try:
             yield
         finally:
-            if holder and ctx.extras.pop("connectors.owner", None) == "cms":
+            if holder and ctx.extras.get("connectors.owner") == "cms":
+                ctx.extras.pop("connectors.owner", None)
                 await holder[0].aclose()
                 ctx.extras.pop(sync.EXTRAS_KEY, None)
 

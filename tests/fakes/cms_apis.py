@@ -41,6 +41,7 @@ class Doc:
 
 @dataclass
 class FakeWordPress:
+    server: str = "cms"
     user: str = "admin"
     password: str = "abcd efgh ijkl mnop qrst uvwx"
     docs: dict[int, Doc] = field(default_factory=dict)
@@ -146,6 +147,7 @@ class FakeWordPress:
 
 @dataclass
 class FakeContentful:
+    server: str = "cms"
     space: str = "spc1"
     token: str = "cda-token-1"
     entries: dict[str, Doc] = field(default_factory=dict)
@@ -255,3 +257,169 @@ class FakeContentful:
         else:
             body["nextSyncToken"] = f"tok-{upto}"
         return JSONResponse(body)
+
+
+@dataclass
+class DriveFile:
+    id: str
+    name: str
+    mime: str
+    body: str
+    modified: str
+    trashed: bool = False
+
+
+@dataclass
+class FakeDrive:
+    """Google Drive API v3: ``changes/startPageToken``, ``changes`` (``pageToken``, ``pageSize``,
+    ``includeRemoved``; ``nextPageToken`` or ``newStartPageToken``; one change per file, its latest
+    state; ``removed`` for deleted files, ``file.trashed`` for trashed ones), ``files`` (``q =
+    "trashed = false"``, ``pageToken``), ``files/{id}/export?mimeType=`` (Google Docs only) and
+    ``files/{id}?alt=media`` (binary files only); Bearer token, 401 ``UNAUTHENTICATED``; rate
+    limits as 429 and 403 ``userRateLimitExceeded`` (no Retry-After, as Drive does)."""
+
+    token: str = "ya29.test-token"
+    server: str = "drive"
+    files: dict[str, DriveFile] = field(default_factory=dict)
+    log: list[tuple[int, str]] = field(default_factory=list)
+    seq: int = 0
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    change_pages: list[str] = field(default_factory=list)  # pageToken of every changes.list served
+
+    def _mark(self, fid: str) -> None:
+        self.seq += 1
+        self.log.append((self.seq, fid))
+
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            fid = f"f{i:05d}"
+            doc = i % 5 != 0
+            self.files[fid] = DriveFile(fid, f"File {i} about topic {i % 17}",
+                                        "application/vnd.google-apps.document" if doc else "text/plain",
+                                        f"File {i} discusses subject number {i} in some detail.", f"2026-12-01T09:00:{i % 60:02d}.000Z")
+            self._mark(fid)
+            out.append(fid)
+        return out
+
+    def ids(self) -> list[str]:
+        return [f for f, d in self.files.items() if not d.trashed]
+
+    def edit(self, ids: list[str]) -> None:
+        for fid in ids:
+            self.files[fid].body += f" Edited at change {self.seq + 1}."
+            self._mark(fid)
+
+    def delete(self, ids: list[str]) -> None:
+        for n, fid in enumerate(ids):
+            if n % 2 == 0:
+                self.files[fid].trashed = True
+            else:
+                del self.files[fid]
+            self._mark(fid)
+
+    def expire(self) -> None:
+        self.token = "ya29.expired"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"GDRIVE_TEST_TOKEN": self.token}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "gdrive", "base_url": base_url, "credentials": {"token": "${GDRIVE_TEST_TOKEN}"}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[
+            Route("/drive/v3/changes/startPageToken", self._start, methods=["GET"]),
+            Route("/drive/v3/changes", self._changes, methods=["GET"]),
+            Route("/drive/v3/files", self._list, methods=["GET"]),
+            Route("/drive/v3/files/{fid}/export", self._export, methods=["GET"]),
+            Route("/drive/v3/files/{fid}", self._get, methods=["GET"]),
+        ])
+
+    @staticmethod
+    def _error(code: int, reason: str, message: str, status: str = "") -> JSONResponse:
+        return JSONResponse({"error": {"code": code, "message": message, "status": status,
+                                       "errors": [{"domain": "usageLimits" if "Limit" in reason else "global",
+                                                   "reason": reason, "message": message}]}}, code)
+
+    def _gate(self, request: Request) -> JSONResponse | None:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            if self.storm_left % 2:
+                return self._error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
+            return self._error(429, "rateLimitExceeded", "Rate Limit Exceeded", "RESOURCE_EXHAUSTED")
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return self._error(401, "authError", "Request had invalid authentication credentials.", "UNAUTHENTICATED")
+        return None
+
+    def _file(self, d: DriveFile) -> dict[str, Any]:
+        return {"kind": "drive#file", "id": d.id, "name": d.name, "mimeType": d.mime, "trashed": d.trashed,
+                "modifiedTime": d.modified, "webViewLink": f"https://docs.google.com/document/d/{d.id}/edit"}
+
+    async def _start(self, request: Request) -> Response:
+        return self._gate(request) or JSONResponse({"kind": "drive#startPageToken", "startPageToken": str(self.seq + 1)})
+
+    async def _changes(self, request: Request) -> Response:
+        if (err := self._gate(request)) is not None:
+            return err
+        q = request.query_params
+        token, size = int(q["pageToken"]), min(int(q.get("pageSize", "100")), 1000)
+        self.change_pages.append(q["pageToken"])
+        last = {fid: s for s, fid in self.log}
+        entries = [(s, fid) for s, fid in self.log if s >= token and last[fid] == s]
+        chunk = entries[:size]
+        out = []
+        for _s, fid in chunk:
+            d = self.files.get(fid)
+            ch: dict[str, Any] = {"kind": "drive#change", "changeType": "file", "fileId": fid, "removed": d is None,
+                                  "time": "2026-12-07T07:00:00.000Z"}
+            if d is not None:
+                ch["file"] = self._file(d)
+            out.append(ch)
+        body: dict[str, Any] = {"kind": "drive#changeList", "changes": out}
+        if len(entries) > size:
+            body["nextPageToken"] = str(entries[size][0])
+        else:
+            body["newStartPageToken"] = str(self.seq + 1)
+        return JSONResponse(body)
+
+    async def _list(self, request: Request) -> Response:
+        if (err := self._gate(request)) is not None:
+            return err
+        q = request.query_params
+        size, offset = min(int(q.get("pageSize", "100")), 1000), int(q.get("pageToken", "0") or 0)
+        rows = sorted((d for d in self.files.values() if not (q.get("q") == "trashed = false" and d.trashed)),
+                      key=lambda d: d.id)
+        body: dict[str, Any] = {"kind": "drive#fileList", "files": [self._file(d) for d in rows[offset: offset + size]]}
+        if offset + size < len(rows):
+            body["nextPageToken"] = str(offset + size)
+        return JSONResponse(body)
+
+    async def _export(self, request: Request) -> Response:
+        if (err := self._gate(request)) is not None:
+            return err
+        d = self.files.get(request.path_params["fid"])
+        if d is None:
+            return self._error(404, "notFound", "File not found.")
+        if not d.mime.startswith("application/vnd.google-apps."):
+            return self._error(400, "fileNotExportable", "Export only supports Docs Editors files.")
+        return Response(f"\ufeff{d.name}\r\n\r\n{d.body}".encode(), media_type="text/plain; charset=utf-8")
+
+    async def _get(self, request: Request) -> Response:
+        if (err := self._gate(request)) is not None:
+            return err
+        d = self.files.get(request.path_params["fid"])
+        if d is None:
+            return self._error(404, "notFound", "File not found.")
+        if request.query_params.get("alt") != "media":
+            return JSONResponse(self._file(d))
+        if d.mime.startswith("application/vnd.google-apps."):
+            return self._error(403, "fileNotDownloadable", "Only files with binary content can be downloaded.")
+        return Response(d.body.encode(), media_type=d.mime)

@@ -94,7 +94,8 @@ class GuardedHttp:
         attempt = 0
         while True:
             resp = await self._once(method, url, headers or {}, auth)
-            if resp.status in RETRY and attempt < self.retry.max_retries:
+            limited = resp.status == 403 and b"ateLimitExceeded" in resp.body  # Drive's 403 (user)rateLimitExceeded
+            if (resp.status in RETRY or limited) and attempt < self.retry.max_retries:
                 asked = retry_after(resp.headers.get("retry-after") or resp.headers.get("x-contentful-ratelimit-reset"))
                 wait = asked if asked is not None else self.retry.backoff_s * (2 ** attempt)
                 attempt += 1

@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 
 from tests.asgi_server import serve_asgi
-from tests.fakes.cms_apis import FakeContentful, FakeWordPress
+from tests.fakes.cms_apis import FakeContentful, FakeDrive, FakeWordPress
 from tests.integration.connectors.conftest import Stack, ToolFailed, connector_settings, open_stack
 
 pytestmark = pytest.mark.anyio
 N = 500
 
-FAKES = {"wordpress": FakeWordPress, "contentful": FakeContentful}
+FAKES = {"wordpress": FakeWordPress, "contentful": FakeContentful, "gdrive": FakeDrive}
 
 
 @contextmanager
@@ -71,9 +71,10 @@ async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None
     stack, fake, base = running
     db = tmp_path / ".vsm" / "vsm.db"
     ids = fake.seed(N)
+    server = fake.server
     with env(fake.credentials_env()):
-        await stack.call("cms__connector_add", name="src", **fake.connector_args(base))
-        first = await stack.sync("cms", "src")
+        await stack.call(f"{server}__connector_add", name="src", **fake.connector_args(base))
+        first = await stack.sync(server, "src")
         assert first["state"] == "idle" and first["last_error"] is None, first
         assert first["counts"]["created"] == N and first["counts"]["pages"] >= 5, first["counts"]
         assert first["items"] == N
@@ -84,7 +85,7 @@ async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None
         edited, deleted = ids[10:20], ids[100:103]
         fake.edit(edited)
         fake.delete(deleted)
-        second = await stack.sync("cms", "src")
+        second = await stack.sync(server, "src")
         assert second["counts"]["created"] == 10 and second["counts"]["deleted"] == 3, second["counts"]
         after = containers(db, "src:")
         assert set(before) - set(after) == {f"src:{i}" for i in deleted}
@@ -95,7 +96,7 @@ async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None
         # expired credentials: a clear line naming the connector, the cursor unchanged
         cursor = second["cursor"]
         fake.expire()
-        failed = await stack.sync("cms", "src")
+        failed = await stack.sync(server, "src")
         assert failed["state"] == "failed" and failed["cursor"] == cursor
         assert "connector 'src'" in failed["last_error"] and "401" in failed["last_error"]
         assert "\n" not in failed["last_error"]
@@ -104,15 +105,15 @@ async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None
     fake.edit(ids[30:31])
     fake.storm(6)
     with env(fake.credentials_env()):
-        third = await stack.sync("cms", "src")
+        third = await stack.sync(server, "src")
     assert third["state"] == "idle" and third["last_error"] is None, third
     assert third["counts"]["created"] == 1 and third["counts"]["deleted"] == 0
     assert fake.throttled == 6
 
     # the read tools over the synced containers
-    got = await stack.call("cms__cms_get", key=ids[30], connector="src")
+    got = await stack.call(f"{server}__{server}_get", key=ids[30], connector="src")
     assert got["external_id"] == ids[30] and "Edited" in got["version"]["text"]
-    hits = await stack.call("cms__cms_search", query="subject number 42", k=5)
+    hits = await stack.call(f"{server}__{server}_search", query="subject number 42", k=5)
     assert hits["results"] and all(h["connector"] == "src" for h in hits["results"])
 
 
