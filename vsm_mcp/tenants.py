@@ -7,6 +7,7 @@ import re
 import time
 
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
 from vsm_mcp.auth import ANONYMOUS_SCOPES, Principal, hash_key, new_api_key, validate_scopes
@@ -35,11 +36,14 @@ async def get_tenant(db: Database, name: str) -> Tenant:
 
 async def create_tenant(db: Database, name: str) -> Tenant:
     check_tenant_name(name)
-    async with db.system() as s:
-        if (await s.execute(select(Tenant).where(Tenant.name == name))).first() is not None:
-            raise Conflict(f"tenant {name!r} already exists")
-        tenant = Tenant(name=name)
-        s.add(tenant)
+    try:
+        async with db.system() as s:
+            if (await s.execute(select(Tenant).where(Tenant.name == name))).first() is not None:
+                raise Conflict(f"tenant {name!r} already exists")
+            tenant = Tenant(name=name)
+            s.add(tenant)
+    except IntegrityError:  # inserted by a concurrent caller between our check and our commit
+        raise Conflict(f"tenant {name!r} already exists") from None
     return tenant
 
 

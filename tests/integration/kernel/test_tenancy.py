@@ -20,7 +20,7 @@ from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Forbidden, InvalidArguments
 from vsm_mcp.models import TENANT_OWNED, ApiKey, Artifact, Episode, Policy, SystemState, TenantOwned
-from vsm_mcp.tenants import create_tenant
+from vsm_mcp.tenants import create_tenant, ensure_tenant, list_tenants
 
 from ...conftest import PG_HOST, PG_PORT
 
@@ -66,6 +66,19 @@ async def _two_tenants(owner: Database, app: Database) -> tuple[str, str]:
             for model in TENANT_OWNED:
                 s.add(_row(model, tid, "1"))
     return a, b
+
+
+def test_concurrent_ensure_tenant_creates_one(db_pair: tuple[Database, Database]) -> None:
+    """Two agents' first requests at once both create the default tenant: one insert wins, the
+    other reads it back (the losing commit's unique-constraint error is a Conflict, not a 500)."""
+    _, owner = db_pair
+
+    async def go() -> None:
+        got = await asyncio.gather(*(ensure_tenant(owner, "shared") for _ in range(8)))
+        assert len({t.id for t in got}) == 1
+        assert [t.name for t in await list_tenants(owner)].count("shared") == 1
+
+    asyncio.run(_closing(go(), owner))
 
 
 def test_tenant_sees_only_its_rows(db_pair: tuple[Database, Database]) -> None:
