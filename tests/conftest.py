@@ -24,6 +24,10 @@ settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+# The tool-result cache (on by default) would answer a test's repeated reads from the cache; tests
+# of other parts see every call reach the upstream, cache tests turn it on explicitly. Set for the
+# process too, not only in _isolated_env: module- and session-scoped fixtures start before it.
+os.environ["VSM_TOOL_CACHE"] = "false"
 
 PG_HOST = os.environ.get("VSM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("VSM_TEST_PG_PORT", "5432"))
@@ -39,9 +43,7 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(key)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("VSM_HOME", str(tmp_path / ".vsm"))
-    # The tool-result cache (on by default) would answer a test's repeated reads from the cache;
-    # tests of other parts see every call reach the upstream. Cache tests turn it on explicitly.
-    monkeypatch.setenv("VSM_TOOL_CACHE", "false")
+    monkeypatch.setenv("VSM_TOOL_CACHE", "false")  # see the top of this file
 
 
 async def _admin(sql: str) -> None:
