@@ -16,6 +16,7 @@ Both: ``storm(n)`` answers the next ``n`` requests 429 (with the product's wait 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import math
 from dataclasses import dataclass, field
@@ -287,6 +288,7 @@ class FakeDrive:
     requests: int = 0
     throttled: int = 0
     change_pages: list[str] = field(default_factory=list)  # pageToken of every changes.list served
+    delay_s: float = 0.0  # before answering changes.list (a slow API, so a test can act between pages)
 
     def _mark(self, fid: str) -> None:
         self.seq += 1
@@ -371,6 +373,8 @@ class FakeDrive:
             return err
         q = request.query_params
         token, size = int(q["pageToken"]), min(int(q.get("pageSize", "100")), 1000)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
         self.change_pages.append(q["pageToken"])
         last = {fid: s for s, fid in self.log}
         entries = [(s, fid) for s, fid in self.log if s >= token and last[fid] == s]

@@ -58,7 +58,7 @@ def entries() -> list[dict[str, Any]]:
 
 
 def connector_settings(tmp_path: Path, **over: Any) -> Settings:
-    return content_settings(tmp_path, connector_backoff_s=0.01, connector_page_size=100, **over)
+    return content_settings(tmp_path, **({"connector_backoff_s": 0.01, "connector_page_size": 100} | over))
 
 
 async def open_stack(settings: Settings, durable: bool = True) -> AsyncIterator[Stack]:
