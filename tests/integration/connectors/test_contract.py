@@ -11,13 +11,13 @@
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from tests.asgi_server import serve_asgi
 from tests.fakes.cms_apis import FakeContentful, FakeDrive, FakeWordPress
@@ -25,6 +25,7 @@ from tests.integration.connectors.conftest import Stack, ToolFailed, connector_s
 
 pytestmark = pytest.mark.anyio
 N = 500
+TENANT = "t-conn"
 
 FAKES = {"wordpress": FakeWordPress, "contentful": FakeContentful, "gdrive": FakeDrive}
 
@@ -55,39 +56,33 @@ async def running(tmp_path: Path, fake: Any) -> AsyncIterator[tuple[Stack, Any, 
             yield stack, fake, base
 
 
-def containers(db: Path, prefix: str) -> dict[str, tuple[str, int]]:
+async def containers(stack: Stack, prefix: str) -> dict[str, tuple[str, int]]:
     """source → (container id, current version) of the containers a connector made."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = conn.execute("SELECT source, id, current_version FROM content_containers WHERE source LIKE ?",
-                            (prefix + "%",)).fetchall()
-    finally:
-        conn.close()
+    async with stack.runtime.ctx.db.tenant(TENANT) as s:
+        rows = (await s.execute(text("SELECT source, id, current_version FROM content_containers WHERE source LIKE :p"),
+                                {"p": prefix + "%"})).all()
     return {r[0]: (r[1], r[2]) for r in rows}
 
 
-@pytest.mark.slow
-async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None:
-    stack, fake, base = running
-    db = tmp_path / ".vsm" / "vsm.db"
-    ids = fake.seed(N)
+async def run_contract(stack: Stack, fake: Any, base: str, n: int) -> None:
+    ids = fake.seed(n)
     server = fake.server
     with env(fake.credentials_env()):
         await stack.call(f"{server}__connector_add", name="src", **fake.connector_args(base))
         first = await stack.sync(server, "src")
         assert first["state"] == "idle" and first["last_error"] is None, first
-        assert first["counts"]["created"] == N and first["counts"]["pages"] >= 5, first["counts"]
-        assert first["items"] == N
-        before = containers(db, "src:")
+        assert first["counts"]["created"] == n and first["counts"]["pages"] >= 4, first["counts"]
+        assert first["items"] == n
+        before = await containers(stack, "src:")
         assert set(before) == {f"src:{i}" for i in ids}
 
         # 10 edits and 3 deletions → exactly those change
-        edited, deleted = ids[10:20], ids[100:103]
+        edited, deleted = ids[10:20], ids[25:28]
         fake.edit(edited)
         fake.delete(deleted)
         second = await stack.sync(server, "src")
         assert second["counts"]["created"] == 10 and second["counts"]["deleted"] == 3, second["counts"]
-        after = containers(db, "src:")
+        after = await containers(stack, "src:")
         assert set(before) - set(after) == {f"src:{i}" for i in deleted}
         bumped = {s for s in after if after[s][1] != before[s][1]}
         assert bumped == {f"src:{i}" for i in edited}
@@ -113,8 +108,33 @@ async def test_contract(running: tuple[Stack, Any, str], tmp_path: Path) -> None
     # the read tools over the synced containers
     got = await stack.call(f"{server}__{server}_get", key=ids[30], connector="src")
     assert got["external_id"] == ids[30] and "Edited" in got["version"]["text"]
-    hits = await stack.call(f"{server}__{server}_search", query="subject number 42", k=5)
+    hits = await stack.call(f"{server}__{server}_search", query="subject number 12", k=5)
     assert hits["results"] and all(h["connector"] == "src" for h in hits["results"])
+
+
+@pytest.mark.slow  # 500 items per connector through the whole pipeline (~30 s each on the shared machine)
+async def test_contract(running: tuple[Stack, Any, str]) -> None:
+    await run_contract(*running, N)
+
+
+async def test_contract_small_pages(tmp_path: Path, fake: Any) -> None:
+    """The same scenarios on 40 items, 10 per page: several pages, seconds per connector."""
+    async with serve_asgi(fake.app()) as base:
+        async for stack in open_stack(connector_settings(tmp_path, connector_page_size=10)):
+            await run_contract(stack, fake, base, 40)
+
+
+@pytest.mark.postgres
+async def test_contract_on_postgres(pg_owner_url: str, pg_app_url: str, tmp_path: Path) -> None:
+    """On PostgreSQL as the non-owner role (RLS on connectors and connector_items)."""
+    fake = FakeWordPress()
+    settings = connector_settings(tmp_path, connector_page_size=10, database_url=pg_app_url,
+                                  migration_database_url=pg_owner_url)
+    async with serve_asgi(fake.app()) as base:
+        async for stack in open_stack(settings, durable=False):
+            await run_contract(stack, fake, base, 40)
+            other = await stack.call("cms__connector_list", tenant="t-other")
+            assert other["connectors"] == []
 
 
 async def test_credentials_only_as_references(stack: Stack) -> None:
