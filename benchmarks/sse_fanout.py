@@ -102,20 +102,20 @@ def ours_app(home: str) -> Any:
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    from router.edge._auth import bearer
     from router.edge.assembly import Edge
+    from router.gate.gate import build_gate
     from vsm_mcp import migrate
     from vsm_mcp.bus.events import Event
     from vsm_mcp.config import load_settings
     from vsm_mcp.context import ServerContext
-    from vsm_mcp.tenants import Authenticator
+    from vsm_mcp.keys import Authenticator
 
     # One address opens every connection here, so the per-IP edge limit is lifted for the run.
     settings = load_settings(home=home, edge_rate_per_s=1e9, edge_rate_burst=10**9, sse_queue_size=256)
     migrate.upgrade(settings.migration_database_url)
     ctx = ServerContext.create(settings)
     authenticator = Authenticator(ctx.db, default_tenant="default", allow_anonymous=True)
-    edge = Edge(settings, ctx, authenticate=bearer(authenticator))
+    edge = Edge(settings, ctx)  # /v1/events behind the gate, as in the router app
 
     async def start(request: Request) -> JSONResponse:
         spec = await request.json()
@@ -144,7 +144,9 @@ def ours_app(home: str) -> Any:
             yield
 
     routes = [*edge.routes(health=False), Route("/start", start, methods=["POST"]), Route("/stats", stats)]
-    return Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.gate = build_gate(settings, authenticator.authenticate)
+    return app
 
 
 def serve(kind: str, port: int, home: str) -> None:

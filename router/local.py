@@ -29,8 +29,8 @@ from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.durable import serve_queues
 from vsm_mcp.errors import VsmError
+from vsm_mcp.keys import Authenticator
 from vsm_mcp.policy.service import authorizer_of
-from vsm_mcp.tenants import Authenticator
 
 
 async def local_principal(ctx: ServerContext) -> Principal:

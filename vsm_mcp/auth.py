@@ -28,7 +28,11 @@ SCOPE_ACTIONS: tuple[str, ...] = ("read", "write", "call", "admin", "*")
 KNOWN_SCOPES: frozenset[str] = frozenset(
     {"*", "admin", *SCOPE_FAMILIES, *(f"{f}:{a}" for f in SCOPE_FAMILIES for a in SCOPE_ACTIONS)}
 )
-ANONYMOUS_SCOPES: tuple[str, ...] = ("*",)
+# An anonymous HTTP caller (a loopback peer without a key): tool calls and reads, never admin
+# (VSM_ANONYMOUS_SCOPES). The local transports (`vsm-mcp stdio`, `vsm-mcp call`) act for the
+# operator who runs them, who can read the database anyway: LOCAL_OPERATOR_SCOPES.
+DEFAULT_ANONYMOUS_SCOPES: tuple[str, ...] = ("tools:call", *(f"{f}:{a}" for f in SCOPE_FAMILIES for a in ("call", "read")))
+LOCAL_OPERATOR_SCOPES: tuple[str, ...] = ("*",)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,11 @@ class Principal:
     def to_meta(self) -> dict[str, object]:
         """The request ``_meta`` entries that carry this principal to an upstream server."""
         return {"io.vsm/tenant": self.tenant_id, "io.vsm/scopes": sorted(self.scopes), "io.vsm/key": self.key_id}
+
+
+def is_admin_scope(scope: str) -> bool:
+    """True for scopes that reach admin tools: ``*``, ``admin``, a whole family, ``<f>:admin``, ``<f>:*``."""
+    return scope in ("*", "admin") or ":" not in scope or scope.endswith((":admin", ":*"))
 
 
 def validate_scopes(scopes: Iterable[str]) -> list[str]:

@@ -11,10 +11,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from vsm_mcp.errors import ConfigError
+from vsm_mcp.auth import DEFAULT_ANONYMOUS_SCOPES, is_admin_scope, validate_scopes
+from vsm_mcp.errors import ConfigError, VsmError
 
 
 class Settings(BaseSettings):
@@ -48,7 +49,8 @@ class Settings(BaseSettings):
     )
     allow_anonymous: bool = Field(
         True,
-        description="Allow calls without an API key. Honoured only while bound to a loopback address.",
+        description="Allow calls without an API key from a loopback peer that sends no forwarding header "
+        "(VSM_ANONYMOUS_SCOPES, default tenant).",
     )
     max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="Largest accepted JSON request body.")
     hot_lane: bool = Field(
@@ -394,6 +396,60 @@ class Settings(BaseSettings):
     plan_tenant_parallelism: int = Field(
         16, ge=1, le=1024, description="Plan step tool calls one tenant may have in flight at once, per process."
     )
+    # --- the gate (issue 18) ----------------------------------------------------------------
+    anonymous_scopes: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: list(DEFAULT_ANONYMOUS_SCOPES),
+        description="Scopes of an anonymous caller (a loopback peer with no key and no forwarding header), "
+        "comma-separated; admin scopes (*, admin, <family>, <family>:admin, <family>:*) are refused.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Host names clients may use besides the loopback names, comma-separated ('*' = any). "
+        "Empty = loopback names only on a loopback bind, any name on a wider bind.",
+    )
+    cors_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Browser origins (scheme://host[:port]) allowed to call the gateway cross-origin, "
+        "comma-separated. Empty = none but the gateway's own.",
+    )
+    max_sessions_per_principal: int = Field(
+        64, ge=0, description="Open MCP sessions one API key (or anonymous address) may hold; 0 = no cap.",
+    )
+    session_idle_s: float = Field(600.0, gt=0, description="Seconds an idle MCP session is kept before it is closed.")
+    ssl_certfile: str = Field("", description="PEM certificate file: `vsm-mcp serve` speaks HTTPS (with VSM_SSL_KEYFILE).")
+    ssl_keyfile: str = Field(
+        "", validate_default=True, description="PEM private key file of VSM_SSL_CERTFILE."
+    )
+
+    @field_validator("anonymous_scopes", "allowed_hosts", "cors_origins", mode="before")
+    @classmethod
+    def _split_list(cls, v: object) -> object:
+        if isinstance(v, str):
+            return [p.strip() for p in v.split(",") if p.strip()]
+        return v
+
+    @field_validator("anonymous_scopes")
+    @classmethod
+    def _no_admin_for_anonymous(cls, v: list[str]) -> list[str]:
+        try:
+            clean = validate_scopes(v)
+        except VsmError as exc:
+            raise ValueError(exc.message) from None
+        admin = [s for s in clean if is_admin_scope(s)]
+        if admin:
+            raise ValueError(f"anonymous callers may not hold {admin[0]!r}: no admin scope, no whole family")
+        return clean
+
+    @field_validator("ssl_keyfile")
+    @classmethod
+    def _tls_pair(cls, v: str, info: ValidationInfo) -> str:
+        cert = info.data.get("ssl_certfile", "")
+        if bool(cert) != bool(v):
+            raise ValueError("set both VSM_SSL_CERTFILE and VSM_SSL_KEYFILE (or neither)")
+        for path in (cert, v):
+            if path and not Path(path).is_file():
+                raise ValueError(f"no such file: {path}")
+        return v
 
     @field_validator("database_url", "migration_database_url")
     @classmethod

@@ -41,6 +41,7 @@ class Tenant(SQLModel, table=True):
     name: str = Field(unique=True, index=True, max_length=128)
     settings: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSONType, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
+    disabled_at: datetime | None = None  # set: every key of the tenant is refused (vsm_mcp/tenant_lifecycle.py)
 
 
 class ApiKey(TenantOwned, table=True):
@@ -51,6 +52,8 @@ class ApiKey(TenantOwned, table=True):
     key_hash: str = Field(unique=True, index=True, max_length=64)
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSONType, nullable=False))
     revoked_at: datetime | None = None
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None  # noted once per cache fill of the authenticator, not per request
 
 
 class SystemState(TenantOwned, table=True):

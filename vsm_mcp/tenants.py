@@ -1,18 +1,18 @@
-"""Tenant and API-key administration (the CLI and the auth step use these)."""
+"""Tenants and API keys: create, look up (the CLI and the auth step use these).
+
+Key lifecycle (expiry, revoke, rotate) and the ``Authenticator`` live in ``vsm_mcp.keys``; tenant
+lifecycle (disable, enable, delete) in ``vsm_mcp.tenant_lifecycle``."""
 
 from __future__ import annotations
 
-import json
 import re
-import time
 
-from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from vsm_mcp.auth import ANONYMOUS_SCOPES, Principal, hash_key, new_api_key, validate_scopes
+from vsm_mcp.auth import new_api_key, validate_scopes
 from vsm_mcp.db import Database
-from vsm_mcp.errors import Conflict, InvalidArguments, NotFound, Unauthorized
+from vsm_mcp.errors import Conflict, InvalidArguments, NotFound
 from vsm_mcp.models import ApiKey, Tenant
 
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
@@ -73,71 +73,3 @@ async def create_api_key(db: Database, tenant_name: str, scopes: list[str], name
     async with db.tenant(tenant.id) as s:
         s.add(row)
     return key, row
-
-
-async def resolve_api_key(db: Database, key: str) -> Principal:
-    """The principal a presented key proves, or Unauthorized.
-
-    On PostgreSQL the app role cannot see api_keys without a tenant, so the lookup goes
-    through the SECURITY DEFINER function ``vsm_resolve_api_key`` (migrations/); it returns
-    only the one matching, unrevoked row.
-    """
-    digest = hash_key(key)
-    async with db.system() as s:
-        if db.is_postgres:
-            row = (
-                await s.execute(
-                    text("SELECT id, tenant_id, scopes FROM vsm_resolve_api_key(:h)"), {"h": digest}
-                )
-            ).first()
-        else:
-            row = (
-                await s.execute(
-                    text("SELECT id, tenant_id, scopes FROM api_keys WHERE key_hash = :h AND revoked_at IS NULL"),
-                    {"h": digest},
-                )
-            ).first()
-    if row is None:
-        raise Unauthorized("invalid or revoked API key")
-    scopes = row[2]
-    if isinstance(scopes, str):
-        scopes = json.loads(scopes)
-    return Principal(tenant_id=row[1], scopes=frozenset(scopes), key_id=row[0])
-
-
-class Authenticator:
-    """Bearer API key → Principal, with a short in-memory cache so auth costs no database
-    round trip on the hot path (a revoked key stops working within ``ttl`` seconds)."""
-
-    def __init__(self, db: Database, *, default_tenant: str, allow_anonymous: bool, ttl: float = 30.0) -> None:
-        self.db = db
-        self.default_tenant = default_tenant
-        self.allow_anonymous = allow_anonymous
-        self.ttl = ttl
-        self._cache: dict[str, tuple[float, Principal]] = {}
-        self._anonymous: Principal | None = None
-
-    async def authenticate(self, authorization: str | None) -> Principal:
-        """``authorization`` is the raw header value (``Bearer vsm_…``) or None."""
-        if not authorization:
-            if not self.allow_anonymous:
-                raise Unauthorized("an API key is required: send 'Authorization: Bearer vsm_…'")
-            if self._anonymous is None:
-                tenant = await ensure_tenant(self.db, self.default_tenant)
-                self._anonymous = Principal(
-                    tenant_id=tenant.id, scopes=frozenset(ANONYMOUS_SCOPES), tenant_name=tenant.name
-                )
-            return self._anonymous
-        scheme, _, key = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not key.strip():
-            raise Unauthorized("malformed Authorization header: expected 'Bearer vsm_…'")
-        key = key.strip()
-        now = time.monotonic()
-        hit = self._cache.get(key)
-        if hit and hit[0] > now:
-            return hit[1]
-        principal = await resolve_api_key(self.db, key)
-        if len(self._cache) > 10_000:
-            self._cache.clear()
-        self._cache[key] = (now + self.ttl, principal)
-        return principal

@@ -12,7 +12,7 @@ from starlette.responses import JSONResponse
 
 from vsm_mcp.auth import Principal
 from vsm_mcp.errors import VsmError
-from vsm_mcp.tenants import Authenticator
+from vsm_mcp.keys import Authenticator
 
 Authenticate = Callable[[HTTPConnection], Awaitable[Principal]]
 

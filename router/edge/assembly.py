@@ -1,5 +1,8 @@
 """The edge, assembled: metrics, event log, SSE hub, Telegram bot and their routes.
 
+Every route but /metrics, /healthz and /readyz is declared with ``gated_route`` (router/gate):
+the app's gate authenticates, limits and audits; handlers read the gate's principal.
+
 ``router/app.py`` builds one ``Edge`` per app, appends ``edge.routes()`` to its routes, adds
 ``edge.observer`` to the dispatcher and runs ``edge.start()`` / ``edge.aclose()`` in its
 lifespan. Tests and the benchmark build an ``Edge`` around a bare Starlette app the same way.
@@ -12,29 +15,18 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from starlette.routing import BaseRoute, Route
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from router.edge._auth import Authenticate
 from router.edge.health import Readiness, healthz, readyz_endpoint
 from router.edge.metrics import CallTelemetry, add_state_collectors, metrics_endpoint
 from router.edge.sse import EventsEndpoint, SseHub
 from router.edge.telegram import CallTool, ListTools, TelegramBot
-from router.gate.ratelimit import ErrorBody, RateLimitMiddleware, limit_routes
+from router.gate.route import TOOL_CALL, gated_route, principal
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.bus.events import EventLog
 from vsm_mcp.config import Settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.telemetry import Metrics
-
-
-class _Asgi:
-    """Lets Starlette's Route treat an ASGI callable as an app (any method)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
 
 
 def catalog_lister(tools: Callable[[], Iterable[Any]]) -> ListTools:
@@ -71,10 +63,9 @@ class Edge:
     """Everything under router/edge/ for one app."""
 
     def __init__(
-        self, settings: Settings, ctx: ServerContext, *, authenticate: Authenticate,
+        self, settings: Settings, ctx: ServerContext, *, authenticate: Authenticate = principal,
         call_tool: CallTool | None = None, list_tools: ListTools | None = None,
         readiness: Readiness | None = None, metrics: Metrics | None = None,
-        guard: Callable[[ASGIApp], ASGIApp] | None = None,
     ) -> None:
         self.settings = settings
         self.ctx = ctx
@@ -94,7 +85,6 @@ class Edge:
         upstream_status = (lambda: readiness().get("upstreams", {})) if readiness else None
         add_state_collectors(self.metrics, ctx.db, upstream_status, lambda: len(self.event_log._pending))
         self.events = EventsEndpoint(self.hub, authenticate)
-        self.guard = guard  # e.g. router.gate.guard.HostOriginGuard: browsers can open /v1/events too
         self.telegram: TelegramBot | None = None
         if call_tool is not None:
             self.telegram = TelegramBot(
@@ -103,28 +93,16 @@ class Edge:
                 metrics=self.metrics,
             )
 
-    def limited(self, app: ASGIApp, render: ErrorBody | None = None) -> ASGIApp:
-        s = self.settings
-        return RateLimitMiddleware(
-            app, rate=s.edge_rate_per_s, burst=s.edge_rate_burst, metrics=self.metrics, render=render
-        )
-
-    def limit_routes(self, routes: list[Route], render: ErrorBody | None = None) -> list[Route]:
-        """Routes built elsewhere (``/v1/tools``, ``/v1/storage``, the OpenAI-compatible ``/v1``)
-        behind the edge rate limit; ``render`` shapes the 429 body for clients of another API."""
-        return limit_routes(routes, lambda app: self.limited(app, render))
-
     def routes(self, *, health: bool = True) -> list[BaseRoute]:
         """The edge routes; ``health=False`` leaves /healthz and /readyz to the caller."""
         routes: list[BaseRoute] = [
-            Route("/v1/events", _Asgi(self.limited(self.guard(self.events) if self.guard else self.events)),
-                  methods=["GET"]),
-            Route("/metrics", _Asgi(self.limited(_handler(metrics_endpoint(self.metrics)))), methods=["GET"]),
+            gated_route("/v1/events", self.events, methods=["GET"], capability="events:read",
+                        action="events__subscribe", asgi=True, name="events"),
+            Route("/metrics", metrics_endpoint(self.metrics), methods=["GET"], name="metrics"),
         ]
-        if self.telegram is not None:
-            routes.append(
-                Route("/v1/telegram/webhook", _Asgi(self.limited(_handler(self.telegram.handle))), methods=["POST"])
-            )
+        if self.telegram is not None:  # each command is a tool call of the chat's principal, through dispatch
+            routes.append(gated_route("/v1/telegram/webhook", self.telegram.handle, methods=["POST"],
+                                      capability=TOOL_CALL, auth="webhook", name="telegram"))
         if health:
             routes += [
                 Route("/healthz", healthz, methods=["GET"]),
@@ -145,14 +123,3 @@ class Edge:
 
 async def _empty() -> list[tuple[str, str]]:
     return []
-
-
-def _handler(fn: Callable[[Any], Awaitable[Any]]) -> ASGIApp:
-    """A Starlette request handler as a plain ASGI app."""
-    from starlette.requests import Request
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        response = await fn(Request(scope, receive))
-        await response(scope, receive, send)
-
-    return app

@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from router.edge._auth import error_response
+from router.gate.route import principal
 from vsm_mcp.audit import AuditQuery, parse_since, read_episodes
-from vsm_mcp.auth import Principal, grants
+from vsm_mcp.auth import Principal
 from vsm_mcp.db import Database
-from vsm_mcp.errors import Forbidden, InvalidArguments, VsmError
+from vsm_mcp.errors import InvalidArguments, VsmError
 
 PrincipalOf = Callable[[Request], Awaitable[Principal]]
 SCOPE = "audit:read"
@@ -33,17 +34,16 @@ def _int(raw: str | None, name: str, default: int) -> int:
     return int(raw)
 
 
-def audit_endpoint(db: Database, principal_of: PrincipalOf) -> Callable[[Request], Awaitable[Response]]:
-    """The handler; ``principal_of`` gives the caller the gate (or the authenticator) established."""
+def audit_endpoint(db: Database, principal_of: PrincipalOf = principal) -> Callable[[Request], Awaitable[Response]]:
+    """The handler; ``principal_of`` gives the caller the gate established (the route is declared
+    with capability ``audit:read``, so the gate has checked the scope)."""
 
     async def audit(request: Request) -> Response:
         try:
-            principal = await principal_of(request)
-            if not grants(principal.scopes, (SCOPE,)):
-                raise Forbidden(f"reading the audit trail needs scope {SCOPE} (or audit, admin, *)")
+            caller = await principal_of(request)
             p = request.query_params
             page = await read_episodes(db, AuditQuery(
-                tenant=principal.tenant_id, tool=p.get("tool") or None, server=p.get("server") or None,
+                tenant=caller.tenant_id, tool=p.get("tool") or None, server=p.get("server") or None,
                 outcome=p.get("outcome") or None, trace_id=p.get("trace_id") or None,
                 since=parse_since(p.get("since")), limit=_int(p.get("limit"), "limit", 100),
                 cursor=p.get("cursor") or None,

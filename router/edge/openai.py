@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from router.gate.ratelimit import retry_after_header
+from router.gate.route import gated_route, principal
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments, UpstreamUnavailable, VsmError
-from vsm_mcp.tenants import Authenticator
 
 Authenticate = Callable[[Request], Awaitable[Principal]]
 ENGINE_KEY = "llm_cdn"
@@ -158,16 +158,6 @@ def _no_cache(request: Request) -> bool:
     return "no-cache" in value or "no-store" in value
 
 
-def _default_authenticate(ctx: ServerContext) -> Authenticate:
-    s = ctx.settings
-    authn = Authenticator(ctx.db, default_tenant=s.default_tenant, allow_anonymous=s.allow_anonymous and s.is_loopback)
-
-    async def authenticate(request: Request) -> Principal:
-        return await authn.authenticate(request.headers.get("authorization"))
-
-    return authenticate
-
-
 class LlmCollector:
     """Prometheus collector: the LLM-CDN counters, read from the engine at scrape time."""
 
@@ -205,9 +195,9 @@ class LlmCollector:
 
 
 def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, *, metrics: Any = None) -> list[Route]:
-    """The /v1 routes; ``authenticate`` maps a request to its principal (Bearer API key by default).
+    """The /v1 routes; ``authenticate`` maps a request to its principal (the gate's by default).
     ``metrics`` (vsm_mcp.telemetry.Metrics) gets the LLM-CDN counters on its registry."""
-    auth = authenticate or _default_authenticate(ctx)
+    auth = authenticate or principal  # the gate's principal; tests may pass their own
     if metrics is not None:
         metrics.registry.register(LlmCollector(ctx))
     max_body = ctx.settings.max_body_bytes
@@ -274,8 +264,13 @@ def openai_routes(ctx: ServerContext, authenticate: Authenticate | None = None, 
             return openai_error(exc)
         return JSONResponse({"object": "list", "data": data})
 
+    # Declared to the gate as the llm server's tools they amount to: scope llm:call, the tenant's
+    # policy on llm_complete / llm_embed, errors (429 included) in OpenAI's shape.
+    def route(path: str, fn: Any, method: str, action: str) -> Route:
+        return gated_route(path, fn, methods=[method], capability="llm:call", action=action, render=openai_error_body)
+
     return [
-        Route("/v1/chat/completions", chat, methods=["POST"]),
-        Route("/v1/embeddings", embeddings, methods=["POST"]),
-        Route("/v1/models", models, methods=["GET"]),
+        route("/v1/chat/completions", chat, "POST", "llm__llm_complete"),
+        route("/v1/embeddings", embeddings, "POST", "llm__llm_embed"),
+        route("/v1/models", models, "GET", "llm__llm_models"),
     ]

@@ -39,6 +39,9 @@ TRANSPARENT_SENDERS = frozenset({
     ("starlette.middleware.errors", "ServerErrorMiddleware.__call__.<locals>._send"),
     ("starlette._exception_handler", "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
     ("router.edge.route_metrics", "RouteMetrics.__call__.<locals>.send_status"),  # notes the status only
+    # the gate: the audit step notes the status; CORS adds headers to the head only
+    ("router.gate.gate", "Gate._act.<locals>.watch"),
+    ("router.gate.gate", "_with_headers.<locals>.wrapped"),
 })
 UVICORN_CYCLE = ("uvicorn.protocols.http.httptools_impl", "RequestResponseCycle")
 # Where each transparent sender is defined (module, outer callable, inner qualname): the
@@ -49,6 +52,8 @@ _SENDER_HOMES = (
     ("starlette._exception_handler", "wrap_app_handling_exceptions",
      "wrap_app_handling_exceptions.<locals>.wrapped_app.<locals>.sender"),
     ("router.edge.route_metrics", "RouteMetrics.__call__", "RouteMetrics.__call__.<locals>.send_status"),
+    ("router.gate.gate", "Gate._act", "Gate._act.<locals>.watch"),
+    ("router.gate.gate", "_with_headers", "_with_headers.<locals>.wrapped"),
 )
 _CYCLE_INTERNALS = ("scope", "transport", "disconnected", "response_started", "chunked_encoding", "response_complete")
 # Pinned in pyproject.toml to the ranges these internals were read from.

@@ -8,8 +8,10 @@
 * ``DELETE`` 204, or 404 when there was nothing to delete.
 * ``GET /v1/storage/{bucket}?prefix=&after=&limit=`` lists a page of objects as JSON.
 
-The caller is authenticated by the app's authenticator (the one /mcp uses) and acts for its
-own tenant only; reads need scope ``storage:read``, writes ``storage:write``.
+Each route is declared to the gate (router/gate/route.py) as the storage tool it amounts to —
+reads need ``storage:read``, writes ``storage:write``, and the tenant's policy meets
+``storage_get`` / ``storage_put`` / ``storage_delete`` / ``storage_list`` exactly as for the MCP
+tools. The caller acts for its own tenant only.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from vsm_mcp.auth import Principal, grants
+from router.gate.route import gated_route, principal
+from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
-from vsm_mcp.errors import Forbidden, InvalidArguments, NotFound, VsmError
+from vsm_mcp.errors import InvalidArguments, NotFound, VsmError
 from vsm_mcp.models import Artifact
 from vsm_mcp.storage.service import StorageService, object_dict, service_for
 
@@ -74,11 +77,8 @@ class StorageEdge:
     def __init__(self, svc: StorageService, authenticate: Authenticate) -> None:
         self.svc, self.authenticate = svc, authenticate
 
-    async def _principal(self, request: Request, scope: str) -> Principal:
-        principal = await self.authenticate(request)
-        if not grants(principal.scopes, [scope]):
-            raise Forbidden(f"this API key lacks scope {scope!r}")
-        return principal
+    async def _principal(self, request: Request) -> Principal:
+        return await self.authenticate(request)  # scopes and policy: the gate, by the route's declaration
 
     async def object(self, request: Request) -> Response:
         bucket, key = request.path_params["bucket"], request.path_params["key"]
@@ -92,7 +92,7 @@ class StorageEdge:
             return _error(exc)
 
     async def _get(self, request: Request, bucket: str, key: str) -> Response:
-        p = await self._principal(request, "storage:read")
+        p = await self._principal(request)
         row = await self.svc.stat(p.tenant_id, bucket, key)
         headers = _headers(row)
         try:
@@ -114,7 +114,7 @@ class StorageEdge:
         return StreamingResponse(reader, status_code=status, headers=headers | {"etag": f'"{row.sha256}"'})
 
     async def _put(self, request: Request, bucket: str, key: str) -> Response:
-        p = await self._principal(request, "storage:write")
+        p = await self._principal(request)
         length = request.headers.get("content-length")
         if length is not None and not length.isdigit():
             raise InvalidArguments("Content-Length must be a whole number")
@@ -125,14 +125,14 @@ class StorageEdge:
         return JSONResponse(object_dict(row), status_code=201, headers={"etag": f'"{row.sha256}"'})
 
     async def _delete(self, request: Request, bucket: str, key: str) -> Response:
-        p = await self._principal(request, "storage:write")
+        p = await self._principal(request)
         if not await self.svc.delete(p.tenant_id, bucket, key):
             raise NotFound(f"no object {key!r} in bucket {bucket!r}")
         return Response(status_code=204)
 
     async def listing(self, request: Request) -> Response:
         try:
-            p = await self._principal(request, "storage:read")
+            p = await self._principal(request)
             q = request.query_params
             limit = q.get("limit", "100")
             if not limit.isdigit():
@@ -147,10 +147,17 @@ class StorageEdge:
         return JSONResponse(body)
 
 
-def storage_routes(ctx: ServerContext, authenticate: Authenticate) -> list[Route]:
+def storage_routes(ctx: ServerContext, authenticate: Authenticate = principal) -> list[Route]:
     """The routes to append to the app (they share the process's StorageService via ``ctx``)."""
     edge = StorageEdge(service_for(ctx), authenticate)
+    obj = "/v1/storage/{bucket}/{key:path}"
     return [
-        Route("/v1/storage/{bucket}", edge.listing, methods=["GET"]),
-        Route("/v1/storage/{bucket}/{key:path}", edge.object, methods=["GET", "HEAD", "PUT", "DELETE"]),
+        gated_route("/v1/storage/{bucket}", edge.listing, methods=["GET"], capability="storage:read",
+                    action="storage__storage_list", name="storage_list"),
+        gated_route(obj, edge.object, methods=["GET", "HEAD"], capability="storage:read",
+                    action="storage__storage_get", name="storage_get"),
+        gated_route(obj, edge.object, methods=["PUT"], capability="storage:write",
+                    action="storage__storage_put", name="storage_put"),
+        gated_route(obj, edge.object, methods=["DELETE"], capability="storage:write",
+                    action="storage__storage_delete", name="storage_delete"),
     ]

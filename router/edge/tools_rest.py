@@ -22,6 +22,7 @@ from starlette.routing import Route
 from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
 from router.gate.ratelimit import retry_after_header
+from router.gate.route import AUTHENTICATED, TOOL_CALL, gated_route, principal
 from router.meta_tools import MAX_LIMIT, ToolSearch, result_json
 from router.registry.index import MODES
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, RateLimited, VsmError
@@ -62,7 +63,8 @@ async def _call_arguments(request: Request, max_body_bytes: int) -> dict[str, An
 
 
 def tools_routes(
-    search: ToolSearch, authenticate: Authenticate, dispatcher: Dispatcher | None = None, max_body_bytes: int = 4 << 20
+    search: ToolSearch, authenticate: Authenticate = principal, dispatcher: Dispatcher | None = None,
+    max_body_bytes: int = 4 << 20,
 ) -> list[Route]:
     """``GET /v1/tools`` over the router's ``ToolSearch``; ``POST /v1/tools/{name}/call`` when a dispatcher is given."""
 
@@ -111,9 +113,13 @@ def tools_routes(
         except VsmError as exc:
             return error_response(exc)
 
-    routes = [Route("/v1/tools", list_or_search, methods=["GET"])]
+    # The listing shows each caller only what it may call; a call is a tool call (scopes, policy,
+    # limits and audit per call in the dispatcher).
+    routes = [gated_route("/v1/tools", list_or_search, methods=["GET"], capability=AUTHENTICATED,
+                          action="router__find_tools", name="tools_list")]
     if dispatcher is not None:
-        routes.append(Route("/v1/tools/{name}/call", call, methods=["POST"]))
+        routes.append(gated_route("/v1/tools/{name}/call", call, methods=["POST"], capability=TOOL_CALL,
+                                  name="tools_call"))
     return routes
 
 

@@ -27,6 +27,7 @@ from starlette.routing import Route
 
 from router.dispatch import Dispatcher
 from router.edge._auth import Authenticate, error_response
+from router.gate.route import TOOL_CALL, gated_route, principal
 from vsm_mcp.errors import InvalidArguments, VsmError
 
 ADMIN = "admin"
@@ -50,8 +51,11 @@ def _scope(request: Request, body: dict[str, Any] | None = None) -> dict[str, An
     return {"scope": scope} if scope else {}
 
 
-def upstreams_routes(authenticate: Authenticate, dispatcher: Dispatcher, max_body_bytes: int = 1 << 20) -> list[Route]:
-    """The routes above, each calling ``admin__<tool>`` as the authenticated principal."""
+def upstreams_routes(
+    dispatcher: Dispatcher, max_body_bytes: int = 1 << 20, authenticate: Authenticate = principal,
+) -> list[Route]:
+    """The routes above, each calling ``admin__<tool>`` as the gate's principal (declared TOOL_CALL:
+    scopes, policy, limits and audit are the dispatcher's, per call)."""
 
     async def call(request: Request, tool: str, arguments: dict[str, Any]) -> Response:
         principal = await authenticate(request)
@@ -118,15 +122,18 @@ def upstreams_routes(authenticate: Authenticate, dispatcher: Dispatcher, max_bod
     async def secret_remove(request: Request) -> Response:
         return await call(request, "secret_remove", {"name": request.path_params["name"], **_scope(request)})
 
+    def gated(path: str, fn: Callable[[Request], Awaitable[Response]], method: str, name: str) -> Route:
+        return gated_route(path, fn, methods=[method], capability=TOOL_CALL, name=name)
+
     return [
-        Route("/v1/upstreams", list_upstreams, methods=["GET"]),
-        Route("/v1/upstreams", add, methods=["POST"]),
-        Route("/v1/upstreams/{name}", update, methods=["PATCH"]),
-        Route("/v1/upstreams/{name}", remove, methods=["DELETE"]),
-        Route("/v1/upstreams/{name}/enable", enable, methods=["POST"]),
-        Route("/v1/upstreams/{name}/disable", disable, methods=["POST"]),
-        Route("/v1/tool-overrides/{server}/{tool}", override_set, methods=["PUT"]),
-        Route("/v1/tool-overrides/{server}/{tool}", override_remove, methods=["DELETE"]),
-        Route("/v1/upstream-secrets/{name}", secret_set, methods=["PUT"]),
-        Route("/v1/upstream-secrets/{name}", secret_remove, methods=["DELETE"]),
+        gated("/v1/upstreams", list_upstreams, "GET", "upstream_list"),
+        gated("/v1/upstreams", add, "POST", "upstream_add"),
+        gated("/v1/upstreams/{name}", update, "PATCH", "upstream_update"),
+        gated("/v1/upstreams/{name}", remove, "DELETE", "upstream_remove"),
+        gated("/v1/upstreams/{name}/enable", enable, "POST", "upstream_enable"),
+        gated("/v1/upstreams/{name}/disable", disable, "POST", "upstream_disable"),
+        gated("/v1/tool-overrides/{server}/{tool}", override_set, "PUT", "tool_override_set"),
+        gated("/v1/tool-overrides/{server}/{tool}", override_remove, "DELETE", "tool_override_remove"),
+        gated("/v1/upstream-secrets/{name}", secret_set, "PUT", "secret_set"),
+        gated("/v1/upstream-secrets/{name}", secret_remove, "DELETE", "secret_remove"),
     ]

@@ -58,13 +58,21 @@ class FastPath:
         # notifications/cancelled from the client stops it (the SDK does not know these calls).
         self._inflight: dict[tuple[bytes, str | int], anyio.CancelScope] = {}
 
-    def _session(self, headers: dict[bytes, bytes]) -> Any:
+    def _session(self, headers: dict[bytes, bytes], scope: Scope) -> Any:
         sid = headers.get(b"mcp-session-id")
         if not sid:
             return None
-        transport = self.manager._server_instances.get(sid.decode("latin-1"))  # noqa: SLF001
+        key = sid.decode("latin-1")
+        transport = self.manager._server_instances.get(key)  # noqa: SLF001
         if transport is None or getattr(transport, "is_terminated", False):
             return None
+        # A session belongs to the principal that opened it (router/gate/sessions.py): anyone else
+        # goes to the SDK, which answers 404 as for an unknown session.
+        owner = getattr(self.manager, "_session_owners", {}).get(key)
+        if owner is not None:
+            user = scope.get("user")
+            if user is None or owner.get("client_id") != user.access_token.client_id:
+                return None
         idle = getattr(transport, "idle_scope", None)
         if idle is not None and idle.cancel_called:
             return None
@@ -84,7 +92,7 @@ class FastPath:
             return False
         if not headers.get(b"content-type", b"").startswith(b"application/json"):
             return False
-        transport = self._session(headers)
+        transport = self._session(headers, scope)
         sid = headers.get(b"mcp-session-id", b"")
         if transport is None or sid.decode("latin-1") in self.aggregate.log_sessions:
             # Not ours to answer (initialize, an unknown session, a session that asked for log

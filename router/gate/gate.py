@@ -19,6 +19,7 @@ Routes declared ``TOOL_CALL`` stop after step 3: their tool calls run steps 4-6 
 from __future__ import annotations
 
 import json
+import random
 import time
 from collections.abc import Callable, Sequence
 from typing import Protocol
@@ -26,11 +27,13 @@ from typing import Protocol
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from router.gate.browser import BrowserRules
-from router.gate.limits import Limiter, limited
-from router.gate.route import STATE_KEY, TOOL_CALL, Declaration, Render
+from router.gate.limits import Limiter, limited, make_limiter
+from router.gate.route import AUTHENTICATED, STATE_KEY, TOOL_CALL, Declaration, Render
 from vsm_mcp.auth import Principal, grants
+from vsm_mcp.config import Settings
 from vsm_mcp.errors import ALL_ERRORS, Forbidden, RateLimited, Unauthorized, VsmError
 from vsm_mcp.hooks import Authorizer, CallInfo, CallOutcome
+from vsm_mcp.telemetry import Metrics
 
 LOOPBACK_PEERS = frozenset({"127.0.0.1", "::1", "::ffff:127.0.0.1"})
 FORWARDING = frozenset({b"forwarded", b"x-real-ip", b"x-client-ip", b"true-client-ip", b"via"})
@@ -82,16 +85,20 @@ class Gate:
     """One per app (``app.state.gate``); see the module docstring."""
 
     def __init__(
-        self, *, rules: BrowserRules, authenticate: Authenticate, limiter: Limiter,
+        self, *, rules: BrowserRules, authenticate: Authenticate, limiter: Limiter, call_limiter: Limiter | None = None,
         authorizers: Sequence[Authorizer] = (), recorder: Recorder | None = None,
-        trace_id: Callable[[], str] = lambda: "",
+        trace_id: Callable[[], str] | None = None, metrics: Metrics | None = None,
     ) -> None:
         self.rules = rules
+        self.metrics = metrics
         self.authenticate = authenticate
-        self.limiter = limiter
+        self.limiter = limiter  # requests to routes that are actions of their own (VSM_EDGE_RATE_*)
+        # requests to TOOL_CALL routes, which are about one tool call each (VSM_RATE_LIMIT / _BURST)
+        self.call_limiter = call_limiter or limiter
         self.authorizers = authorizers  # the dispatcher's own list: one policy step for both
         self.recorder = recorder
-        self.trace_id = trace_id
+        # 64 random bits, as the dispatcher's: unique, not secret, and no system call per request
+        self.trace_id = trace_id or (lambda: f"{random.getrandbits(64):016x}")
 
     async def handle(self, decl: Declaration, app: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -130,12 +137,17 @@ class Gate:
                 bucket = principal.key_id or f"anon:{peer}"
             else:
                 bucket = f"peer:{peer}"
-            wait = await self.limiter.take(bucket)
+            limiter = self.call_limiter if decl.capability == TOOL_CALL else self.limiter
+            wait = await limiter.take(bucket)
             if wait > 0:
-                raise limited(who(principal, peer), wait, self.limiter.rate, self.limiter.burst)
+                if self.metrics is not None:
+                    self.metrics.rate_limited.labels("call" if limiter is self.call_limiter else "edge").inc()
+                raise limited(who(principal, peer), wait, limiter.rate, limiter.burst)
         except VsmError as exc:
-            if isinstance(exc, Unauthorized):
-                await self.limiter.take(f"peer:{peer}")  # failed attempts spend the peer's budget
+            if isinstance(exc, Unauthorized):  # failed attempts spend the address's budget: no key guessing at speed
+                wait = await self.limiter.take(f"peer:{peer}")
+                if wait > 0:
+                    exc = limited(f"address {peer}", wait, self.limiter.rate, self.limiter.burst)
             await send_error(send, exc, render)
             return
         if principal is not None:
@@ -157,7 +169,7 @@ class Gate:
         call = CallInfo(principal, decl.action, decl.server, decl.tool, args, tags=(decl.capability,),
                         source="http", trace_id=self.trace_id())
         try:
-            if not grants(principal.scopes, call.tags):
+            if decl.capability != AUTHENTICATED and not grants(principal.scopes, call.tags):
                 raise Forbidden(
                     f"this API key lacks scope {decl.capability!r} (needed for {scope['method']} {scope['path']})",
                     data={"required": [decl.capability]},
@@ -202,6 +214,8 @@ class Gate:
 
     async def aclose(self) -> None:
         await self.limiter.aclose()
+        if self.call_limiter is not self.limiter:
+            await self.call_limiter.aclose()
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -220,3 +234,19 @@ def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
     return wrapped
 
 
+
+
+def build_gate(
+    settings: Settings, authenticate: Authenticate, *, authorizers: Sequence[Authorizer] = (),
+    recorder: Recorder | None = None, trace_id: Callable[[], str] | None = None, metrics: Metrics | None = None,
+) -> Gate:
+    """The gate an app gets from its settings (router/app.py; tests of parts of the edge too)."""
+    rules = BrowserRules(
+        loopback_bind=settings.is_loopback, allowed_hosts=settings.allowed_hosts, cors_origins=settings.cors_origins
+    )
+    return Gate(
+        rules=rules, authenticate=authenticate,
+        limiter=make_limiter(settings.edge_rate_per_s, settings.edge_rate_burst, settings.redis_url, name="edge"),
+        call_limiter=make_limiter(settings.rate_limit, settings.rate_burst, settings.redis_url, name="call"),
+        authorizers=authorizers, recorder=recorder, trace_id=trace_id, metrics=metrics,
+    )

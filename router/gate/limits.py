@@ -122,9 +122,25 @@ class RedisLimiter:
         await self.client.aclose()
 
 
-def make_limiter(rate: float, burst: float, redis_url: str = "") -> Limiter:
+class NoLimit:
+    """A rate of 0 switches limiting off (as ``VSM_RATE_LIMIT=0`` always has)."""
+
+    rate = 0.0
+    burst = 0.0
+
+    async def take(self, key: str) -> float:
+        return 0.0
+
+    async def aclose(self) -> None:
+        return None
+
+
+def make_limiter(rate: float, burst: float, redis_url: str = "", *, name: str = "edge") -> Limiter:
+    """``name`` keeps the buckets of two limiters apart in Redis (``vsm:rl:<name>:<caller>``)."""
+    if rate <= 0:
+        return NoLimit()
     if redis_url:
-        return RedisLimiter(redis_url, rate, burst)
+        return RedisLimiter(redis_url, rate, burst, prefix=f"vsm:rl:{name}:")
     return LocalLimiter(rate, burst)
 
 

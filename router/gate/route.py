@@ -8,7 +8,8 @@ Every HTTP route of the app is built with ``gated_route`` (or ``gated_mount``)::
 * ``capability`` — the scope the caller needs, checked with ``vsm_mcp.auth.grants`` exactly as a
   tool's capability tag is; or ``TOOL_CALL``: the route only carries tool calls, and each call
   gets scopes, policy, rate limit and audit from ``Dispatcher.call_tool`` (the gate still
-  authenticates, applies the browser rules and limits the requests).
+  authenticates, applies the browser rules and limits the requests); or ``AUTHENTICATED``: any
+  principal may (its answer depends on the caller's grants, e.g. the tool listing).
 * ``action`` — what the route does in tool terms (``<server>__<tool>``): the tenant's policy is
   evaluated on it with the path parameters as ``input``, so ``DELETE /v1/storage/b/k`` meets the
   same rule as the ``storage_delete`` tool, and the request is audited as an episode under that
@@ -45,6 +46,7 @@ TOOL_CALL = "tool-call"
 # The only routes outside the gate, by name. ``console`` serves static files that hold no data
 # (router/edge/console): every figure its pages show comes from gated API calls with the user's key.
 PUBLIC_ROUTES = frozenset({"healthz", "readyz", "metrics", "console"})
+AUTHENTICATED = "authenticated"  # any principal may (e.g. list the tools it may call); policy and audit still apply
 STATE_KEY = "principal"
 
 Render = Callable[[VsmError], dict[str, Any]]

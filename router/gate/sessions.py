@@ -60,14 +60,24 @@ class SessionLimit:
             return 0
         return sum(1 for o in list(owners.values()) if o.get("client_id") == ident)
 
+    def user_of(self, scope: Scope) -> AuthenticatedUser | None:
+        """The SDK's view of the gate's principal (None when the gate set none)."""
+        principal = principal_of(scope)
+        if principal is None:
+            return None
+        peer = scope["client"][0] if scope.get("client") else "unknown"
+        return self.user(owner_id(principal, peer))
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         principal = principal_of(scope)
         if principal is None or scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        user = scope.get("user") or self.user_of(scope)
+        scope["user"] = user
+        assert user is not None
+        ident = user.access_token.client_id
         peer = scope["client"][0] if scope.get("client") else "unknown"
-        ident = owner_id(principal, peer)
-        scope["user"] = self.user(ident)
         if self.cap and scope["method"] == "POST" and not any(k == b"mcp-session-id" for k, _ in scope["headers"]):
             n = self.open_sessions(ident)
             if n >= self.cap:

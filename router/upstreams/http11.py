@@ -10,7 +10,8 @@ HTTP/2); everything else keeps using httpx.
 
 ``post(headers, body)`` is an async context manager yielding ``Response``, whose ``chunks()``
 async-iterates the decoded body (``read()`` joins it). A connection is reused only when its
-response was read to the end and the server did not ask to close it.
+response was read to the end and the server did not ask to close it. A request is never sent
+twice unless the caller says it is idempotent (a tools/call the upstream read must not run again).
 """
 
 from __future__ import annotations
@@ -238,11 +239,12 @@ class _Exchange:
     """``async with pool.post(...) as resp``: the connection goes back to the pool on a clean
     exit with the body read to the end, and is closed on anything else."""
 
-    __slots__ = ("_pool", "_headers", "_body", "_conn")
+    __slots__ = ("_pool", "_headers", "_body", "_conn", "_idempotent")
 
-    def __init__(self, pool: Http11Pool, headers: dict[str, str] | bytes, body: bytes) -> None:
+    def __init__(self, pool: Http11Pool, headers: dict[str, str] | bytes, body: bytes, idempotent: bool) -> None:
         self._pool, self._headers, self._body = pool, headers, body
         self._conn: _Conn | None = None
+        self._idempotent = idempotent
 
     async def __aenter__(self) -> Response:
         pool = self._pool
@@ -255,9 +257,12 @@ class _Exchange:
             resp = await conn.send(request)
         except (OSError, HttpError) as exc:
             conn.close()
-            if not reused or conn._got_bytes:  # noqa: SLF001 — a fresh failure, or a real answer broke
+            # Once the request is written, nothing proves the upstream did not read and run it (it
+            # may have executed a tools/call and dropped the connection before answering), so only
+            # an idempotent request is sent again. A connection the server closed while idle is
+            # found stale before the write (``take``) and never used; a failed connect raises above.
+            if not (reused and self._idempotent) or conn._got_bytes:  # noqa: SLF001
                 raise _as_http_error(exc) from exc
-            # A kept-alive connection the server had closed as we wrote: retry once on a fresh one.
             conn = await pool.connect()
             try:
                 resp = await conn.send(request)
@@ -301,10 +306,11 @@ class Http11Pool:
         self._ssl = ssl.create_default_context() if self.tls else None
         self._prefix = f"POST {self.path} HTTP/1.1\r\nhost: {self.host_header}\r\n".encode("latin-1")
 
-    def post(self, headers: dict[str, str] | bytes, body: bytes) -> _Exchange:
+    def post(self, headers: dict[str, str] | bytes, body: bytes, *, idempotent: bool = False) -> _Exchange:
         """``headers`` as a dict, or already encoded (``encode_headers``) for a caller that sends
-        the same ones again and again."""
-        return _Exchange(self, headers, body)
+        the same ones again and again. ``idempotent``: running the request twice does no harm, so
+        it may be re-sent once when a kept-alive connection broke before any answer."""
+        return _Exchange(self, headers, body, idempotent)
 
     @staticmethod
     def encode_headers(headers: dict[str, str]) -> bytes:

@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from vsm_mcp.cli import admin, audit, ingest, run, states, status, worker
+from vsm_mcp.cli import admin, audit, ingest, lifecycle, run, states, status, worker
 from vsm_mcp.cli.common import DEBUG, err
 from vsm_mcp.cli.connect import connect_app
 from vsm_mcp.cli.notify import notify_app
@@ -44,6 +44,11 @@ def _root(
 app.command()(admin.migrate)
 app.add_typer(admin.tenants_app, name="tenants")
 app.add_typer(admin.keys_app, name="keys")
+admin.tenants_app.command("list")(lifecycle.tenants_list)
+for verb in ("disable", "enable", "delete"):
+    admin.tenants_app.command(verb)(getattr(lifecycle, f"tenants_{verb}"))
+for verb in ("list", "revoke", "rotate"):
+    admin.keys_app.command(verb)(getattr(lifecycle, f"keys_{verb}"))
 for command in (run.serve, run.stdio, run.call, run.server, worker.worker):
     app.command()(command)
 app.command()(ingest.ingest)

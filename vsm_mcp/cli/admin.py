@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from vsm_mcp.cli.common import (
     DbUrl,
@@ -19,8 +18,10 @@ from vsm_mcp.cli.common import (
     settings_from,
 )
 
-tenants_app = typer.Typer(help="Create and list tenants (isolated spaces of data and keys).", no_args_is_help=True)
-keys_app = typer.Typer(help="Create API keys for a tenant (shown once, stored hashed).", no_args_is_help=True)
+tenants_app = typer.Typer(help="Create, list, disable, enable and delete tenants (isolated spaces of data and keys).",
+                          no_args_is_help=True)
+keys_app = typer.Typer(help="API keys of a tenant: create (shown once, stored hashed), list, revoke, rotate.",
+                       no_args_is_help=True)
 
 
 
@@ -73,29 +74,6 @@ def tenants_create(
     out.print(f"created tenant {name} ({tenant_id})")
 
 
-@tenants_app.command("list")
-@handle_errors
-def tenants_list(database_url: DbUrl = None) -> None:
-    """List tenants."""
-    from vsm_mcp.db import Database
-    from vsm_mcp.tenants import list_tenants
-
-    settings = settings_from(database_url)
-    ensure_schema(settings)
-
-    async def go() -> list[tuple[str, str]]:
-        db = Database(settings, settings.migration_database_url)
-        try:
-            return [(t.name, t.id) for t in await list_tenants(db)]
-        finally:
-            await db.aclose()
-
-    table = Table("name", "id")
-    for row in run_async(go()):
-        table.add_row(*row)
-    out.print(table)
-
-
 @keys_app.command("create")
 @handle_errors
 def keys_create(
@@ -109,25 +87,30 @@ def keys_create(
         ),
     ],
     name: Annotated[str, typer.Option("--name", help="A label for listings.")] = "",
+    expires_in: Annotated[
+        str | None, typer.Option("--expires-in", help="Lifetime, e.g. 90d, 12h, 30m; none = until revoked.")
+    ] = None,
     database_url: DbUrl = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
     from vsm_mcp.auth import validate_scopes
     from vsm_mcp.db import Database
-    from vsm_mcp.tenants import create_api_key
+    from vsm_mcp.keys import KeyInfo, create_key, parse_duration
 
     scope_list = validate_scopes(scopes.split(","))
+    ttl = parse_duration(expires_in) if expires_in else None
     settings = settings_from(database_url)
     ensure_schema(settings)
 
-    async def go() -> str:
+    async def go() -> tuple[str, KeyInfo]:
         db = Database(settings, settings.migration_database_url)
         try:
-            key, _row = await create_api_key(db, tenant, scope_list, name)
-            return key
+            return await create_key(db, tenant, scope_list, name=name, expires_in=ttl)
         finally:
             await db.aclose()
 
-    key = run_async(go())
-    err.print(f"API key for tenant {tenant} with scopes {','.join(scope_list)} (shown once, store it now):")
+    key, info = run_async(go())
+    until = f", expires {info.as_dict()['expires_at']}" if info.expires_at else ""
+    err.print(f"API key {info.id} for tenant {tenant} with scopes {','.join(scope_list)}{until} "
+              "(shown once, store it now):")
     out.print(key, soft_wrap=True)

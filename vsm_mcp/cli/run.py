@@ -29,6 +29,12 @@ def serve(
     port: Annotated[int | None, typer.Option(help="Port (VSM_PORT, default 8765).")] = None,
     database_url: DbUrl = None,
     manifest: ManifestOpt = None,
+    ssl_certfile: Annotated[
+        str | None, typer.Option("--ssl-certfile", help="PEM certificate: serve HTTPS (VSM_SSL_CERTFILE).")
+    ] = None,
+    ssl_keyfile: Annotated[
+        str | None, typer.Option("--ssl-keyfile", help="PEM private key of the certificate (VSM_SSL_KEYFILE).")
+    ] = None,
 ) -> None:
     """Run the router: MCP at /mcp, edge routes, /healthz and /readyz.
 
@@ -42,7 +48,8 @@ def serve(
     from vsm_mcp.cli.common import DEBUG
     from vsm_mcp.cli.startup import bind_socket, check_bus, run_server
 
-    settings = settings_from(database_url, host=host, port=port, manifests=manifest or None)
+    settings = settings_from(database_url, host=host, port=port, manifests=manifest or None,
+                             ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile)
     sock = bind_socket(settings.host, settings.port)  # first: a port in use is one line, before anything runs
     try:
         check_reachable(settings, settings.migration_database_url)
@@ -61,7 +68,7 @@ def serve(
             logging.getLogger(name).setLevel(logging.WARNING)
     sse_direct_engaged()  # logs one line now, at start-up, if SSE direct writes are off
     banner = (
-        f"vsm-mcp serving on http://{settings.host}:{settings.port}  "
+        f"vsm-mcp serving on {'https' if settings.ssl_certfile else 'http'}://{settings.host}:{settings.port}  "
         f"(MCP: /mcp · health: /healthz · readiness: /readyz · database: {redact(settings.database_url)})"
     )
     # HotLaneProtocol: uvicorn's httptools protocol with a shorter road for POST /mcp (router/fastlane/hot_protocol.py).

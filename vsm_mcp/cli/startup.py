@@ -113,7 +113,10 @@ class BannerServer(uvicorn.Server):
 
 def run_server(app: Any, sock: socket.socket, settings: Settings, banner: str, say: Any, *, http: Any, debug: bool) -> None:
     """Serve ``app`` on the bound ``sock``; a lifespan failure becomes one VsmError line."""
-    config = uvicorn.Config(app, log_level=settings.log_level, lifespan="on", http=http)
+    config = uvicorn.Config(
+        app, log_level=settings.log_level, lifespan="on", http=http,
+        ssl_certfile=settings.ssl_certfile or None, ssl_keyfile=settings.ssl_keyfile or None,  # VSM_SSL_*: HTTPS
+    )
     one_line = _OneLine()
     if not debug:
         logging.getLogger("uvicorn.error").addFilter(one_line)

@@ -18,10 +18,12 @@ from starlette.middleware import Middleware
 
 from router.edge._auth import bearer
 from router.edge.assembly import Edge
+from tests.gate_helpers import gated
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.context import ServerContext
-from vsm_mcp.tenants import Authenticator, create_api_key, create_tenant
+from vsm_mcp.keys import Authenticator
+from vsm_mcp.tenants import create_api_key, create_tenant
 
 
 @pytest.fixture
@@ -62,6 +64,7 @@ class EdgeApp:
     ctx: ServerContext
     keys: dict[str, str] = field(default_factory=dict)  # tenant name -> API key
     tenants: dict[str, str] = field(default_factory=dict)  # tenant name -> id
+    gate: Any = None
 
     def auth(self, tenant: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[tenant]}"}
@@ -92,9 +95,9 @@ async def edge_app(
             stack.push_async_callback(edge.aclose)
             yield
 
-    app = Starlette(routes=edge.routes(), lifespan=lifespan, middleware=middleware)
+    app = gated(Starlette(routes=edge.routes(), lifespan=lifespan, middleware=middleware), authenticator, settings)
     async with serve(app) as url:
-        yield EdgeApp(url, edge, ctx, keys, ids)
+        yield EdgeApp(url, edge, ctx, keys, ids, gate=app.state.gate)
     # Every stream took the write path the settings chose (uvicorn + httptools here, so the
     # direct path is reachable whenever it is enabled).
     hub = edge.hub

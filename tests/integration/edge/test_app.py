@@ -137,13 +137,16 @@ async def test_readyz_reports_database_bus_and_upstreams() -> None:
 async def test_edge_rate_limit_per_client() -> None:
     settings = load_settings(allow_anonymous=False, edge_rate_per_s=0.5, edge_rate_burst=3)
     async with router_app(settings) as r, httpx.AsyncClient(base_url=r.url) as client:
-        codes = [(await client.get("/metrics")).status_code for _ in range(4)]
-        assert codes == [200, 200, 200, 429]
-        limited = await client.get("/metrics")
+        # Without a key: refused, and the address's budget is spent by each attempt.
+        codes = [(await client.get("/v1/tools")).status_code for _ in range(4)]
+        assert codes == [401, 401, 401, 429]
+        limited = await client.get("/v1/tools")
         assert int(limited.headers["retry-after"]) >= 1
         assert limited.json()["error"]["type"] == "rate_limited"
-        # Another principal has its own bucket.
-        assert (await client.get("/metrics", headers=r.auth)).status_code == 200
+        assert "address 127.0.0.1" in limited.json()["error"]["message"]
+        # A principal has its own bucket.
+        assert (await client.get("/v1/tools", headers=r.auth)).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200  # public, by name
 
 
 @asynccontextmanager

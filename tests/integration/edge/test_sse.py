@@ -118,7 +118,7 @@ async def test_slow_client_gets_overflow_and_fast_client_gets_everything() -> No
         slow.setblocking(False)
         loop = asyncio.get_running_loop()
         await loop.sock_connect(slow, ("127.0.0.1", port))
-        request = f"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n"
+        request = f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n"
         await loop.sock_sendall(slow, request.encode())
         await eventually(lambda: app.edge.hub.connections == 1, what="the slow client to connect")
         payload = "x" * 64_000

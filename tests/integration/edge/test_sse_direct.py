@@ -107,7 +107,7 @@ async def test_a_client_that_never_reads_is_cut_off_and_freed(monkeypatch: pytes
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(("127.0.0.1", port))
-        stuck.sendall(f"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n".encode())
+        stuck.sendall(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n".encode())
         fast, = await open_raw(app, 1)
         await eventually(lambda: app.edge.hub.connections == 2, what="both clients")
         dropped = app.edge.metrics.sse_dropped.labels("overflow")
@@ -246,7 +246,9 @@ async def test_an_unknown_send_wrapper_keeps_the_portable_path() -> None:
 
 async def test_h11_server_uses_the_portable_path() -> None:
     async with edge_app(check_path=False) as app:
-        config = uvicorn.Config(Starlette(routes=app.edge.routes()), http="h11", log_level="warning", lifespan="off")
+        plain = Starlette(routes=app.edge.routes())
+        plain.state.gate = app.gate
+        config = uvicorn.Config(plain, http="h11", log_level="warning", lifespan="off")
         server = uvicorn.Server(config)
         sock = socket.socket()
         sock.bind(("127.0.0.1", 0))

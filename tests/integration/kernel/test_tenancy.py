@@ -205,7 +205,8 @@ def test_rls_as_vsm_app_raw_sql(pg_database: str, pg_owner_url: str, pg_app_url:
 @pytest.mark.postgres
 def test_api_key_resolution_through_definer_function(pg_owner_url: str, pg_app_url: str) -> None:
     from vsm_mcp.errors import Unauthorized
-    from vsm_mcp.tenants import create_api_key, resolve_api_key
+    from vsm_mcp.keys import resolve_api_key
+    from vsm_mcp.tenants import create_api_key
 
     migrate.upgrade(pg_owner_url)
     settings = load_settings(database_url=pg_app_url, migration_database_url=pg_owner_url)

@@ -15,6 +15,7 @@ from starlette.applications import Starlette
 
 from router.edge.openai import openai_routes
 from servers.llm_cdn.server import EXTRAS_KEY
+from tests.gate_helpers import gated
 from tests.integration.llm_cdn.conftest import Clock, make_engine, make_settings
 from tests.integration.llm_cdn.fake_openai import FakeState, serve_app
 from vsm_mcp import migrate
@@ -22,6 +23,7 @@ from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Unauthorized
+from vsm_mcp.keys import Authenticator
 from vsm_mcp.tenants import create_api_key, create_tenant
 
 pytestmark = pytest.mark.anyio
@@ -29,10 +31,9 @@ Fakes = tuple[str, FakeState, str, FakeState]
 KEYS = {"key-a": "tenant-a", "key-b": "tenant-b"}
 
 
-async def _auth(request: Any) -> Principal:
+async def _auth(header: str | None) -> Principal:
     """Stands in for the router's Bearer authentication: two keys, two tenants."""
-    header = request.headers.get("authorization", "")
-    tenant = KEYS.get(header.removeprefix("Bearer "))
+    tenant = KEYS.get((header or "").removeprefix("Bearer "))
     if tenant is None:
         raise Unauthorized("invalid or revoked API key")
     return Principal(tenant_id=tenant, scopes=frozenset({"llm"}))
@@ -43,13 +44,13 @@ async def app(fakes: Fakes, tmp_path: Path) -> AsyncIterator[Starlette]:
     settings = make_settings(fakes)
     ctx = ServerContext.create(settings)
     ctx.extras[EXTRAS_KEY] = make_engine(settings, tmp_path, Clock())
-    yield Starlette(routes=openai_routes(ctx, _auth))
+    yield gated(Starlette(routes=openai_routes(ctx)), _auth)
     await ctx.extras[EXTRAS_KEY].aclose()
     await ctx.aclose()
 
 
 def _client(app: Starlette, key: str = "key-a") -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://edge",
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1",
                              headers={"authorization": f"Bearer {key}"})
 
 
@@ -123,7 +124,7 @@ async def test_embeddings_and_models(app: Starlette) -> None:
 
 async def test_edge_without_the_llm_server_says_so(fakes: Fakes) -> None:
     ctx = ServerContext.create(make_settings(fakes))
-    app = Starlette(routes=openai_routes(ctx, _auth))
+    app = gated(Starlette(routes=openai_routes(ctx)), _auth)
     async with _client(app) as c:
         r = await c.post("/v1/chat/completions", json=_chat("x"))
     await ctx.aclose()
@@ -146,7 +147,8 @@ def served_edge(fakes: Fakes, tmp_path: Path) -> Iterator[tuple[str, str]]:
     key = asyncio.run(_make_key(settings))
     ctx = ServerContext.create(settings)
     ctx.extras[EXTRAS_KEY] = make_engine(settings, tmp_path, Clock())
-    with serve_app(Starlette(routes=openai_routes(ctx))) as url:
+    authenticator = Authenticator(ctx.db, default_tenant="default", allow_anonymous=False)
+    with serve_app(gated(Starlette(routes=openai_routes(ctx)), authenticator, settings)) as url:
         yield f"{url}/v1", key
 
 

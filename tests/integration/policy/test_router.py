@@ -17,6 +17,7 @@ from mcp.shared.exceptions import MCPError
 from router.app import create_app
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
+from tests.gate_helpers import admin_key, keyed_mcp
 from tests.integration.policy.conftest import Clock
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
@@ -73,8 +74,9 @@ async def test_working_hours_policy_via_mcp_and_update_without_restart(tmp_path:
     clock = Clock(EVENING)
     ctx.extras[CLOCK_KEY] = clock
     specs = parse_manifest(yaml.safe_load(path.read_text()), "m.yaml")
+    key = await admin_key(ctx.db, scopes=("storage:*", "policy"))  # policies and buckets are admin work
     async with serve(create_app(settings, ctx, specs=specs)) as url:
-        async with Client(f"{url}/mcp", mode="legacy") as client:
+        async with Client(keyed_mcp(f"{url}/mcp", key), mode="legacy") as client:
             names = {t.name for t in (await client.list_tools()).tools}
             assert {"policy__policy_put", "policy__policy_test", "storage__storage_delete"} <= names
             await ok(client, "storage__bucket_create", name="docs")

@@ -12,11 +12,13 @@ import pytest
 from starlette.applications import Starlette
 
 from router.edge.storage_http import parse_range, storage_routes
+from tests.gate_helpers import gated
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import InvalidArguments
+from vsm_mcp.keys import Authenticator
 from vsm_mcp.storage.buckets import BucketPolicy, create_bucket
 from vsm_mcp.storage.service import service_for
-from vsm_mcp.tenants import Authenticator, create_api_key, get_tenant
+from vsm_mcp.tenants import create_api_key, get_tenant
 
 pytestmark = pytest.mark.anyio
 
@@ -27,18 +29,14 @@ async def edge(storage_env: tuple, tmp_path: Path) -> AsyncIterator[tuple[httpx.
     ctx = ServerContext(settings=svc.settings, db=svc.db, bus=None)  # type: ignore[arg-type]
     ctx.extras["storage.service"] = svc
     auth = Authenticator(svc.db, default_tenant="default", allow_anonymous=False)
-
-    async def authenticate(conn: httpx.Request) -> object:
-        return await auth.authenticate(conn.headers.get("authorization"))
-
-    app = Starlette(routes=storage_routes(ctx, authenticate))  # type: ignore[arg-type]
+    app = gated(Starlette(routes=storage_routes(ctx)), auth, svc.settings)
     keys = {
         "a": (await create_api_key(svc.db, "alpha", ["storage:*"]))[0],
         "a_read": (await create_api_key(svc.db, "alpha", ["storage:read"]))[0],
         "b": (await create_api_key(svc.db, "beta", ["storage"]))[0],
         "tools": (await create_api_key(svc.db, "alpha", ["tools:call"]))[0],
     }
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://127.0.0.1") as client:
         yield client, {k: f"Bearer {v}" for k, v in keys.items()}
 
 

@@ -18,8 +18,10 @@ from mcp import Client, StdioServerParameters
 from router.app import create_app
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi as serve
+from tests.gate_helpers import admin_key, keyed_mcp
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
+from vsm_mcp.context import ServerContext
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
@@ -62,12 +64,14 @@ async def test_tools_via_mcp_endpoint(tmp_path: Path) -> None:
                              storage_sweep_interval_s=0)
     await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
     specs = parse_manifest(yaml.safe_load(storage_manifest(tmp_path).read_text()), "storage.yaml")
-    async with serve(create_app(settings, specs=specs)) as url:
-        async with Client(f"{url}/mcp", mode="legacy") as client:  # the aggregate speaks the pre-2026 protocol
+    ctx = ServerContext.create(settings)
+    key = await admin_key(ctx.db, scopes=("storage:*",))  # bucket_create is storage:admin: not for anonymous callers
+    async with serve(create_app(settings, ctx, specs=specs)) as url:
+        async with Client(keyed_mcp(f"{url}/mcp", key), mode="legacy") as client:  # the pre-2026 protocol
             await exercise(client)
             await client.call_tool("storage__storage_put", {"bucket": "shared", "key": "via-mcp", "text": "hi"})
-        # the same objects over the app's HTTP edge (anonymous loopback caller = the default tenant)
-        async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        # the same objects over the app's HTTP edge, as the same tenant
+        async with httpx.AsyncClient(base_url=url, timeout=60, headers={"authorization": f"Bearer {key}"}) as http:
             assert (await http.get("/v1/storage/shared/via-mcp")).text == "hi"
             body = os.urandom(2 * 1024 * 1024)
             assert (await http.put("/v1/storage/shared/big", content=body)).status_code == 201

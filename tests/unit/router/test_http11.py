@@ -127,13 +127,13 @@ async def test_connection_close_header_is_honoured() -> None:
         assert len(accepted) == 2
 
 
-async def test_server_closing_an_idle_connection_costs_a_retry_not_an_error() -> None:
-    # The server answers, then closes kept-alive connections after the first request on them.
-    async with scripted(lambda r, n: ok(b'"x"') if n == 1 else None) as (url, _s, accepted):
+async def test_server_closing_an_idle_connection_costs_a_new_connection_not_an_error() -> None:
+    # The server answers, then closes the kept-alive connection while it is idle in the pool.
+    async with scripted(lambda r, n: ok(b'"x"'), close_after=True) as (url, _s, accepted):
         pool = Http11Pool(url)
         assert (await post(pool))[2] == b'"x"'
         await asyncio.sleep(0.05)
-        assert (await post(pool))[2] == b'"x"'  # stale connection detected or retried once
+        assert (await post(pool))[2] == b'"x"'  # the stale connection is found before the write
         assert len(accepted) == 2
 
 
@@ -181,3 +181,29 @@ async def test_a_declared_length_body_split_from_its_head_wakes_the_caller_once_
         async with pool.post({}, b"{}") as resp:
             assert resp.complete  # both packets were in before the caller ran again
             assert await resp.read() == body
+
+
+async def test_a_request_the_upstream_read_is_never_sent_twice() -> None:
+    # Regression (issue 18): the upstream reads the second request on a kept-alive connection,
+    # runs it, then drops the connection without answering. Re-sending it would run it twice.
+    executed: list[int] = []
+
+    def handler(req: bytes, n: int) -> list[bytes] | None:
+        executed.append(n)
+        return ok(b'"x"') if n == 1 else None
+
+    async with scripted(handler) as (url, _s, accepted):
+        pool = Http11Pool(url)
+        assert (await post(pool))[2] == b'"x"'
+        with pytest.raises(HttpError):
+            await post(pool)
+        assert len(executed) == 2 and len(accepted) == 1  # one execution each; no second connection
+
+
+async def test_an_idempotent_request_may_be_retried_on_a_fresh_connection() -> None:
+    async with scripted(lambda r, n: ok(b'"x"') if n == 1 else None) as (url, _s, accepted):
+        pool = Http11Pool(url)
+        await post(pool)
+        async with pool.post({"content-type": "application/json"}, b"{}", idempotent=True) as resp:
+            assert await resp.read() == b'"x"'
+        assert len(accepted) == 2

@@ -1,0 +1,1 @@
+"""The keys server: a tenant administrator's API-key lifecycle as MCP tools."""
