@@ -242,6 +242,8 @@ def main() -> None:
             # echo is readOnly+idempotent: with the tool-result cache on, every routed call after the
             # first would be a cache hit and this would measure the cache, not the routing.
             "VSM_TOOL_CACHE": "false",
+            "VSM_TOOL_ROUTE_RATE_PER_S": "1000000",  # the gate's request limit on /mcp: runs, never triggers
+            "VSM_TOOL_ROUTE_RATE_BURST": "1000000",
             "VSM_LOG_LEVEL": "warning",
             "VSM_AUDIT_JOURNAL": "false" if args.audit_journal == "off" else "true",
         }

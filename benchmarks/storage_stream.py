@@ -42,9 +42,11 @@ def serve(home: str, port: int) -> None:
     from router.app import create_app
     from router.upstreams.manifest import load_manifests
     from vsm_mcp import migrate
+    from vsm_mcp.auth import DEFAULT_ANONYMOUS_SCOPES
     from vsm_mcp.config import load_settings
 
-    settings = load_settings(home=home, storage_url=f"file://{home}/objects", storage_sweep_interval_s=0)
+    settings = load_settings(home=home, storage_url=f"file://{home}/objects", storage_sweep_interval_s=0,
+                             anonymous_scopes=[*DEFAULT_ANONYMOUS_SCOPES, "storage:write"])  # anonymous puts
     migrate.upgrade(settings.migration_database_url)
     app = create_app(settings, specs=[s for s in load_manifests() if s.name == "storage"])
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -117,7 +119,8 @@ def run(size_mb: int, rounds: int) -> dict[str, float | int | str | bool]:
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(work / "home"), str(port)], cwd=work)
     try:
         wait_up(url, proc)
-        subprocess.run(["curl", "-sf", "-X", "PUT", "--data-binary", "warm", f"{url}/v1/storage/bench/warm"],
+        subprocess.run(["curl", "-sf", "-X", "PUT", "-H", "content-type: application/octet-stream",
+                        "--data-binary", "warm", f"{url}/v1/storage/bench/warm"],
                        check=True, stdout=subprocess.DEVNULL)
         subprocess.run(["cat", str(src)], check=True, stdout=subprocess.DEVNULL)  # both sides start page-cached
         base = rss_bytes(proc.pid)

@@ -412,6 +412,11 @@ class Settings(BaseSettings):
         description="Browser origins (scheme://host[:port]) allowed to call the gateway cross-origin, "
         "comma-separated. Empty = none but the gateway's own.",
     )
+    tool_route_rate_per_s: float = Field(
+        200.0, ge=0, description="Requests per second per caller on routes that carry tool calls (/mcp, /mcp/<server>, "
+        "/sse, POST /v1/tools/<name>/call, Telegram): a flood guard; each call also spends VSM_RATE_LIMIT. 0 = off.",
+    )
+    tool_route_rate_burst: int = Field(400, ge=1, description="Burst of VSM_TOOL_ROUTE_RATE_PER_S per caller.")
     max_sessions_per_principal: int = Field(
         64, ge=0, description="Open MCP sessions one API key (or anonymous address) may hold; 0 = no cap.",
     )

@@ -93,7 +93,8 @@ class Gate:
         self.metrics = metrics
         self.authenticate = authenticate
         self.limiter = limiter  # requests to routes that are actions of their own (VSM_EDGE_RATE_*)
-        # requests to TOOL_CALL routes, which are about one tool call each (VSM_RATE_LIMIT / _BURST)
+        # requests to TOOL_CALL routes (VSM_TOOL_ROUTE_RATE_*): a flood guard; each call in them also
+        # spends the dispatcher's per-key VSM_RATE_LIMIT
         self.call_limiter = call_limiter or limiter
         self.authorizers = authorizers  # the dispatcher's own list: one policy step for both
         self.recorder = recorder
@@ -247,6 +248,7 @@ def build_gate(
     return Gate(
         rules=rules, authenticate=authenticate,
         limiter=make_limiter(settings.edge_rate_per_s, settings.edge_rate_burst, settings.redis_url, name="edge"),
-        call_limiter=make_limiter(settings.rate_limit, settings.rate_burst, settings.redis_url, name="call"),
+        call_limiter=make_limiter(settings.tool_route_rate_per_s, settings.tool_route_rate_burst, settings.redis_url,
+                                  name="call"),
         authorizers=authorizers, recorder=recorder, trace_id=trace_id, metrics=metrics,
     )

@@ -15,8 +15,9 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def test_two_replicas_share_one_bucket(tmp_path: Path) -> None:
-    rate = 10  # tool-call requests/s per key, burst 10 (VSM_RATE_LIMIT / VSM_RATE_BURST)
-    env = base_env(tmp_path, VSM_REDIS_URL=REDIS_URL, VSM_RATE_LIMIT=str(rate), VSM_RATE_BURST=str(rate))
+    rate = 10  # requests/s per key on tool-call routes, burst 10
+    env = base_env(tmp_path, VSM_REDIS_URL=REDIS_URL, VSM_TOOL_ROUTE_RATE_PER_S=str(rate),
+                   VSM_TOOL_ROUTE_RATE_BURST=str(rate), VSM_RATE_LIMIT="1000")
     assert vsm(["migrate"], env).returncode == 0
     assert vsm(["tenants", "create", "acme"], env).returncode == 0
     made = vsm(["keys", "create", "--tenant", "acme", "--scopes", "tools:call"], env)

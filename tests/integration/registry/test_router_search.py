@@ -66,7 +66,8 @@ async def test_search_mode_meta_tools_and_the_full_pipeline() -> None:
             assert -32029 in codes
         async with Client(f"{base}/mcp", mode="legacy") as c:  # default "both": upstream + meta tools
             names = {t.name for t in (await c.list_tools()).tools}
-            assert {"find_tools", "call_tool", "dyn__add", "sec__rotate_master_password"} <= names
+            assert {"find_tools", "call_tool", "dyn__add"} <= names
+            assert "sec__rotate_master_password" not in names  # policy:admin: never the anonymous caller's
         db: Database = app.state.ctx.db
 
         async def meta_episodes() -> list[Episode]:
