@@ -91,6 +91,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     proxies = ProxySet(runtime, _http_principal, max_body_bytes=settings.max_body_bytes)
     sse = SseServerTransport("/messages/")
     fast = FastPath(runtime.dispatcher, aggregate, manager, max_body_bytes=settings.max_body_bytes)
+    fast.sdk = sessions  # what the lane hands to the SDK passes the session cap too
 
     async def mcp_aggregate(scope: Scope, receive: Receive, send: Send) -> None:
         scope["user"] = sessions.user_of(scope)  # sessions belong to the principal that opened them
@@ -163,7 +164,7 @@ def create_app(settings: Settings, ctx: ServerContext | None = None, *, specs: l
     # Per-route request counters and latency; /mcp's fast lane bypasses Starlette's router, so it
     # is counted by a wrapper with a fixed route label.
     app.add_middleware(RouteMetrics, metrics=edge.metrics)
-    app.hot_path = RouteMetrics(aggregate_route.app, edge.metrics, route="/mcp")  # the gated /mcp endpoint
+    app.hot_path = RouteMetrics(aggregate_route.app, edge.metrics, route="/mcp")  # type: ignore[attr-defined]  # gated /mcp
     app.hot_max_body = settings.max_body_bytes
     app.state.ctx = ctx
     app.state.runtime = runtime

@@ -49,6 +49,9 @@ class FastPath:
         self.dispatcher = dispatcher
         self.aggregate = aggregate
         self.manager = manager
+        # Where requests the lane does not answer go: the SDK session manager, or the app's wrapper
+        # of it that binds sessions to principals and caps them (router/gate/sessions.py).
+        self.sdk: Any = manager.handle_request
         self.max_body_bytes = max_body_bytes
         self.served = 0
         self.hung_up = 0  # 2026-era calls cancelled because the client closed the request
@@ -237,7 +240,7 @@ class FastPath:
                 return {"type": "http.request", "body": body, "more_body": False}
             return await receive()
 
-        await self.manager.handle_request(scope, replay, send)
+        await self.sdk(scope, replay, send)
 
     async def _answer(self, scope: Scope, msg: dict[str, Any]) -> dict[str, Any]:
         rid = msg["id"]

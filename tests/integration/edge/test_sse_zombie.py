@@ -27,7 +27,7 @@ async def test_a_connection_without_write_progress_is_closed_as_a_zombie() -> No
         stuck = socket.socket()
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.connect(("127.0.0.1", port))
-        stuck.sendall(f"GET /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n".encode())
+        stuck.sendall(f"GET /v1/events HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {app.keys['acme']}\r\n\r\n".encode())
         fast, = await open_raw(app, 1)
         await eventually(lambda: hub.connections == 2, what="both clients")
 

@@ -15,7 +15,7 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 async def test_two_replicas_share_one_bucket(tmp_path: Path) -> None:
-    rate = 10  # requests/s per key on tool-call routes, burst 10
+    rate = 5  # requests/s per key on tool-call routes, burst 5: ~10 requests in the first second
     env = base_env(tmp_path, VSM_REDIS_URL=REDIS_URL, VSM_TOOL_ROUTE_RATE_PER_S=str(rate),
                    VSM_TOOL_ROUTE_RATE_BURST=str(rate), VSM_RATE_LIMIT="1000")
     assert vsm(["migrate"], env).returncode == 0
@@ -34,17 +34,18 @@ async def test_two_replicas_share_one_bucket(tmp_path: Path) -> None:
         async with httpx.AsyncClient(timeout=30) as http:
             loop = asyncio.get_running_loop()
             started = loop.time()
-            # 2 x the limit at once, alternating replicas
+            # 2 x the first second's budget at once, alternating replicas
             replies = await asyncio.gather(*(
-                http.post(f"{urls[i % 2]}/v1/tools/echo__echo/call", json=body, headers=headers) for i in range(2 * rate)
+                http.post(f"{urls[i % 2]}/v1/tools/echo__echo/call", json=body, headers=headers) for i in range(4 * rate)
             ))
             elapsed = loop.time() - started
     codes = [r.status_code for r in replies]
     assert set(codes) <= {200, 429}, codes
     passed = codes.count(200)
-    # Shared: the burst plus what refilled while they ran. Per replica, each would pass all 10 of its own.
+    # Shared: the burst plus what refilled while they ran (about half of the 20 when they take ~1 s).
+    # Each replica on its own would pass its burst and refill twice over: all 20 within ~1 s.
     assert rate <= passed <= rate + rate * elapsed + 1, (codes, elapsed)
-    assert passed < 2 * rate, codes
+    assert passed < 4 * rate, codes
     refused = [r for r in replies if r.status_code == 429]
     assert {str(r.url).split("/v1")[0] for r in refused} == set(urls)  # both replicas refused some
     r = refused[-1]

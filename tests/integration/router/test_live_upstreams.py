@@ -20,6 +20,7 @@ from mcp import Client
 from mcp.shared.exceptions import MCPError
 
 from router.runtime import RouterRuntime
+from tests.gate_helpers import admin_key, keyed_mcp
 from tests.integration.router.conftest import UPSTREAM, eventually, router_settings, serve_router, stdio_entry
 from vsm_mcp.context import ServerContext
 from vsm_mcp.db import Database
@@ -114,7 +115,8 @@ async def test_cli_add_and_remove_on_a_running_router() -> None:
 
 async def test_overrides_through_the_admin_tools() -> None:
     async with serve_router([stdio_entry("s")], embedder="hash") as (base, app):
-        async with Client(f"{base}/mcp", mode="legacy") as c:
+        key = await admin_key(app.state.ctx.db)  # admin__* tools need scope admin: never the anonymous caller's
+        async with Client(keyed_mcp(f"{base}/mcp", key), mode="legacy") as c:
             async def admin(op: str, /, **args: Any) -> Any:
                 result = await c.call_tool(f"admin__{op}", args)
                 assert not result.is_error, result.content

@@ -107,7 +107,8 @@ async def test_audit_endpoint_filters_and_pages() -> None:
             assert [e["public_name"] for e in fails] == ["s__fail"]
             seen, cursor = [], None
             while True:
-                params = {"limit": 3, **({"cursor": cursor} if cursor else {})}
+                # server "s": the gate audits the reads of /v1/audit too (server "audit")
+                params = {"limit": 3, "server": "s", **({"cursor": cursor} if cursor else {})}
                 page = (await http.get(f"{base}/v1/audit", params=params)).json()
                 seen += [e["id"] for e in page["episodes"]]
                 cursor = page["next_cursor"]
