@@ -427,3 +427,94 @@ class FakeDrive:
         if d.mime.startswith("application/vnd.google-apps."):
             return self._error(403, "fileNotDownloadable", "Only files with binary content can be downloaded.")
         return Response(d.body.encode(), media_type=d.mime)
+
+
+@dataclass
+class FakeGhost:
+    """Ghost Content API: ``GET /ghost/api/content/{posts,pages}/`` with ``key``, ``limit`` (≤ 100
+    here), ``page``, ``order=updated_at asc``, ``filter=updated_at:>'YYYY-MM-DD HH:MM:SS'``,
+    ``fields``, ``formats=html``; ``{"posts": [...], "meta": {"pagination": {page, limit, pages,
+    total, next, prev}}}``; an unknown key is 401 ``UnauthorizedError``; 429 with Retry-After.
+    Unpublished and deleted posts leave the listing (no deletion feed)."""
+
+    server: str = "cms"
+    key: str = "22444f78447824223cefc48062"
+    docs: dict[str, Doc] = field(default_factory=dict)
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+
+    def _tick(self) -> str:
+        self.clock += timedelta(seconds=1)
+        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
+
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            kind = "post" if i % 5 else "page"
+            gid = f"{i:024x}"
+            self.docs[gid] = Doc(i, kind, f"{kind.title()} {i} about topic {i % 17}",
+                                 f"<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>", self._tick())
+            out.append(f"{kind}/{gid}")
+        return out
+
+    def edit(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            d = self.docs[e.split("/")[1]]
+            d.body += "<p>Edited.</p>"
+            d.modified = self._tick()
+
+    def delete(self, ext_ids: list[str]) -> None:
+        for n, e in enumerate(ext_ids):
+            gid = e.split("/")[1]
+            if n % 2 == 0:
+                self.docs[gid].status, self.docs[gid].modified = "draft", self._tick()  # unpublished
+            else:
+                del self.docs[gid]
+
+    def expire(self) -> None:
+        self.key = "0000000000000000000000000a"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"GHOST_TEST_CONTENT_KEY": self.key}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "ghost", "base_url": base_url, "credentials": {"key": "${GHOST_TEST_CONTENT_KEY}"}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/ghost/api/content/{kind}/", self._list, methods=["GET"])])
+
+    async def _list(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"errors": [{"message": "Too many requests", "type": "TooManyRequestsError"}]}, 429,
+                                headers={"retry-after": "0"})
+        q = request.query_params
+        if q.get("key") != self.key:
+            return JSONResponse({"errors": [{"message": "Unknown Content API Key", "type": "UnauthorizedError"}]}, 401)
+        kind = request.path_params["kind"]
+        rows = [(gid, d) for gid, d in self.docs.items() if d.kind == kind[:-1] and d.status == "publish"]
+        flt = q.get("filter", "")
+        if flt:
+            assert flt.startswith("updated_at:>'") and flt.endswith("'"), flt
+            since = datetime.strptime(flt[len("updated_at:>'"):-1], "%Y-%m-%d %H:%M:%S")
+            rows = [(g, d) for g, d in rows if datetime.fromisoformat(d.modified).replace(tzinfo=None) > since]
+        if q.get("order") == "updated_at asc":
+            rows.sort(key=lambda r: r[1].modified)
+        limit, page = min(int(q.get("limit", "15")), 100), int(q.get("page", "1"))
+        pages = max(1, math.ceil(len(rows) / limit))
+        chunk = rows[(page - 1) * limit: page * limit]
+        items = [{"id": g, "uuid": g, "title": d.title, "slug": f"{d.kind}-{d.id}", "html": d.body,
+                  "updated_at": d.modified, "url": f"{request.base_url}{d.kind}-{d.id}/"} for g, d in chunk]
+        if q.get("fields"):
+            keep = set(q["fields"].split(","))
+            items = [{k: v for k, v in it.items() if k in keep} for it in items]
+        return JSONResponse({kind: items, "meta": {"pagination": {
+            "page": page, "limit": limit, "pages": pages, "total": len(rows),
+            "next": page + 1 if page < pages else None, "prev": page - 1 if page > 1 else None}}})

@@ -119,7 +119,8 @@ class GuardedHttp:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise InvalidArguments(f"invalid connector URL {url!r}: expected http(s)://host/…")
         port = parts.port or (443 if parts.scheme == "https" else 80)
-        target = await self.guard.check(url, parts.hostname, port)
+        # the URL without its query in any refusal: a product like Ghost carries its key there
+        target = await self.guard.check(url.split("?", 1)[0], parts.hostname, port)
         ip = target.address
         host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
         pinned = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
