@@ -518,3 +518,91 @@ class FakeGhost:
         return JSONResponse({kind: items, "meta": {"pagination": {
             "page": page, "limit": limit, "pages": pages, "total": len(rows),
             "next": page + 1 if page < pages else None, "prev": page - 1 if page > 1 else None}}})
+
+
+@dataclass
+class FakeStrapi:
+    """Strapi 5 REST API: ``GET /api/{collection}`` with ``pagination[page]`` / ``pagination[pageSize]``
+    (≤ 100 here), ``sort=updatedAt:asc``, ``filters[updatedAt][$gt]``, ``fields[0]``; ``{"data": [...],
+    "meta": {"pagination": {page, pageSize, pageCount, total}}}``; API token as Bearer, a bad one
+    is 401 ``UnauthorizedError``; 429 with Retry-After. Deleted or unpublished entries leave the
+    listing (no deletion feed)."""
+
+    server: str = "cms"
+    token: str = "strapi-api-token-1"
+    docs: dict[str, Doc] = field(default_factory=dict)
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+
+    def _tick(self) -> str:
+        self.clock += timedelta(seconds=1)
+        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.000Z")
+
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            col = "articles" if i % 5 else "pages"
+            did = f"d{i:023d}"
+            self.docs[did] = Doc(i, col, f"{col.title()} {i} about topic {i % 17}",
+                                 f"It discusses subject number {i} in some detail.", self._tick())
+            out.append(f"{col}/{did}")
+        return out
+
+    def edit(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            d = self.docs[e.split("/")[1]]
+            d.body += " Edited."
+            d.modified = self._tick()
+
+    def delete(self, ext_ids: list[str]) -> None:
+        for n, e in enumerate(ext_ids):
+            did = e.split("/")[1]
+            if n % 2 == 0:
+                self.docs[did].status = "draft"
+            else:
+                del self.docs[did]
+
+    def expire(self) -> None:
+        self.token = "revoked"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"STRAPI_TEST_TOKEN": self.token}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "strapi", "base_url": base_url, "credentials": {"token": "${STRAPI_TEST_TOKEN}"},
+                "options": {"collections": ["articles", "pages"]}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/api/{col}", self._list, methods=["GET"])])
+
+    async def _list(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"data": None, "error": {"status": 429, "name": "RateLimitError",
+                                                         "message": "Too many requests, please try again later."}}, 429,
+                                headers={"retry-after": "0"})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"data": None, "error": {"status": 401, "name": "UnauthorizedError",
+                                                         "message": "Missing or invalid credentials"}}, 401)
+        col, q = request.path_params["col"], request.query_params
+        rows = [(k, d) for k, d in self.docs.items() if d.kind == col and d.status == "publish"]
+        if "filters[updatedAt][$gt]" in q:
+            rows = [(k, d) for k, d in rows if d.modified > q["filters[updatedAt][$gt]"]]
+        if q.get("sort") == "updatedAt:asc":
+            rows.sort(key=lambda r: r[1].modified)
+        size, page = min(int(q.get("pagination[pageSize]", "25")), 100), int(q.get("pagination[page]", "1"))
+        count = max(1, math.ceil(len(rows) / size))
+        chunk = rows[(page - 1) * size: page * size]
+        data = [{"id": d.id, "documentId": k, "title": d.title, "body": d.body, "updatedAt": d.modified,
+                 "publishedAt": d.modified} for k, d in chunk]
+        if q.get("fields[0]"):
+            data = [{"id": x["id"], "documentId": x["documentId"], q["fields[0]"]: x.get(q["fields[0]"])} for x in data]
+        return JSONResponse({"data": data, "meta": {"pagination": {"page": page, "pageSize": size,
+                                                                   "pageCount": count, "total": len(rows)}}})

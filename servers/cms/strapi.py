@@ -1,0 +1,96 @@
+"""Strapi REST API (v4 and v5): ``/api/<collection>`` for each configured collection.
+
+Auth: an API token as ``Authorization: Bearer`` (credential ``token``, a ``${ENV}`` reference).
+Options: ``collections`` — the plural API ids to sync (``["articles", "pages"]``).
+Incremental: ``filters[updatedAt][$gt]=<since>`` (less one second, as for WordPress),
+``sort=updatedAt:asc``, ``pagination[page]`` / ``pagination[pageSize]`` until
+``meta.pagination.pageCount``. v4 wraps fields in ``attributes``; v5 returns them flat and adds
+``documentId`` (used as the item id when present). Deletions: no feed, so each sync ends with a
+sweep of the ids still listed (``fields[0]=id``), like WordPress.
+
+Cursor: ``{"since"}`` at rest; during a sync ``phase``, ``kind`` (index into collections),
+``page`` and ``max``.
+"""
+
+from __future__ import annotations
+
+import html
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from vsm_mcp.connectors.base import Change, Page, Source
+from vsm_mcp.connectors.http import GuardedHttp
+from vsm_mcp.errors import InvalidArguments
+
+TEXT_FIELDS = ("title", "name", "description", "summary", "body", "content")
+
+
+def _minus_second(stamp: str) -> str:
+    try:
+        moment = datetime.fromisoformat(stamp.replace("Z", "+00:00")) - timedelta(seconds=1)
+    except ValueError:
+        return stamp
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z") if moment.tzinfo else moment.isoformat()
+
+
+def _fields(row: dict[str, Any]) -> dict[str, Any]:
+    return dict(row.get("attributes") or row)  # v4: {id, attributes: {...}}; v5: flat
+
+
+def _ident(row: dict[str, Any]) -> str:
+    return str(row.get("documentId") or row["id"])
+
+
+class Strapi:
+    type = "strapi"
+
+    def validate(self, base_url: str, credentials: dict[str, str], options: dict[str, Any]) -> None:
+        cols = options.get("collections")
+        if not isinstance(cols, list) or not cols or not all(isinstance(c, str) and c for c in cols):
+            raise InvalidArguments("strapi needs options.collections: the plural API ids to sync, e.g. [\"articles\"]")
+
+    async def page(self, http: GuardedHttp, source: Source, cursor: dict[str, Any] | None) -> Page:
+        cols: list[str] = list(source.options["collections"])
+        cur = dict(cursor or {})
+        if "phase" not in cur:
+            cur = {"since": cur.get("since"), "phase": "changes", "kind": 0, "page": 1, "max": cur.get("since")}
+        col = cols[cur["kind"]]
+        url = f"{source.base_url}/api/{col}"
+        headers = {"authorization": f"Bearer {source.credentials['token']}"} if source.credentials.get("token") else {}
+        if cur["phase"] == "changes":
+            params: dict[str, Any] = {"pagination[page]": cur["page"], "pagination[pageSize]": min(source.page_size, 100),
+                                      "sort": "updatedAt:asc"}
+            if cur.get("since"):
+                params["filters[updatedAt][$gt]"] = _minus_second(cur["since"])
+            body = (await http.request(source.name, "GET", url, params=params, headers=headers)).json()
+            changes = []
+            for row in body.get("data") or []:
+                f = _fields(row)
+                title = str(f.get("title") or f.get("name") or "")
+                parts = [str(f[k]) for k in TEXT_FIELDS if isinstance(f.get(k), str) and k not in ("title", "name")]
+                changes.append(Change(
+                    external_id=f"{col}/{_ident(row)}", title=title, content_type="text/html",
+                    text=f"<html><body><h1>{html.escape(title)}</h1>{''.join(f'<p>{html.escape(p)}</p>' for p in parts)}</body></html>",
+                    modified=str(f.get("updatedAt", "")), meta={"collection": col}))
+            for c in changes:
+                if c.modified and (cur["max"] is None or c.modified > cur["max"]):
+                    cur["max"] = c.modified
+            self._advance(cur, body, len(cols), "ids")
+            return Page(changes, cur, done=False)
+        params = {"pagination[page]": cur["page"], "pagination[pageSize]": 100, "fields[0]": "id"}
+        body = (await http.request(source.name, "GET", url, params=params, headers=headers)).json()
+        present = [f"{col}/{_ident(r)}" for r in body.get("data") or []]
+        self._advance(cur, body, len(cols), "end")
+        if cur["phase"] == "end":
+            return Page([], {"since": cur["max"]}, done=True, present=present, sweep_end=True)
+        return Page([], cur, done=False, present=present)
+
+    @staticmethod
+    def _advance(cur: dict[str, Any], body: dict[str, Any], kinds: int, after: str) -> None:
+        pages = int(((body.get("meta") or {}).get("pagination") or {}).get("pageCount") or 1)
+        if cur["page"] < pages:
+            cur["page"] += 1
+        elif cur["kind"] + 1 < kinds:
+            cur["kind"], cur["page"] = cur["kind"] + 1, 1
+        else:
+            cur["phase"], cur["kind"], cur["page"] = after, 0, 1
