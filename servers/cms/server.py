@@ -2,7 +2,7 @@
 incrementally and durably into the content layer's semantic containers.
 
 Types: ``wordpress`` (REST API, application passwords), ``contentful`` (Sync API), ``ghost``
-(Content API, content key), ``strapi`` (REST, API token). Tools:
+(Content API, content key), ``strapi`` (REST, API token), ``drupal`` (JSON:API). Tools:
 ``connector_add`` / ``connector_list`` / ``connector_sync`` / ``connector_status`` /
 ``connector_remove``, and ``cms_get`` / ``cms_search`` over the synced containers. Items are
 ingested and deleted through ``content__ingest_item`` / ``content__container_delete`` (via the
@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 from mcp.server.mcpserver import MCPServer
 
 from servers.cms.contentful import Contentful
+from servers.cms.drupal import Drupal
 from servers.cms.ghost import Ghost
 from servers.cms.strapi import Strapi
 from servers.cms.wordpress import WordPress
@@ -25,7 +26,7 @@ from vsm_mcp.connectors import sync
 from vsm_mcp.connectors.tools import register_tools
 from vsm_mcp.context import ServerContext
 
-TYPES = (WordPress(), Contentful(), Ghost(), Strapi())
+TYPES = (WordPress(), Contentful(), Ghost(), Strapi(), Drupal())
 for _c in TYPES:
     sync.register(_c)
 
@@ -45,7 +46,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
     server = MCPServer(
         "cms",
-        instructions="CMS connectors (wordpress, contentful, ghost, strapi): add a connector with ${ENV} credentials, sync it "
+        instructions="CMS connectors (wordpress, contentful, ghost, strapi, drupal): add a connector with ${ENV} credentials, sync it "
         "incrementally into searchable containers, then cms_search / cms_get the synced items.",
         lifespan=lifespan,
     )

@@ -606,3 +606,102 @@ class FakeStrapi:
             data = [{"id": x["id"], "documentId": x["documentId"], q["fields[0]"]: x.get(q["fields[0]"])} for x in data]
         return JSONResponse({"data": data, "meta": {"pagination": {"page": page, "pageSize": size,
                                                                    "pageCount": count, "total": len(rows)}}})
+
+
+@dataclass
+class FakeDrupal:
+    """Drupal JSON:API: ``GET /jsonapi/node/{bundle}`` with ``filter[changed][condition][path|operator|value]``
+    (value a Unix timestamp), ``sort=changed``, ``page[limit]`` (≤ 50) / ``page[offset]``, sparse
+    ``fields[node--bundle]``; ``{"data": [{type, id, attributes: {title, body: {value, processed},
+    changed, status}}], "links": {"next": {"href"}}}``; OAuth Bearer, a bad token is 401 with a
+    JSON:API ``errors`` body; 429 with Retry-After. Unpublished or deleted nodes leave the listing."""
+
+    server: str = "cms"
+    token: str = "drupal-oauth-token-1"
+    docs: dict[str, Doc] = field(default_factory=dict)
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+
+    def _tick(self) -> str:
+        self.clock += timedelta(seconds=1)
+        return self.clock.strftime("%Y-%m-%dT%H:%M:%S+00:00")
+
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            bundle = "article" if i % 5 else "page"
+            uid = f"00000000-0000-4000-8000-{i:012d}"
+            self.docs[uid] = Doc(i, bundle, f"{bundle.title()} {i} about topic {i % 17}",
+                                 f"<p>It discusses subject number {i} in some detail.</p>", self._tick())
+            out.append(f"node/{bundle}/{uid}")
+        return out
+
+    def edit(self, ext_ids: list[str]) -> None:
+        for e in ext_ids:
+            d = self.docs[e.split("/")[2]]
+            d.body += "<p>Edited.</p>"
+            d.modified = self._tick()
+
+    def delete(self, ext_ids: list[str]) -> None:
+        for n, e in enumerate(ext_ids):
+            uid = e.split("/")[2]
+            if n % 2 == 0:
+                self.docs[uid].status = "unpublished"
+            else:
+                del self.docs[uid]
+
+    def expire(self) -> None:
+        self.token = "expired"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"DRUPAL_TEST_TOKEN": self.token}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "drupal", "base_url": base_url, "credentials": {"token": "${DRUPAL_TEST_TOKEN}"},
+                "options": {"resources": ["node/article", "node/page"]}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/jsonapi/node/{bundle}", self._list, methods=["GET"])])
+
+    async def _list(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"errors": [{"status": "429", "title": "Too Many Requests"}]}, 429,
+                                headers={"retry-after": "0"})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"jsonapi": {"version": "1.0"}, "errors": [{"title": "Unauthorized", "status": "401",
+                                 "detail": "The used authentication method is not allowed on this route."}]}, 401)
+        bundle, q = request.path_params["bundle"], request.query_params
+        rows = [(k, d) for k, d in self.docs.items() if d.kind == bundle and d.status == "publish"]
+        if q.get("filter[changed][condition][path]") == "changed":
+            assert q.get("filter[changed][condition][operator]") == ">"
+            after = int(q["filter[changed][condition][value]"])
+            rows = [(k, d) for k, d in rows if datetime.fromisoformat(d.modified).timestamp() > after]
+        if q.get("sort") == "changed":
+            rows.sort(key=lambda r: r[1].modified)
+        limit, offset = min(int(q.get("page[limit]", "50")), 50), int(q.get("page[offset]", "0"))
+        chunk = rows[offset: offset + limit]
+        sparse = q.get(f"fields[node--{bundle}]")
+        data = []
+        for k, d in chunk:
+            attrs: dict[str, Any] = {"drupal_internal__nid": d.id, "title": d.title, "status": True, "changed": d.modified,
+                                     "body": {"value": d.body, "format": "basic_html", "processed": d.body}}
+            if sparse:
+                attrs = {f: attrs[f] for f in sparse.split(",") if f in attrs}
+            data.append({"type": f"node--{bundle}", "id": k, "attributes": attrs,
+                         "links": {"self": {"href": f"{request.base_url}jsonapi/node/{bundle}/{k}"}}})
+        links: dict[str, Any] = {"self": {"href": str(request.url)}}
+        if offset + limit < len(rows):
+            params = dict(q)
+            params["page[offset]"] = str(offset + limit)
+            params["page[limit]"] = str(limit)
+            from urllib.parse import urlencode
+            links["next"] = {"href": f"{str(request.url).split('?', 1)[0]}?{urlencode(params)}"}
+        return JSONResponse({"jsonapi": {"version": "1.0"}, "data": data, "links": links})
