@@ -185,7 +185,8 @@ async def load_containers(runtime: Any, tenant: str, start: int, stop: int, voca
     for lo in range(start, stop, 1000):
         hi = min(stop, lo + 1000)
         ids = [str(uuid.uuid4()) for _ in range(lo, hi)]
-        texts = [" ".join(rng.choice(vocab, size=30, p=zipf)) for _ in ids]
+        words = rng.choice(len(vocab), size=(len(ids), 30), p=zipf)  # one draw for the page (a draw per row redoes the cumsum)
+        texts = [" ".join(vocab[w] for w in row) for row in words]
         async with db.tenant(tenant) as s:
             await s.execute(insert(Container), [
                 {"id": cid, "tenant_id": tenant, "source": f"bench:{lo + j}", "source_kind": "item", "title": f"c{lo + j}",
