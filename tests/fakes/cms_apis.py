@@ -705,3 +705,89 @@ class FakeDrupal:
             from urllib.parse import urlencode
             links["next"] = {"href": f"{str(request.url).split('?', 1)[0]}?{urlencode(params)}"}
         return JSONResponse({"jsonapi": {"version": "1.0"}, "data": data, "links": links})
+
+
+@dataclass
+class FakeSanity:
+    """Sanity's HTTP query API: ``GET /v{version}/data/query/{dataset}?query=<GROQ>&$param=<JSON>``
+    → ``{"result": ..., "ms", "query"}``. Not a GROQ engine: it answers the two query shapes the
+    connector sends (keyset over ``(_updatedAt, _id)``, and ``_id`` projection keyset), checks
+    them verbatim, and refuses anything else with Sanity's 400 ``queryParseError``. Bearer token,
+    401 ``Unauthorized``; 429 with Retry-After. Deleted documents are simply gone."""
+
+    server: str = "cms"
+    token: str = "sk-sanity-read-1"
+    docs: dict[str, Doc] = field(default_factory=dict)
+    storm_left: int = 0
+    requests: int = 0
+    throttled: int = 0
+    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+
+    def _tick(self) -> str:
+        self.clock += timedelta(milliseconds=500)  # two edits may share a second: keyset pages must cope
+        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.clock.microsecond // 1000:03d}Z"
+
+    def seed(self, n: int) -> list[str]:
+        out = []
+        for i in range(1, n + 1):
+            did = f"doc-{i:05d}"
+            self.docs[did] = Doc(i, "post", f"Post {i} about topic {i % 17}",
+                                 f"It discusses subject number {i} in some detail.", self._tick())
+            out.append(did)
+        return out
+
+    def edit(self, ids: list[str]) -> None:
+        for did in ids:
+            self.docs[did].body += " Edited."
+            self.docs[did].modified = self._tick()
+
+    def delete(self, ids: list[str]) -> None:
+        for did in ids:
+            del self.docs[did]
+
+    def expire(self) -> None:
+        self.token = "revoked"
+
+    def storm(self, n: int) -> None:
+        self.storm_left = n
+
+    def credentials_env(self) -> dict[str, str]:
+        return {"SANITY_TEST_TOKEN": self.token}
+
+    def connector_args(self, base_url: str) -> dict[str, Any]:
+        return {"type": "sanity", "base_url": base_url, "credentials": {"token": "${SANITY_TEST_TOKEN}"},
+                "options": {"dataset": "production"}}
+
+    def app(self) -> Starlette:
+        return Starlette(routes=[Route("/v{version}/data/query/{dataset}", self._query, methods=["GET"])])
+
+    async def _query(self, request: Request) -> Response:
+        self.requests += 1
+        if self.storm_left > 0:
+            self.storm_left -= 1
+            self.throttled += 1
+            return JSONResponse({"error": {"description": "Rate limit exceeded", "type": "rateLimitError"}}, 429,
+                                headers={"retry-after": "0"})
+        if request.headers.get("authorization") != f"Bearer {self.token}":
+            return JSONResponse({"error": "Unauthorized", "message": "Session not found", "statusCode": 401}, 401)
+        import json as _json
+        q = request.query_params
+        query = q.get("query", "")
+        n = int(_json.loads(q["$n"]))
+        base = '!(_id in path("drafts.**")) && !(_type match "system.*")'
+        rows = sorted(self.docs.items(), key=lambda r: r[0])
+        if query == (f"*[{base} && (_updatedAt > $since || (_updatedAt == $since && _id > $after))]"
+                     " | order(_updatedAt asc, _id asc)[0...$n]"):
+            since, after = _json.loads(q["$since"]), _json.loads(q["$after"])
+            hits = sorted(((d.modified, k, d) for k, d in rows if d.modified > since or (d.modified == since and k > after)),
+                          key=lambda t: (t[0], t[1]))[:n]
+            result: Any = [{"_id": k, "_type": "post", "_rev": f"r{d.id}", "_updatedAt": m, "title": d.title,
+                            "body": [{"_type": "block", "children": [{"_type": "span", "text": d.body}]}]}
+                           for m, k, d in hits]
+        elif query == f"*[{base} && _id > $id] | order(_id asc)[0...$n]._id":
+            after_id = _json.loads(q["$id"])
+            result = [k for k, _d in rows if k > after_id][:n]
+        else:
+            return JSONResponse({"error": {"description": "unsupported query in the fake", "type": "queryParseError",
+                                           "query": query}}, 400)
+        return JSONResponse({"ms": 1, "query": query, "result": result})

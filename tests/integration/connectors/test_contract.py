@@ -20,7 +20,15 @@ import pytest
 from sqlalchemy import text
 
 from tests.asgi_server import serve_asgi
-from tests.fakes.cms_apis import FakeContentful, FakeDrive, FakeDrupal, FakeGhost, FakeStrapi, FakeWordPress
+from tests.fakes.cms_apis import (
+    FakeContentful,
+    FakeDrive,
+    FakeDrupal,
+    FakeGhost,
+    FakeSanity,
+    FakeStrapi,
+    FakeWordPress,
+)
 from tests.integration.connectors.conftest import Stack, ToolFailed, connector_settings, open_stack
 
 pytestmark = pytest.mark.anyio
@@ -28,7 +36,8 @@ N = 500
 TENANT = "t-conn"
 
 FAKES = {"wordpress": FakeWordPress, "contentful": FakeContentful, "gdrive": FakeDrive, "ghost": FakeGhost,
-         "strapi": FakeStrapi, "drupal": FakeDrupal}
+         "strapi": FakeStrapi, "drupal": FakeDrupal,
+         "sanity": FakeSanity}
 
 
 @contextmanager
