@@ -47,6 +47,7 @@ async def test_journalled_before_record_returns_and_emptied_after_the_flush(tmp_
         async with anyio.create_task_group() as tg:
             await rec.start(tg)
             assert rec.journal is not None
+            await anyio.sleep(0.1)  # the writer has drained its (empty) queue and sleeps for `interval`
             for i in range(5):
                 record(rec, i)
             assert [r["trace_id"] for r in read_rows(rec.journal.path)] == [f"{i:032x}" for i in range(5)]
