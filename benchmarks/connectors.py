@@ -1,6 +1,6 @@
 """Connector sync throughput, items/s per connector through the whole pipeline (issue 23).
 
-    python benchmarks/connectors.py [--items 500] [--types wordpress,contentful,gdrive] [--json]
+    python benchmarks/connectors.py [--items 500] [--types wordpress,contentful,gdrive,ghost,…] [--json]
 
 For each connector type a local API following the product's documented shapes
 (``tests/fakes/cms_apis.py``) holds ``--items`` items and is served on 127.0.0.1 by uvicorn in
@@ -30,13 +30,22 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.asgi_server import serve_asgi  # noqa: E402
-from tests.fakes.cms_apis import FakeContentful, FakeDrive, FakeWordPress  # noqa: E402
+from tests.fakes.cms_apis import (  # noqa: E402
+    FakeContentful,
+    FakeDrive,
+    FakeDrupal,
+    FakeGhost,
+    FakeSanity,
+    FakeStrapi,
+    FakeWordPress,
+)
 from tests.integration.connectors.conftest import connector_settings, open_stack  # noqa: E402
 from vsm_mcp.connectors import sync  # noqa: E402
 from vsm_mcp.connectors.base import Source  # noqa: E402
 from vsm_mcp.connectors.http import GuardedHttp  # noqa: E402
 
-FAKES: dict[str, Any] = {"wordpress": FakeWordPress, "contentful": FakeContentful, "gdrive": FakeDrive}
+FAKES: dict[str, Any] = {"wordpress": FakeWordPress, "contentful": FakeContentful, "gdrive": FakeDrive,
+                         "ghost": FakeGhost, "strapi": FakeStrapi, "drupal": FakeDrupal, "sanity": FakeSanity}
 
 
 async def fetch_only(kind: str, fake: Any, base: str) -> tuple[int, float]:
@@ -95,7 +104,7 @@ async def one(kind: str, n: int) -> dict[str, Any]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=500)
-    ap.add_argument("--types", default="wordpress,contentful,gdrive")
+    ap.add_argument("--types", default=",".join(FAKES))
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
     rows = [await one(kind, a.items) for kind in a.types.split(",")]
