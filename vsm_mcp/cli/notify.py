@@ -18,7 +18,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from vsm_mcp.cli.common import DbUrl, handle_errors, out, run_async, settings_from
+from vsm_mcp.cli.common import DbUrl, ensure_schema, handle_errors, out, run_async, settings_from
 from vsm_mcp.errors import InvalidArguments
 
 T = TypeVar("T")
@@ -35,6 +35,7 @@ def _with_db(database_url: str | None, fn: Callable[[Any, Any, str], Awaitable[T
     from vsm_mcp.tenants import get_tenant
 
     settings = settings_from(database_url)
+    ensure_schema(settings)  # a fresh SQLite home is migrated; an empty PostgreSQL says to migrate
 
     async def go() -> T:
         db = Database(settings, settings.migration_database_url)

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from vsm_mcp.cli.common import DbUrl, handle_errors, out, run_async, settings_from
+from vsm_mcp.cli.common import DbUrl, ensure_schema, handle_errors, out, run_async, settings_from
 
 
 @handle_errors
@@ -26,6 +26,7 @@ def states(
     from vsm_mcp.tenants import get_tenant
 
     settings = settings_from(database_url)
+    ensure_schema(settings)  # a fresh SQLite home is migrated; an empty PostgreSQL says to migrate
 
     async def go() -> list[dict[str, Any]]:
         db = Database(settings, settings.migration_database_url)
