@@ -7,7 +7,7 @@ that started it (grants, policy, limits and audit apply as to any call):
 
 * ``relay__relay_key_phrases`` — key phrases without a model (phrases.py), always;
 * ``llm__llm_complete`` — a one-sentence summary and named entities, only with ``summarize=true``
-  (it needs ``VSM_LLM_MODELS``; a failed call is reported in the item, the relay keeps going).
+  and ``model`` (a name of ``VSM_LLM_MODELS``; a failed call is reported in the item, the relay keeps going).
 
 The source URL passes the SSRF guard (vsm_mcp.ssrf, ``VSM_FETCH_ALLOW``) before each connection.
 Relays run in this process until stopped or until the server shuts down (not persisted).
@@ -48,6 +48,7 @@ class Relay:
     url: str
     tenant: str
     summarize: bool
+    model: str = ""
     task: asyncio.Task[None] | None = None
     items: int = 0
     errors: list[str] = field(default_factory=list)
@@ -89,9 +90,10 @@ def build(ctx: ServerContext) -> MCPServer:
                       '{"summary": "...", "entities": ["..."]}\n\n' + text)
             try:
                 res = await ctx.tools.call(principal, "llm__llm_complete", {
-                    "messages": [{"role": "user", "content": prompt}], "params": {"temperature": 0}}, source="relay")
+                    "messages": [{"role": "user", "content": prompt}], "model": relay.model,
+                    "params": {"temperature": 0}}, source="relay")
                 answer = _tool_json(res)
-                out["summary"] = answer.get("content") if isinstance(answer, dict) else answer
+                out["summary"] = answer["response"]["choices"][0]["message"]["content"]
             except Exception as exc:
                 out["summary_error"] = str(exc)[:300]
         out["published_at"] = time.time()
@@ -128,9 +130,13 @@ def build(ctx: ServerContext) -> MCPServer:
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
-    async def relay_start(stream: str, url: str, mcp_ctx: Context, summarize: bool = False) -> dict[str, Any]:
+    async def relay_start(
+        stream: str, url: str, mcp_ctx: Context, summarize: bool = False, model: str = ""
+    ) -> dict[str, Any]:
         """Start relaying the SSE source ``url`` as ``relay.<stream>.item`` events (key phrases per
-        item; with ``summarize``, a summary and entities through the LLM-CDN)."""
+        item; with ``summarize``, a summary and entities from ``model`` through the LLM-CDN)."""
+        if summarize and not model:
+            raise InvalidArguments("summarize needs model: a name from VSM_LLM_MODELS")
         if not _STREAM.match(stream):
             raise InvalidArguments("stream: 1-64 letters, digits, '_' or '-' (it becomes a topic word)")
         if urlsplit(url).scheme not in ("http", "https"):
@@ -139,7 +145,7 @@ def build(ctx: ServerContext) -> MCPServer:
         key = (principal.tenant_id, stream)
         if key in relays and relays[key].task is not None and not relays[key].task.done():  # type: ignore[union-attr]
             raise Conflict(f"relay {stream!r} is already running (relay_stop it first)")
-        relay = relays[key] = Relay(stream, url, principal.tenant_id, summarize)
+        relay = relays[key] = Relay(stream, url, principal.tenant_id, summarize, model)
         relay.task = asyncio.get_running_loop().create_task(run(relay, principal), name=f"relay:{stream}")
         return {"stream": stream, "topic": f"relay.{stream}.item", "url": url}
 

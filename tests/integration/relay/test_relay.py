@@ -96,3 +96,39 @@ async def test_a_private_source_is_refused_without_the_allow_list(tmp_path: Path
                                                  {"stream": "x", "url": "http://127.0.0.1:9/events"})
             ev = await reader.next_event()
     assert ev.event == "relay.x.error" and "VSM_FETCH_ALLOW" in json.loads(ev.data)["data"]["error"]
+
+
+async def test_summarize_goes_through_the_llm_cdn(tmp_path: Path) -> None:
+    from tests.integration.llm_cdn.fake_openai import fake_openai
+
+    with fake_openai() as (base, state):
+        models = {"models": [{"name": "m", "target": "openai/m", "api_base": base, "api_key": "k"}]}
+        settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1/32"],
+                                 llm_models=json.dumps(models))
+        await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
+        ctx = ServerContext.create(settings)
+        await create_tenant(ctx.db, "acme")
+        key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call", "llm"])
+        auth = {"Authorization": f"Bearer {key}"}
+        llm = UpstreamSpec(name="llm", kind="builtin", target="servers.llm_cdn.server:build", tags=["llm"])
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        app = create_app(settings, ctx, specs=[RELAY, llm])
+        async with serve(source_app(queue)) as src, serve(app) as url, \
+                httpx.AsyncClient(base_url=url, timeout=30) as client:
+            await eventually(lambda: app.state.runtime.readiness()["ok"], what="the upstreams")
+            principal = await app.state.authenticator.authenticate(auth["Authorization"])
+            async with client.stream("GET", "/v1/events", params={"topics": "relay.s.*"}, headers=auth) as resp:
+                reader = SseReader(resp)
+                bad = await app.state.dispatcher.call_tool(
+                    principal, "relay__relay_start", {"stream": "s", "url": f"{src}/events", "summarize": True})
+                assert bad.is_error and "model" in str(bad.content)
+                ok = await app.state.dispatcher.call_tool(principal, "relay__relay_start", {
+                    "stream": "s", "url": f"{src}/events", "summarize": True, "model": "m"})
+                assert not ok.is_error, ok.content
+                await queue.put(json.dumps(ITEMS[0]))
+                item = json.loads((await reader.next_event()).data)["data"]
+                await app.state.dispatcher.call_tool(principal, "relay__relay_stop", {"stream": "s"})
+                await queue.put(None)
+    assert "summary_error" not in item, item.get("summary_error")
+    assert item["summary"].startswith("m says: Summarize the text") and "European Central Bank" in item["summary"]
+    assert item["key_phrases"] and state.calls["m"] == 1
