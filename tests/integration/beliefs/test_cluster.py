@@ -55,6 +55,8 @@ class Router:
             "VSM_EMBEDDER": "hash",
             "VSM_BELIEFS_ANTI_ENTROPY_S": "0.5",
             "VSM_LOG_LEVEL": "warning",
+            # The test's local clients are anonymous; since the gate, anonymous may not write unless allowed.
+            "VSM_ANONYMOUS_SCOPES": "tools:call,beliefs:read,beliefs:write",
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
