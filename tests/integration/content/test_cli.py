@@ -28,6 +28,7 @@ def run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow  # four CLI processes, each importing the whole stack
+@pytest.mark.timeout(600)  # each start-up is seconds on a quiet machine, tens of seconds on a loaded one
 def test_ingest_site_and_files(tmp_path: Path) -> None:
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "a.md").write_text("# Bridges\n\nNotes on the bridges of Budapest.\n")
