@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
+import onnxruntime  # noqa: F401  (see below)
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -22,6 +23,9 @@ settings.register_profile("dev", deadline=None, suppress_health_check=[HealthChe
 settings.register_profile("ci", parent=settings.get_profile("dev"), derandomize=True, print_blob=True)
 settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
+# onnxruntime is imported here, before any test starts threads: importing it later in a process
+# where DBOS, aiosqlite and the content pipeline's threads run crashed the interpreter once
+# (segfault inside onnxruntime's import, seen in a full run; not reproduced in isolation).
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # The tool-result cache (on by default) would answer a test's repeated reads from the cache; tests
