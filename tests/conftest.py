@@ -91,3 +91,10 @@ async def durable_spine(tmp_path: Path) -> AsyncIterator[object]:
 
     async with Spine(load_settings(home=tmp_path / ".vsm"), role="test").running() as spine:
         yield spine
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The content pipeline's integration tests run last. In a full run, in-process router apps
+    started right after them (tests/integration/edge) timed out; the process-wide state they leave
+    behind is not found yet (see the closing note of 2026-12-07). Order is otherwise unchanged."""
+    items.sort(key=lambda item: "tests/integration/content/" in str(item.path).replace("\\", "/"))
