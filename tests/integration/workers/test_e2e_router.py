@@ -19,6 +19,7 @@ from router.app import create_app
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
 from tests.asgi_server import serve_asgi
 from tests.fakes.telegram_api import FakeTelegram
+from tests.gate_helpers import admin_key, keyed_mcp
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
@@ -50,8 +51,9 @@ async def test_denied_call_to_violation_to_telegram(tmp_path: Path) -> None:
         await ChannelStore(ctx.db).add(tenant, "security", "telegram", {"chat_id": 7}, ["policy.violation"])
         specs = parse_manifest(yaml.safe_load(path.read_text()), "m.yaml")
         started = datetime.now(UTC)
+        key = await admin_key(ctx.db)  # bucket_create and policy_put are admin work
         async with serve_asgi(create_app(settings, ctx, specs=specs)) as url:
-            async with Client(f"{url}/mcp", mode="legacy") as client:
+            async with Client(keyed_mcp(f"{url}/mcp", key), mode="legacy") as client:
                 for tool, args in [("storage__bucket_create", {"name": "docs"}),
                                    ("storage__storage_put", {"bucket": "docs", "key": "a", "text": "a"}),
                                    ("policy__policy_put", {"name": "nodelete", "source": NO_DELETE})]:
