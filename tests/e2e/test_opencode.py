@@ -45,12 +45,15 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, s
             gw.stop()
 
 
+def opencode_env(**extra: str) -> dict[str, str]:
+    """A clean environment for OpenCode: with the test process's (PYTHONPATH, pytest's variables …)
+    OpenCode 1.18 silently dropped the configured provider and fell back to its own default model."""
+    return {**{k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TERM") if k in os.environ}, **extra}
+
+
 def _opencode(project: Path, *args: str, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    # A clean environment: with the test process's (PYTHONPATH, pytest's variables …) OpenCode
-    # 1.18 silently dropped the configured provider and fell back to its own default model.
-    env = {k: os.environ[k] for k in ("PATH", "HOME", "LANG", "TERM") if k in os.environ}
-    return subprocess.run([str(OPENCODE), *args], cwd=project, env=env, capture_output=True, text=True, timeout=timeout,
-                          stdin=subprocess.DEVNULL)
+    return subprocess.run([str(OPENCODE), *args], cwd=project, env=opencode_env(), capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 def test_connect_writes_a_config_every_vsm_entry_of_which_connects(stack: tuple[Gateway, str, Script, Path]) -> None:
