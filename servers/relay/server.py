@@ -1,5 +1,5 @@
-"""The relay server: ingest a live SSE stream, run each item through tools, republish it on the
-bus as ``relay.<stream>.item`` (so ``/v1/events?topics=relay.<stream>.*`` delivers it).
+"""The relay server: ingest a live stream (SSE or WebSocket), run each item through tools, republish
+it on the bus as ``relay.<stream>.item`` (so ``/v1/events?topics=relay.<stream>.*`` delivers it).
 
 Tools: ``relay_start(stream, url, summarize)``, ``relay_stop(stream)``, ``relay_list()``,
 ``relay_key_phrases(text, limit)``. Per item the relay calls, through the router as the principal
@@ -9,7 +9,10 @@ that started it (grants, policy, limits and audit apply as to any call):
 * ``llm__llm_complete`` — a one-sentence summary and named entities, only with ``summarize=true``
   and ``model`` (a name of ``VSM_LLM_MODELS``; a failed call is reported in the item, the relay keeps going).
 
-The source URL passes the SSRF guard (vsm_mcp.ssrf, ``VSM_FETCH_ALLOW``) before each connection.
+The source URL passes the SSRF guard (vsm_mcp.ssrf, ``VSM_FETCH_ALLOW``) in ``relay_start`` (a
+refused address is the tool's error) and again before each connection, which goes to the checked
+address (source.py pins it). A dropped connection is retried with backoff and reported as a
+``relay.<stream>.error`` event; a refusal on reconnect ends the relay.
 Relays run in this process until stopped or until the server shuts down (not persisted).
 """
 
@@ -24,19 +27,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.types import ToolAnnotations
 
 from servers.relay.phrases import key_phrases
-from servers.relay.source import read_sse
+from servers.relay.source import check_source_url, read_source
 from servers.tool_errors import tool_errors
 from vsm_mcp.auth import Principal
 from vsm_mcp.bus.events import Event
 from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import Conflict, InvalidArguments, NotFound
-from vsm_mcp.ssrf import AddressGuard, AllowList
+from vsm_mcp.ssrf import AddressGuard, AllowList, Target
 
 _STREAM = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 MAX_TEXT = 20_000
@@ -101,19 +103,28 @@ def build(ctx: ServerContext) -> MCPServer:
                                     data=out))
         relay.items += 1
 
-    async def run(relay: Relay, principal: Principal) -> None:
-        parts = urlsplit(relay.url)
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+    async def report(relay: Relay, problem: str) -> None:
+        relay.errors = [*relay.errors[-19:], problem[:300]]
+        await ctx.bus.publish(Event(topic=f"relay.{relay.stream}.error", tenant=relay.tenant,
+                                    type="relay.error", data={"error": problem[:300]}))
+
+    async def run(relay: Relay, principal: Principal, first: Target) -> None:
+        _, host, port = check_source_url(relay.url)
+        pinned: list[Target] = [first]  # relay_start's check serves the first connection
+
+        async def pin() -> Target:
+            return pinned.pop() if pinned else await guard.check(relay.url, host, port)
+
+        async def on_drop(problem: str) -> None:
+            await report(relay, problem)
+
         try:
-            await guard.check(relay.url, parts.hostname or "", port)
-            async for item in read_sse(relay.url):
+            async for item in read_source(relay.url, pin, on_drop):
                 await process(relay, principal, item.id, item.data, time.time())
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
-            relay.errors.append(str(exc)[:300])
-            await ctx.bus.publish(Event(topic=f"relay.{relay.stream}.error", tenant=relay.tenant,
-                                        type="relay.error", data={"error": str(exc)[:300]}))
+        except Exception as exc:  # the guard refused a reconnect (DNS now says private), or a bug
+            await report(relay, f"relay stopped: {exc}")
 
     @asynccontextmanager
     async def lifespan(_server: MCPServer) -> AsyncIterator[dict[str, Any]]:
@@ -125,29 +136,30 @@ def build(ctx: ServerContext) -> MCPServer:
                     relay.task.cancel()
             relays.clear()
 
-    server = MCPServer("relay", instructions="Relay a live SSE stream through tools onto /v1/events as "
-                       "relay.<stream>.item.", lifespan=lifespan)
+    server = MCPServer("relay", instructions="Relay a live SSE or WebSocket stream through tools onto /v1/events "
+                       "as relay.<stream>.item.", lifespan=lifespan)
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def relay_start(
         stream: str, url: str, mcp_ctx: Context, summarize: bool = False, model: str = ""
     ) -> dict[str, Any]:
-        """Start relaying the SSE source ``url`` as ``relay.<stream>.item`` events (key phrases per
-        item; with ``summarize``, a summary and entities from ``model`` through the LLM-CDN)."""
+        """Start relaying the source ``url`` — SSE (http, https) or WebSocket (ws, wss) — as
+        ``relay.<stream>.item`` events (key phrases per item; with ``summarize``, a summary and
+        entities from ``model`` through the LLM-CDN). Private addresses need ``VSM_FETCH_ALLOW``."""
         if summarize and not model:
             raise InvalidArguments("summarize needs model: a name from VSM_LLM_MODELS")
         if not _STREAM.match(stream):
             raise InvalidArguments("stream: 1-64 letters, digits, '_' or '-' (it becomes a topic word)")
-        if urlsplit(url).scheme not in ("http", "https"):
-            raise InvalidArguments(f"url: an http(s) SSE source, got {url!r}")
+        _, host, port = check_source_url(url)
         principal = await ctx.principal_of(mcp_ctx)
         key = (principal.tenant_id, stream)
         if key in relays and relays[key].task is not None and not relays[key].task.done():  # type: ignore[union-attr]
             raise Conflict(f"relay {stream!r} is already running (relay_stop it first)")
+        target = await guard.check(url, host, port)  # refused → this call's error, before anything starts
         relay = relays[key] = Relay(stream, url, principal.tenant_id, summarize, model)
-        relay.task = asyncio.get_running_loop().create_task(run(relay, principal), name=f"relay:{stream}")
-        return {"stream": stream, "topic": f"relay.{stream}.item", "url": url}
+        relay.task = asyncio.get_running_loop().create_task(run(relay, principal, target), name=f"relay:{stream}")
+        return {"stream": stream, "topic": f"relay.{stream}.item", "url": url, "address": str(target.address)}
 
     @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors

@@ -113,8 +113,11 @@ class BannerServer(uvicorn.Server):
 
 def run_server(app: Any, sock: socket.socket, settings: Settings, banner: str, say: Any, *, http: Any, debug: bool) -> None:
     """Serve ``app`` on the bound ``sock``; a lifespan failure becomes one VsmError line."""
+    # ws="none": no route speaks WebSocket and the gate checks HTTP requests only, so an Upgrade
+    # stays a plain HTTP request (uvicorn picks a WebSocket protocol whenever the `websockets`
+    # package is installed, and the relay's WebSocket sources need it installed).
     config = uvicorn.Config(
-        app, log_level=settings.log_level, lifespan="on", http=http,
+        app, log_level=settings.log_level, lifespan="on", http=http, ws="none",
         ssl_certfile=settings.ssl_certfile or None, ssl_keyfile=settings.ssl_keyfile or None,  # VSM_SSL_*: HTTPS
     )
     one_line = _OneLine()

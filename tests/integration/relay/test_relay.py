@@ -79,23 +79,66 @@ async def test_live_items_reach_v1_events_with_key_phrases(tmp_path: Path) -> No
     assert first["published_at"] >= first["received_at"]
 
 
-async def test_a_private_source_is_refused_without_the_allow_list(tmp_path: Path) -> None:
-    settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False)
+async def test_ws_source_items_reach_v1_events(tmp_path: Path) -> None:
+    from tests.integration.relay.test_source import Source, ws_source
+
+    settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1/32"])
+    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
+    ctx = ServerContext.create(settings)
+    await create_tenant(ctx.db, "acme")
+    key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call"])
+    auth = {"Authorization": f"Bearer {key}"}
+    src = Source()
+    app = create_app(settings, ctx, specs=[RELAY])
+    async with ws_source(src) as port, serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+        await eventually(lambda: app.state.runtime.readiness()["ok"], what="the relay upstream")
+        principal = await app.state.authenticator.authenticate(auth["Authorization"])
+        async with client.stream("GET", "/v1/events", params={"topics": "relay.live.*"}, headers=auth) as resp:
+            reader = SseReader(resp)
+            started = await app.state.dispatcher.call_tool(
+                principal, "relay__relay_start", {"stream": "live", "url": f"ws://127.0.0.1:{port}/feed"})
+            assert not started.is_error, started.content
+            assert started.structured_content["address"] == "127.0.0.1"
+            src.queue.put_nowait(json.dumps(ITEMS[1]))
+            item = await reader.next_event()
+            src.queue.put_nowait(None)  # the source drops the connection: reported, then reconnected
+            error = await reader.next_event()
+            src.queue.put_nowait(ITEMS[2])  # type: ignore[arg-type]
+            again = await reader.next_event()
+            listed = await app.state.dispatcher.call_tool(principal, "relay__relay_list", {})
+            await app.state.dispatcher.call_tool(principal, "relay__relay_stop", {"stream": "live"})
+    assert item.event == "relay.live.item"
+    first = json.loads(item.data)["data"]
+    assert first["source_id"] == "1" and "heavy snowfall closes mountain passes" in first["key_phrases"]
+    assert error.event == "relay.live.error" and "closed the connection" in json.loads(error.data)["data"]["error"]
+    assert again.event == "relay.live.item" and json.loads(again.data)["data"]["data"] == ITEMS[2]
+    relay = listed.structured_content["relays"][0]
+    assert relay["items"] == 2 and relay["running"] and "reconnecting" in relay["errors"][0]
+
+
+@pytest.mark.parametrize(("url", "problem"), [
+    ("ws://127.0.0.1:9/events", "127.0.0.1 is a loopback address"),
+    ("http://169.254.169.254/latest/meta-data", "169.254.169.254 is a link-local address"),
+    ("wss://10.1.2.3/feed", "10.1.2.3 is a private address"),
+    ("http://[::ffff:127.0.0.1]:8080/events", "is a loopback address"),
+])
+async def test_a_private_source_is_refused_without_the_allow_list(tmp_path: Path, url: str, problem: str) -> None:
+    settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1:8765"])
     await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
     ctx = ServerContext.create(settings)
     await create_tenant(ctx.db, "acme")
     key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call"])
     app = create_app(settings, ctx, specs=[RELAY])
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
+    async with serve(app):
         await eventually(lambda: app.state.runtime.readiness()["ok"], what="the relay upstream")
         principal = await app.state.authenticator.authenticate(f"Bearer {key}")
-        auth = {"Authorization": f"Bearer {key}"}
-        async with client.stream("GET", "/v1/events", params={"topics": "relay.x.*"}, headers=auth) as resp:
-            reader = SseReader(resp)
-            await app.state.dispatcher.call_tool(principal, "relay__relay_start",
-                                                 {"stream": "x", "url": "http://127.0.0.1:9/events"})
-            ev = await reader.next_event()
-    assert ev.event == "relay.x.error" and "VSM_FETCH_ALLOW" in json.loads(ev.data)["data"]["error"]
+        refused = await app.state.dispatcher.call_tool(principal, "relay__relay_start", {"stream": "x", "url": url})
+        listed = await app.state.dispatcher.call_tool(principal, "relay__relay_list", {})
+    assert refused.is_error
+    message = refused.content[0].text
+    assert "forbidden: refused to fetch" in message and problem in message and "VSM_FETCH_ALLOW" in message
+    assert "\n" not in message  # one line
+    assert listed.structured_content["relays"] == []
 
 
 async def test_summarize_goes_through_the_llm_cdn(tmp_path: Path) -> None:
