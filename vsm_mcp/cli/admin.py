@@ -17,6 +17,7 @@ from vsm_mcp.cli.common import (
     run_async,
     settings_from,
 )
+from vsm_mcp.config import Settings
 
 tenants_app = typer.Typer(help="Create, list, disable, enable and delete tenants (isolated spaces of data and keys).",
                           no_args_is_help=True)
@@ -48,6 +49,20 @@ def migrate(
     else:
         m.upgrade(url)
         out.print(f"database {redact(url)} is at the latest schema")
+        run_async(_ensure_default_tenant(settings))
+
+
+async def _ensure_default_tenant(settings: Settings) -> None:
+    """Anonymous callers and `serve` need the default tenant; on PostgreSQL the app role
+    (vsm_app) may not insert tenants, so the owner-run migration creates it."""
+    from vsm_mcp.db import Database
+    from vsm_mcp.tenants import ensure_tenant
+
+    db = Database(settings, settings.migration_database_url)
+    try:
+        await ensure_tenant(db, settings.default_tenant)
+    finally:
+        await db.aclose()
 
 
 @tenants_app.command("create")

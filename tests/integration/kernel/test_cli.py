@@ -60,3 +60,17 @@ def test_help_explains_every_command() -> None:
         assert command in top.stdout
         sub = run(command, "--help")
         assert sub.returncode == 0 and len(sub.stdout) > 100, command
+
+
+@pytest.mark.postgres
+def test_migrate_creates_the_default_tenant_the_app_role_may_not(pg_owner_url: str, pg_app_url: str) -> None:
+    """A fresh PostgreSQL is usable after `vsm-mcp migrate` alone: vsm_app cannot insert tenants."""
+    env = {"VSM_DATABASE_URL": pg_app_url, "VSM_MIGRATION_DATABASE_URL": pg_owner_url}
+    assert run("migrate", env=env).returncode == 0
+    assert run("migrate", env=env).returncode == 0  # idempotent: the tenant is not created twice
+    listed = run("tenants", "list", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split().count("default") == 1, listed.stdout
+    custom = run("migrate", env={**env, "VSM_DEFAULT_TENANT": "ops"})
+    assert custom.returncode == 0, custom.stderr
+    assert "ops" in run("tenants", "list", env=env).stdout.split()
