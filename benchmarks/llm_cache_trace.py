@@ -1,8 +1,18 @@
 """Shared LLM cache across agents: two concurrent agents replay a recorded agent-traffic trace
 through one vsm-mcp's OpenAI-compatible ``/v1/chat/completions``.
 
-The trace is benchmarks/data/llm_trace/trace.jsonl (made by benchmarks/make_llm_trace.py, which
-documents its provenance: synthetic, seeded). Everything runs on 127.0.0.1:
+Two traces, each documenting its provenance in its generator:
+
+* benchmarks/data/llm_trace/trace.jsonl (default): synthetic and seeded, made by
+  benchmarks/make_llm_trace.py;
+* benchmarks/data/llm_trace/opencode.jsonl (``--trace``): recorded from two real OpenCode
+  processes working through vsm-mcp, made by benchmarks/record_opencode_trace.py. OpenCode sends
+  no ``temperature``, so its header says ``cache_mode: all`` and the replay uses that mode
+  (``--cache-mode`` overrides; under the default ``deterministic`` every request is a bypass).
+  Its requests were streamed; they are replayed without ``stream`` (the key ignores it), so the
+  answer can be read whole.
+
+Everything runs on 127.0.0.1:
 
 * a fake OpenAI-compatible provider (tests/integration/llm_cdn/fake_openai.py, uvicorn in a
   thread) answering after ``--latency-ms``; its answer names the provider call that made it
@@ -23,13 +33,16 @@ Figures (from the ``x-vsm-cache`` answer header and the provider's call counter)
 * ``cross_agent_hits``: answers one agent got from the cache that the other agent's request had
   fetched;
 * ``provider_calls`` vs the baseline of one per request: ``provider_calls_saved``, and
-  ``prompt_tokens_saved_bytes_div4`` (the prompts that never reached the provider, bytes/4);
+  ``prompt_tokens_saved_bytes_div4`` (the prompts — messages and tool schemas — that never
+  reached the provider, bytes/4), priced at ``--price-model``'s input rate from litellm's local
+  cost map (``prompt_cost_saved_usd``);
 * false hits: a cached answer whose originating request had a different ``intent`` (the trace's
   ground truth). ``false_hits`` over all requests and ``labelled_false_hits`` over the labelled
   near-duplicate subset (``equivalent`` + ``near_miss``); goal 0. ``equivalent_served`` counts
   rewordings answered from the cache (semantic or exact after normalisation).
 
-    python benchmarks/llm_cache_trace.py [--latency-ms 100] [--embedder minilm] [--json]
+    python benchmarks/llm_cache_trace.py [--trace PATH] [--cache-mode MODE] [--latency-ms 100]
+                                         [--embedder minilm] [--price-model gpt-4o-mini] [--json]
 """
 
 from __future__ import annotations
@@ -62,7 +75,8 @@ LABELLED = ("equivalent", "near_miss")
 
 
 def load_trace(path: Path = TRACE) -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """(header, rows) with each row's system ``ref`` expanded to the header's prompt."""
+    """(header, rows) with each row's system ``ref`` expanded to the header's prompt (and a
+    ``tools`` ref to the header's tool list)."""
     lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
     header, rows = lines[0], lines[1:]
     if header.get("kind") != "header":
@@ -71,6 +85,9 @@ def load_trace(path: Path = TRACE) -> tuple[dict[str, Any], list[dict[str, Any]]
         for msg in row["request"]["messages"]:
             if "ref" in msg:
                 msg["content"] = header["system"][msg.pop("ref")]
+        tools = row["request"].get("tools")
+        if isinstance(tools, dict) and "ref" in tools:
+            row["request"]["tools"] = header["tools"][tools["ref"]]
     return header, rows
 
 
@@ -82,11 +99,16 @@ def llm_specs(home: Path) -> list[Any]:
 async def agent(url: str, rows: list[dict[str, Any]], seen: list[dict[str, Any]]) -> None:
     async with httpx.AsyncClient(base_url=url, timeout=120) as http:  # one client = one agent process
         for row in rows:
-            r = await http.post("/v1/chat/completions", json=row["request"])
+            body = {k: v for k, v in row["request"].items() if k not in ("stream", "stream_options")}
+            r = await http.post("/v1/chat/completions", json=body)
             if r.status_code != 200:
                 raise SystemExit(f"agent {row['agent']} request {row['seq']}: HTTP {r.status_code} {r.text[:200]}")
             content = r.json()["choices"][0]["message"]["content"]
             seen.append({**row, "cache": r.headers.get("x-vsm-cache", ""), "content": content})
+
+
+def _prompt_bytes(request: dict[str, Any]) -> int:
+    return len(json.dumps([request["messages"], request.get("tools") or []]).encode())
 
 
 def analyse(seen: list[dict[str, Any]], provider_calls: int) -> dict[str, Any]:
@@ -110,7 +132,7 @@ def analyse(seen: list[dict[str, Any]], provider_calls: int) -> dict[str, Any]:
         if src["agent"] != s["agent"] and s["cache"] in ("hit", "semantic"):
             cross += 1
     not_sent = [s for s in seen if s["cache"] in ("hit", "semantic", "shared")]
-    saved_bytes = sum(len(json.dumps(s["request"]["messages"]).encode()) for s in not_sent)
+    saved_bytes = sum(_prompt_bytes(s["request"]) for s in not_sent)
     labelled = [s for s in seen if s["label"] in LABELLED]
     # What a perfect cache could serve: every cacheable request except the first of each intent.
     cacheable = [s for s in seen if s["cache"] != "bypass"]
@@ -132,6 +154,7 @@ def analyse(seen: list[dict[str, Any]], provider_calls: int) -> dict[str, Any]:
         "provider_calls": provider_calls,
         "baseline_provider_calls": n,
         "provider_calls_saved": n - provider_calls,
+        "prompt_tokens_bytes_div4": sum(_prompt_bytes(s["request"]) for s in seen) // 4,
         "prompt_tokens_saved_bytes_div4": saved_bytes // 4,
         "labelled_requests": len(labelled),
         "equivalent": sum(1 for s in labelled if s["label"] == "equivalent"),
@@ -145,10 +168,10 @@ def analyse(seen: list[dict[str, Any]], provider_calls: int) -> dict[str, Any]:
 
 
 async def run(rows: list[dict[str, Any]], fake_base: str, state: FakeState, home: Path,
-              embedder: str = "minilm", model: str = "agent-model") -> dict[str, Any]:
+              embedder: str = "minilm", model: str = "agent-model", cache_mode: str = "deterministic") -> dict[str, Any]:
     models = {"models": [{"name": model, "target": f"openai/{model}", "api_base": fake_base, "api_key": "k"}]}
     settings = load_settings(home=home / ".vsm", llm_models=json.dumps(models), llm_semantic_cache=True,
-                             embedder=embedder, rate_limit=0, llm_timeout_s=60)
+                             embedder=embedder, rate_limit=0, llm_timeout_s=60, llm_cache_mode=cache_mode)
     await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
     before = state.total
     seen: list[dict[str, Any]] = []
@@ -158,6 +181,7 @@ async def run(rows: list[dict[str, Any]], fake_base: str, state: FakeState, home
     out = analyse(seen, state.total - before)
     out["embedder"] = embedder
     out["semantic_threshold"] = settings.llm_semantic_threshold
+    out["cache_mode"] = cache_mode
     return out
 
 
@@ -166,15 +190,25 @@ def main() -> None:
     ap.add_argument("--trace", type=Path, default=TRACE)
     ap.add_argument("--latency-ms", type=float, default=100.0, help="the fake provider's answer time")
     ap.add_argument("--embedder", default="minilm")
+    ap.add_argument("--cache-mode", choices=("deterministic", "all", "off"),
+                    help="VSM_LLM_CACHE_MODE for the replay (default: the trace header's cache_mode, else deterministic)")
+    ap.add_argument("--price-model", default="gpt-4o-mini", help="whose input price (litellm's local cost map) values the saved prompts")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     header, rows = load_trace(args.trace)
     with tempfile.TemporaryDirectory() as tmp, fake_openai() as (base, state):
         state.latency_s = args.latency_ms / 1000
-        result = asyncio.run(run(rows, base, state, Path(tmp), args.embedder, header["model"]))
+        mode = args.cache_mode or header.get("cache_mode", "deterministic")
+        result = asyncio.run(run(rows, base, state, Path(tmp), args.embedder, header["model"], mode))
     result["trace"] = str(args.trace.relative_to(Path(__file__).resolve().parents[1])) \
         if args.trace.is_relative_to(Path(__file__).resolve().parents[1]) else str(args.trace)
     result["provider_latency_ms"] = args.latency_ms
+    import litellm  # imported by the router already; its local cost map has list prices
+
+    price = float(litellm.model_cost[args.price_model]["input_cost_per_token"])
+    result["price_model"] = args.price_model
+    result["prompt_cost_saved_usd"] = round(result["prompt_tokens_saved_bytes_div4"] * price, 6)
+    result["prompt_cost_baseline_usd"] = round(result["prompt_tokens_bytes_div4"] * price, 6)
     result["goals"] = {"cache_hit_rate_gt_60pct": result["cache_hit_rate"] > 0.6,
                        "false_hits_eq_0": result["false_hits"] == 0}
     if not args.json:

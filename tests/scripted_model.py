@@ -7,7 +7,8 @@ It answers ``POST /v1/chat/completions`` (plain and ``stream: true``) and ``GET 
   name contains ``tool_match`` with ``arguments`` (a tool call, ``finish_reason: tool_calls``);
 * once a tool result is in the messages, it answers ``"done: <that result, cut>"``.
 
-Every request is kept in ``requests`` so a test can check what the client sent.
+Every request is kept in ``requests`` so a test can check what the client sent. A ``respond``
+function replaces those two rules (benchmarks/record_opencode_trace.py gives each task a plan).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -33,6 +34,7 @@ class Script:
     tool_match: str
     arguments: dict[str, Any]
     requests: list[dict[str, Any]] = field(default_factory=list)
+    respond: Callable[[Script, dict[str, Any]], dict[str, Any]] | None = None
 
 
 def _answer(script: Script, body: dict[str, Any]) -> dict[str, Any]:
@@ -55,7 +57,7 @@ def _app(script: Script) -> Starlette:
     async def completions(request: Request) -> Response:
         body = await request.json()
         script.requests.append(body)
-        msg = _answer(script, body)
+        msg = (script.respond or _answer)(script, body)
         finish = "tool_calls" if msg.get("tool_calls") else "stop"
         base = {"id": f"chatcmpl-{len(script.requests)}", "created": int(time.time()), "model": body.get("model", "x")}
         usage = {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
@@ -87,9 +89,12 @@ def _app(script: Script) -> Starlette:
 
 
 @contextmanager
-def scripted_model(tool_match: str, arguments: dict[str, Any]) -> Iterator[tuple[str, Script]]:
+def scripted_model(
+    tool_match: str, arguments: dict[str, Any],
+    respond: Callable[[Script, dict[str, Any]], dict[str, Any]] | None = None,
+) -> Iterator[tuple[str, Script]]:
     """``(base_url, script)`` of a running server (``base_url`` ends in ``/v1``)."""
-    script = Script(tool_match, arguments)
+    script = Script(tool_match, arguments, respond=respond)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

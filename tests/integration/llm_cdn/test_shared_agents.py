@@ -78,3 +78,66 @@ async def test_trace_slice_replays_without_false_hits(fakes: Fakes, tmp_path: Pa
     assert out["false_hits"] == 0 and out["unexplained_cached_answers"] == 0
     assert out["provider_calls"] == out["misses"] + out["bypass"]
     assert out["exact_hits"] > 0
+
+
+OPENCODE_TRACE = BENCH / "data" / "llm_trace" / "opencode.jsonl"
+
+
+def test_opencode_trace_carries_its_provenance() -> None:
+    bench = module("llm_cache_trace")
+    header, rows = bench.load_trace(OPENCODE_TRACE)
+    assert header["generator"] == "benchmarks/record_opencode_trace.py" and header["opencode"]
+    assert header["user_agent"].startswith("opencode/") and header["how"] and header["cache_mode"] == "all"
+    assert {r["agent"] for r in rows} == set(header["scenario"]) == {"a", "b"}
+    assert {r["task"] for r in rows} == {t for sessions in header["scenario"].values() for _, t in sessions}
+    for r in rows:  # every reference resolved: the replayed requests are OpenCode's whole bodies
+        assert all(isinstance(m.get("content"), str | list | type(None)) and "ref" not in m for m in r["request"]["messages"])
+        assert isinstance(r["request"].get("tools", []), list)
+
+
+def test_opencode_trace_exact_keys_never_join_different_intents() -> None:
+    """On real OpenCode traffic the exact key is never shared by requests that need different
+    answers (e.g. the same task in another checkout: only the working directory differs)."""
+    from servers.llm_cdn.fingerprint import fingerprint
+
+    bench = module("llm_cache_trace")
+    _, rows = bench.load_trace(OPENCODE_TRACE)
+    intents: dict[str, set[str]] = {}
+    for r in rows:
+        intents.setdefault(fingerprint(r["request"]), set()).add(r["intent"])
+    assert all(len(v) == 1 for v in intents.values())
+    assert len(intents) < len(rows)  # and it does join some: the trace has repeats to serve
+    checkouts = {r["checkout"] for r in rows if r["task"] == "list-python" and r["label"] == "first_turn"}
+    assert checkouts == {"repo", "repo-b"}
+
+
+async def test_opencode_trace_replays_without_false_hits(fakes: Fakes, tmp_path: Path) -> None:
+    bench = module("llm_cache_trace")
+    header, rows = bench.load_trace(OPENCODE_TRACE)
+    base, state, _, _ = fakes
+    out = await bench.run(rows, base, state, tmp_path, embedder="hash", model=header["model"], cache_mode="all")
+    assert out["requests"] == len(rows) and out["bypass"] == 0
+    assert out["false_hits"] == 0 and out["unexplained_cached_answers"] == 0
+    assert out["provider_calls"] == out["misses"]
+    assert out["exact_hits"] > 0 and out["cross_agent_hits"] > 0
+
+
+def test_recorder_model_titles_then_calls_the_plan_then_answers() -> None:
+    rec = module("record_opencode_trace")
+    script = rec.Script("", {})
+    task = rec.TASKS["find-retries"]
+    system = {"role": "system", "content": "You are opencode.\n<env>\n  Working directory: /w/repo\n</env>"}
+    user = {"role": "user", "content": f'"{task.text}"'}
+    tools = [{"type": "function", "function": {"name": n}} for n in ("grep", "read", "glob")]
+    title = rec.respond(script, {"messages": [{"role": "system", "content": rec.TITLE_PROMPT + "."}, user]})
+    assert title["content"].lower().startswith("find where retries")
+    history: list[dict[str, object]] = [system, user]
+    for name, args in task.steps:
+        msg = rec.respond(script, {"messages": history, "tools": tools})
+        call = msg["tool_calls"][0]
+        assert call["function"]["name"] == name
+        assert json.loads(call["function"]["arguments"]) == json.loads(json.dumps(args).replace("{cwd}", "/w/repo"))
+        history += [msg, {"role": "tool", "tool_call_id": call["id"], "content": f"output of {name}"}]
+    final = rec.respond(script, {"messages": history, "tools": tools})
+    assert final["content"].startswith(task.answer) and "output of read" in final["content"]
+    assert rec.respond(script, {"messages": [system, {"role": "user", "content": "something else"}]})["content"]
