@@ -10,10 +10,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK := 1
 CONFORMANCE := .tools/node_modules/.bin/conformance
 AXE := .tools/node_modules/axe-core/axe.min.js
 OPENCODE := .tools/node_modules/.bin/opencode
+RELAY_DEMO := examples/relay-demo/node_modules/.package-lock.json
 
 .PHONY: setup run test lint typecheck unit clean
 
-setup: $(STAMP) $(CONFORMANCE) $(AXE) $(OPENCODE)
+setup: $(STAMP) $(CONFORMANCE) $(AXE) $(OPENCODE) $(RELAY_DEMO)
 
 # The MCP conformance suite (npm); 0.1.13 is the last release that runs on Node 20.
 $(CONFORMANCE):
@@ -32,6 +33,12 @@ $(OPENCODE):
 	@if command -v npm >/dev/null; then \
 	  mkdir -p .tools && npm install --silent --no-audit --no-fund --prefix .tools opencode-ai@1.18.33; \
 	else echo "npm not found: the OpenCode tests will be skipped"; fi
+
+# The Astro relay demo's packages (tests/e2e/test_relay_demo.py builds the site); again only when the lock changes.
+$(RELAY_DEMO): examples/relay-demo/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  cd examples/relay-demo && npm ci --silent --no-audit --no-fund; \
+	else echo "npm not found: the relay demo test will be skipped"; fi
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)

@@ -127,6 +127,9 @@ class Gate:
         if refusal is not None:
             await send_error(send, refusal, render)
             return
+        cors = self.rules.cors_origin(origin)
+        if cors is not None:  # before authentication: a page on an allowed origin can read why it was refused
+            send = _with_headers(send, self.rules.response_headers(cors))
         peer = scope["client"][0] if scope.get("client") else "unknown"
         principal: Principal | None = None
         try:
@@ -153,9 +156,6 @@ class Gate:
             return
         if principal is not None:
             scope.setdefault("state", {})[STATE_KEY] = principal
-        cors = self.rules.cors_origin(origin)
-        if cors is not None:
-            send = _with_headers(send, self.rules.response_headers(cors))
         if decl.capability == TOOL_CALL or principal is None:
             await app(scope, receive, send)
             return

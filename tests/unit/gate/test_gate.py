@@ -210,6 +210,11 @@ async def test_cors_preflight_only_for_listed_origins() -> None:
         assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
         r = await c.get("/v1/storage/b/k", headers={"origin": "https://app.example.com", "authorization": "Bearer reader"})
         assert r.status_code == 200 and r.headers["access-control-allow-origin"] == "https://app.example.com"
+        # a refusal after the browser rules is readable by the allowed page (it can say why), not by others
+        r = await c.get("/v1/storage/b/k", headers={"origin": "https://app.example.com", "authorization": "Bearer nope"})
+        assert r.status_code == 401 and r.headers["access-control-allow-origin"] == "https://app.example.com"
+        r = await c.get("/v1/storage/b/k", headers={"origin": "https://evil.example.com", "authorization": "Bearer nope"})
+        assert r.status_code == 403 and "access-control-allow-origin" not in r.headers
         assert effects == []
 
 
