@@ -165,7 +165,6 @@ def router(tmp_path_factory: pytest.TempPathFactory, site: str,
            source: tuple[subprocess.Popen[bytes], int]) -> Iterator[tuple[Router, str]]:
     gw = Router(tmp_path_factory.mktemp("router"), site, source[1])
     gw.cli("migrate")
-    gw.cli("tenants", "create", "default")
     writer = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:write,tools:call").splitlines()[-1]
     reader = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:read").splitlines()[-1]
     gw.start()
