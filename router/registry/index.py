@@ -479,13 +479,19 @@ class ToolRegistry:
             if cached is not None:
                 self._query_cache.move_to_end(query)
                 return cached
-        vec: Vector = self.embedder.embed([query])[0]
+        vec: Vector = self.embedder.embed([self._embed_input(query)])[0]
         with self._query_lock:
             self.embedded_count += 1
             self._query_cache[query] = vec
             while len(self._query_cache) > self._query_cache_size:
                 self._query_cache.popitem(last=False)
         return vec
+
+    def _embed_input(self, query: str) -> str:
+        """What ``query`` is embedded as: itself, then the types of thing it names by shape
+        ("what's inside main.go (file)", router/registry/lexicon.py ``entity_words``)."""
+        words = self.lexicon.glosses(query) + self.lexicon.entity_words(query)
+        return f"{query} ({', '.join(words)})" if words else query
 
     def has_query(self, query: str) -> bool:
         """True when ``query``'s embedding is cached (searching it runs no model)."""
@@ -618,7 +624,7 @@ class ToolRegistry:
                 return hit
         own = tokenize(query)
         terms, actions = self.lexicon.expand(query, dict.fromkeys(own, 1.0), self.lexicon_weight)
-        out = (terms, {t: self.lexicon.related(t) for t in own}, actions)
+        out = (terms, self.lexicon.related_in(query, own), actions)
         with self._query_lock:
             self._analysis[query] = out
             while len(self._analysis) > self._query_cache_size:

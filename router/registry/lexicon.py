@@ -8,7 +8,15 @@ embedding sees the query as written), and names the query's *action*: the canoni
 its first action word ("block" → create; a later verb is its object and is not expanded).
 ``tool_actions`` gives the actions a tool's name
 says (``policy_put`` → create, update, store); the ranker compares the two
-(router/registry/ranker.py), with a weight fitted on the dev set.
+(router/registry/ranker.py), with a weight fitted on the dev set. A group that *governs* other
+actions (block, deny, allow: what a policy does) makes the actions after it the subject of the
+rule, not the tool's job: in "block deletes" the query's own "delete" weighs as a lexicon word.
+
+``entities`` types the things a query names by their shape — ``main.go`` is a file,
+``1.1.1.1`` an IP address, ``localhost:5432`` a host and port — and gives the words for those
+types (``[[entity]]`` tables: a regular expression and its words). They join the query's terms
+at the lexicon's weight and, in parentheses, the text the query is embedded as: MiniLM does not
+know that "what's inside main.go" is about a file.
 
 Why data and not code: the groups are general API vocabulary, reviewed and extended as such,
 and measured as a whole (``vsm-mcp bench retrieval --cv`` with and without it), never edited to
@@ -17,6 +25,7 @@ fix one query.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -41,6 +50,8 @@ class Group:
 
     phrases: tuple[Phrase, ...]
     action: str = ""
+    governs: bool = False  # its action is about other actions ("block deletes"): see ``expand``
+    gloss: str = ""  # what a query led by this group asks for, told to the encoder ("policy rule")
 
     @property
     def terms(self) -> frozenset[str]:
@@ -54,10 +65,25 @@ def _stop_stems() -> frozenset[str]:
     return frozenset(stem(w) for w in STOPWORDS)
 
 
+@dataclass(frozen=True)
+class Entity:
+    """A shape of thing a query may name (a file name, an IP address) and the words for it."""
+
+    pattern: re.Pattern[str]
+    words: tuple[str, ...]
+
+
 class Lexicon:
-    def __init__(self, groups: Sequence[Group]) -> None:
+    def __init__(self, groups: Sequence[Group], entities: Sequence[Entity] = ()) -> None:
         self.groups = tuple(groups)
+        self.entities = tuple(entities)
         self._terms = tuple(g.terms for g in self.groups)
+        # An action's own words (its groups that govern nothing): "block X" is "create a rule
+        # about X", so a governing group brings them too.
+        self._action_terms: dict[str, frozenset[str]] = {}
+        for g, terms in zip(self.groups, self._terms, strict=True):
+            if g.action and not g.governs:
+                self._action_terms[g.action] = self._action_terms.get(g.action, frozenset()) | terms
         index: dict[str, list[tuple[Phrase, int]]] = {}
         for gi, group in enumerate(self.groups):
             for phrase in group.phrases:
@@ -81,9 +107,15 @@ class Lexicon:
                 raise ConfigError(f"lexicon {path}: group {i} needs 'words', a list of non-empty strings")
             if not isinstance(action, str):
                 raise ConfigError(f"lexicon {path}: group {i}: 'action' must be a string")
+            governs = raw.get("governs", False)
+            if not isinstance(governs, bool):
+                raise ConfigError(f"lexicon {path}: group {i}: 'governs' must be true or false")
+            gloss = raw.get("gloss", "")
+            if not isinstance(gloss, str):
+                raise ConfigError(f"lexicon {path}: group {i}: 'gloss' must be a string")
             phrases = tuple(dict.fromkeys(p for p in (_stems(w) for w in words) if p))
-            groups.append(Group(phrases, action))
-        return cls(groups)
+            groups.append(Group(phrases, action, governs, gloss))
+        return cls(groups, _entities(path, data.get("entity", [])))
 
     def _matches(self, words: Phrase) -> list[tuple[int, int]]:
         """(position, group) of every group phrase found in ``words``, in order of position."""
@@ -96,21 +128,50 @@ class Lexicon:
 
     def expand(self, query: str, terms: Mapping[str, float], weight: float) -> tuple[dict[str, float], frozenset[str]]:
         """``terms`` (the query's own, weight 1) plus the words of every group the query uses
-        at ``weight``, and the query's action(s): those of its first action word."""
+        and of the types of thing it names (``entity_words``) at ``weight``, and the query's
+        action(s): those of its first action word. When that word governs actions (block,
+        allow), a later action word of the query is what the rule is about and weighs ``weight``."""
         out = dict(terms)
         actions: set[str] = set()
         first: int | None = None
-        for pos, gi in self._matches(_stems(query)):
-            action = self.groups[gi].action
-            if action and first is not None and pos != first:
-                continue  # a later verb is the object of the first ("block deletes"): not expanded
-            if action:
+        governs = False
+        words = _stems(query)
+        for pos, gi in self._matches(words):
+            group = self.groups[gi]
+            if group.action and first is not None and pos != first:
+                # A later verb is the object of the first ("block deletes"): not expanded.
+                if governs and out.get(words[pos], 0.0) > weight:
+                    out[words[pos]] = weight
+                continue
+            if group.action:
                 first = pos
-                actions.add(action)
+                actions.add(group.action)
+                governs = governs or group.governs
             if weight > 0:
-                for term in self._terms[gi]:
+                for term in self._terms[gi] | (self._action_terms.get(group.action, frozenset()) if group.governs else frozenset()):
+                    out.setdefault(term, weight)
+        if weight > 0:
+            for word in self.entity_words(query):
+                for term in _stems(word):
                     out.setdefault(term, weight)
         return out, frozenset(actions)
+
+    def glosses(self, query: str) -> list[str]:
+        """What the query's first action word means when its group says (``gloss``): "block
+        deletes" asks for a policy rule, which MiniLM cannot tell from the words."""
+        for _, gi in self._matches(_stems(query)):
+            group = self.groups[gi]
+            if group.action:
+                return [group.gloss] if group.gloss else []
+        return []
+
+    def entity_words(self, query: str) -> list[str]:
+        """The words for the types of thing ``query`` names by shape (``main.go`` → file)."""
+        out: list[str] = []
+        for entity in self.entities:
+            if entity.pattern.search(query):
+                out.extend(w for w in entity.words if w not in out)
+        return out
 
     def related(self, stem: str) -> frozenset[str]:
         """Every stem that shares a group with the one-word ``stem`` (itself included)."""
@@ -120,9 +181,41 @@ class Lexicon:
                 out |= self._terms[gi]
         return frozenset(out)
 
+    def related_in(self, query: str, own: Sequence[str]) -> dict[str, frozenset[str]]:
+        """``related`` of each of the query's own stems, where a word inside a phrase the query
+        uses ("business" in "business hours") is also related to that phrase's group."""
+        out = {t: self.related(t) for t in own}
+        words = _stems(query)
+        for pos, gi in self._matches(words):
+            for phrase, g in self._index.get(words[pos], ()):
+                if g == gi and len(phrase) > 1 and words[pos : pos + len(phrase)] == phrase:
+                    for w in phrase:
+                        if w in out:
+                            out[w] = out[w] | self._terms[gi]
+        return out
+
     def tool_actions(self, name: str) -> frozenset[str]:
         """The canonical actions the words of a tool's name say (``get_file_info`` → read)."""
         return frozenset(a for _, gi in self._matches(_stems(name)) if (a := self.groups[gi].action))
+
+
+def _entities(path: Path, raw: object) -> list[Entity]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"lexicon {path}: 'entity' must be a list of tables")
+    out = []
+    for i, item in enumerate(raw, 1):
+        pattern = item.get("pattern") if isinstance(item, Mapping) else None
+        words = item.get("words") if isinstance(item, Mapping) else None
+        if not isinstance(pattern, str) or not isinstance(words, list) or not words or not all(
+            isinstance(w, str) and w.strip() for w in words
+        ):
+            raise ConfigError(f"lexicon {path}: entity {i} needs 'pattern' (a string) and 'words' (non-empty strings)")
+        try:
+            compiled = re.compile(pattern)
+        except re.error as exc:
+            raise ConfigError(f"lexicon {path}: entity {i}: bad pattern: {exc}") from None
+        out.append(Entity(compiled, tuple(words)))
+    return out
 
 
 @cache

@@ -29,7 +29,9 @@ STOPWORDS = frozenset(
     me my myself no nor not of once only or other our ours over own please same she should
     so some such than that the their theirs them then there these they this those through to too under
     until very was we were what when where which while who whom why will with would you your yours
-    yourself want need let lets using use via e g eg ie etc""".split()
+    yourself want need let lets using use via e g eg ie etc
+    inside outside within without during between before below beyond among across along around
+    behind beside besides toward towards upon onto""".split()
 )
 
 

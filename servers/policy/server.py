@@ -47,11 +47,12 @@ def build(ctx: ServerContext) -> MCPServer:
             auth.invalidate(tenant)
     server = MCPServer(
         "policy",
-        instructions="Tenant policies for tool calls: a small rule language compiled to WebAssembly "
-        "and enforced by the router on every call. See docs/policies.md.",
+        instructions="Tenant policies: rules that allow or block tool calls by tool, caller, arguments, "
+        "time of day or call rate. A small rule language compiled to WebAssembly and enforced by the "
+        "router on every call. See docs/policies.md.",
     )
 
-    @server.tool(title="Write a policy: rules that allow or deny tool calls", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Write a policy: rules that allow, deny or block tool calls", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def policy_put(
         name: str,
@@ -61,7 +62,9 @@ def build(ctx: ServerContext) -> MCPServer:
         input_schema: dict[str, Any] | None = None,
         active: bool = True,
     ) -> dict[str, Any]:
-        """Compile and store a new version of policy ``name`` for the calling tenant. Give either
+        """Compile and store a new version of policy ``name`` for the calling tenant: rules that
+        allow or deny (block) tool calls by tool, caller and scopes, arguments, hour of the day,
+        weekday or call rate, enforced by the router on every call. Give either
         ``source`` (the policy language) or ``wasm_base64`` (a module built elsewhere that follows
         the policy ABI). ``input_schema``: JSON Schema of the tool arguments ``input.*`` may read.
         An active version takes effect on the router's next call. Returns the stored summary."""

@@ -28,6 +28,44 @@ def test_the_first_verb_is_the_action_and_a_later_verb_its_object() -> None:
     assert stem("policy") in terms and stem("remove") not in terms  # "deletes" is what is blocked
 
 
+def test_a_governing_verb_makes_the_later_verb_what_the_rule_is_about() -> None:
+    own = {stem(w): 1.0 for w in ("block", "deletes", "business", "hours")}
+    terms, actions = default_lexicon().expand("block deletes outside business hours", own, 0.3)
+    assert actions == {"create"}
+    assert terms[stem("deletes")] == 0.3 and terms["block"] == 1.0  # the object weighs as a lexicon word
+    assert terms[stem("put")] == 0.3 and terms[stem("rule")] == 0.3  # "block X" = create a rule about X
+    plain, _ = default_lexicon().expand("create a table then delete it", {stem("delete"): 1.0}, 0.3)
+    assert plain[stem("delete")] == 1.0  # only a governing verb demotes what follows it
+    assert default_lexicon().glosses("block deletes") and not default_lexicon().glosses("delete a file")
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("what's inside main.go on my machine", ["file"]),
+        ("list ~/Downloads", ["path", "file"]),
+        ("tail /var/log/nginx/error.log", ["file", "path"]),
+        ("open https://web.dev in a new tab", ["url"]),
+        ("look up info about IP 1.1.1.1", ["ip", "address"]),
+        ("connect to localhost:5432", ["host", "port"]),
+        ("write to bob@example.com", ["email", "address"]),
+        ("delete the key session:123 from Redis", []),
+        ("create a table", []),
+    ],
+)
+def test_things_named_by_shape_bring_their_type(query: str, words: list[str]) -> None:
+    lex = default_lexicon()
+    assert sorted(lex.entity_words(query)) == sorted(words)
+    terms, _ = lex.expand(query, {}, 0.3)
+    assert all(terms[stem(w)] == 0.3 for w in words)
+
+
+def test_a_word_of_a_phrase_is_related_to_the_phrase_group() -> None:
+    related = default_lexicon().related_in("outside business hours", [stem("business"), stem("hours")])
+    assert stem("weekday") in related[stem("business")]
+    assert default_lexicon().related_in("my business", [stem("business")]) == {stem("business"): {stem("business")}}
+
+
 def test_phrases_match_as_a_whole() -> None:
     terms, _ = default_lexicon().expand("ask a language model", {}, 0.3)
     assert "llm" in terms
@@ -54,4 +92,10 @@ def test_a_bad_lexicon_file_is_named(tmp_path: Path) -> None:
         Lexicon.load(bad)
     bad.write_text("[[group]\n")
     with pytest.raises(ConfigError, match="lex.toml"):
+        Lexicon.load(bad)
+    bad.write_text('[[group]]\nwords = ["a"]\n[[entity]]\npattern = "("\nwords = ["x"]\n')
+    with pytest.raises(ConfigError, match=r"lex.toml: entity 1: bad pattern"):
+        Lexicon.load(bad)
+    bad.write_text('[[group]]\nwords = ["a"]\ngoverns = "yes"\n')
+    with pytest.raises(ConfigError, match=r"group 1: 'governs' must be true or false"):
         Lexicon.load(bad)

@@ -153,6 +153,30 @@ def test_query_embeddings_are_cached(registry: ToolRegistry) -> None:
     assert emb.texts - base == 3  # a, b, c once each; the LRU keeps "a" as it is reused
 
 
+def test_a_query_is_embedded_with_the_types_of_what_it_names(registry: ToolRegistry) -> None:
+    seen: list[str] = []
+    inner = HashEmbedder(64)
+
+    class Recording:
+        name, dim = inner.name, inner.dim
+
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            seen.extend(texts)
+            return inner.embed(texts)
+
+    reg = ToolRegistry(Recording())
+    reg.replace_server("fs", FS)
+    seen.clear()
+    reg.search("what's inside main.go", mode="embedding")
+    reg.search("block deletes at night", mode="embedding")
+    reg.search("read a file", mode="embedding")
+    assert seen[0] == "what's inside main.go (file)"
+    assert seen[1].startswith("block deletes at night (") and seen[2] == "read a file"
+    # the cache is keyed on the query as asked, so asking again embeds nothing
+    reg.search("what's inside main.go", mode="embedding")
+    assert len(seen) == 3
+
+
 def test_record_from_tool_accepts_mcp_tools_and_json() -> None:
     tool = mt.Tool(
         name="getThing",
