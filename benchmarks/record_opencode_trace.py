@@ -301,7 +301,6 @@ def record(work: Path) -> tuple[list[Tap], dict[str, Any]]:
         gw = Gateway(work, model_url)
         gw.env["VSM_LLM_CACHE_MODE"] = "all"
         gw.cli("migrate")
-        gw.cli("tenants", "create", "default")
         admin = gw.cli("keys", "create", "--tenant", "default", "--scopes", "*").splitlines()[-1].strip()
         gw.start()
         try:

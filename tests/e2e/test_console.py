@@ -100,7 +100,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, s
     ):
         gw = Gateway(home, model_url)
         gw.cli("migrate")
-        gw.cli("tenants", "create", "default")
         key = gw.cli("keys", "create", "--tenant", "default", "--scopes", "*").splitlines()[-1].strip()
         gw.start()
         try:
