@@ -73,7 +73,7 @@ async def read_source(url: str, pin: Pin, on_drop: OnDrop, backoff: Backoff = Ba
     """Items of the source at ``url``, forever (cancel the consumer to stop)."""
     scheme, host, _ = check_source_url(url)
     reader = _read_ws if scheme in ("ws", "wss") else _read_sse
-    state = _State()
+    state = SourceState()
     delay = backoff.first_s
     while True:
         target = await pin()  # FetchRefused / InvalidArguments end the relay: not a transient failure
@@ -91,7 +91,7 @@ async def read_source(url: str, pin: Pin, on_drop: OnDrop, backoff: Backoff = Ba
         delay = min(delay * 2, backoff.max_s)
 
 
-class _State:
+class SourceState:
     """What survives a reconnect: the SSE last event id, the count of items delivered."""
 
     def __init__(self) -> None:
@@ -112,7 +112,7 @@ def _describe(exc: BaseException) -> str:
     return text.splitlines()[0][:200]
 
 
-async def _read_sse(url: str, host: str, target: Target, state: _State) -> AsyncIterator[SourceItem]:
+async def _read_sse(url: str, host: str, target: Target, state: SourceState) -> AsyncIterator[SourceItem]:
     parts = urlsplit(url)
     pinned = urlunsplit((parts.scheme, f"{_ip_host(target)}:{target.port}", parts.path or "/", parts.query, ""))
     headers = {"accept": "text/event-stream", "host": parts.netloc, "user-agent": USER_AGENT}
@@ -132,13 +132,13 @@ async def _read_sse(url: str, host: str, target: Target, state: _State) -> Async
             ctype = resp.headers.get("content-type", "")
             if not ctype.startswith("text/event-stream"):
                 raise SourceProblem(f"is not an SSE stream (content-type {ctype!r}, expected text/event-stream)")
-            async for item in _parse_sse(resp.aiter_lines(), state):
+            async for item in parse_sse(resp.aiter_lines(), state):
                 yield item
         finally:
             await resp.aclose()
 
 
-async def _parse_sse(lines: AsyncIterator[str], state: _State) -> AsyncIterator[SourceItem]:
+async def parse_sse(lines: AsyncIterator[str], state: SourceState) -> AsyncIterator[SourceItem]:
     """WHATWG EventSource parsing (minus ``retry``): one item per dispatched event."""
     event, data, size = "", list[str](), 0
     async for line in lines:
@@ -162,7 +162,7 @@ async def _parse_sse(lines: AsyncIterator[str], state: _State) -> AsyncIterator[
             state.last_id = value
 
 
-async def _read_ws(url: str, host: str, target: Target, state: _State) -> AsyncIterator[SourceItem]:
+async def _read_ws(url: str, host: str, target: Target, state: SourceState) -> AsyncIterator[SourceItem]:
     # host/port: where the TCP connection goes; the URI's host stays in Host and, for wss, in
     # SNI and the certificate check. proxy=None: a proxy from the environment would bypass the pin.
     async with ws_connect(url, host=str(target.address), port=target.port, proxy=None, open_timeout=30,

@@ -32,9 +32,12 @@ export async function* parseSse(body: ReadableStream<Uint8Array>): AsyncGenerato
   for (;;) {
     const { value, done } = await reader.read();
     if (done) return;
-    buffer += value;
-    const lines = buffer.split(/\r\n|\r|\n/);
-    buffer = lines.pop() ?? "";
+    let text = buffer + value;
+    // a chunk that ends in "\r" may be half of a "\r\n": keep it for the next chunk
+    const held = text.endsWith("\r") ? "\r" : "";
+    if (held) text = text.slice(0, -1);
+    const lines = text.split(/\r\n|\r|\n/);
+    buffer = (lines.pop() ?? "") + held;
     for (const line of lines) {
       if (line === "") {
         if (data.length) yield { id, event: event || "message", data: data.join("\n") };
