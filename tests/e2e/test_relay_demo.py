@@ -1,7 +1,9 @@
 """examples/relay-demo end to end, as its README runs it: the Astro site built with npm, served as
 static files on 127.0.0.1, a real `vsm-mcp serve` (VSM_CORS_ORIGINS = the page's origin,
 VSM_FETCH_ALLOW = the source), the demo's own live source (examples/relay-demo/source.py, a WebSocket
-here) fed line by line on its standard input, and the page in Debian's chromium (Playwright).
+here) fed line by line on its standard input, a scripted OpenAI-compatible model server for the
+summaries (the model is the one third-party part, faked over its HTTP API), and the page in Debian's
+chromium (Playwright).
 
 Each headline is pushed only after the previous one is on the page, so the page must show events
 as they arrive (not at the end). Screenshot: ``test-artifacts/relay-demo/live.png``.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -27,6 +30,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from tests.scripted_model import Script, scripted_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "relay-demo"
@@ -122,10 +127,25 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
         _stop(proc)
 
 
+def summarize(_script: Script, body: dict[str, Any]) -> dict[str, Any]:
+    """The scripted model's answer to the relay's prompt: the JSON the prompt asks for, made from
+    the item's first line and its capitalised names."""
+    text = body["messages"][-1]["content"].split("\n\n", 1)[-1]
+    entities = list(dict.fromkeys(re.findall(r"[A-Z][a-z]+(?: [A-Z][a-z]+)*", text)))
+    return {"role": "assistant", "content": json.dumps({"summary": f"In short: {text.splitlines()[0]}.",
+                                                        "entities": entities})}
+
+
+@pytest.fixture(scope="module")
+def model() -> Iterator[str]:
+    with scripted_model("", {}, respond=summarize) as (base, _):
+        yield base
+
+
 class Router:
     """`vsm-mcp serve` as `make run` starts it, plus the two settings the README asks for."""
 
-    def __init__(self, home: Path, page_origin: str, source_port: int) -> None:
+    def __init__(self, home: Path, page_origin: str, source_port: int, model_url: str) -> None:
         self.home, self.port = home, _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
@@ -134,6 +154,9 @@ class Router:
             "VSM_EMBEDDER": "hash", "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
             "VSM_CORS_ORIGINS": page_origin, "VSM_FETCH_ALLOW": f"127.0.0.1:{source_port}",
             "VSM_ALLOW_ANONYMOUS": "false",  # so the page's key is what lets it in
+            "SCRIPTED_KEY": "sk-test",
+            "VSM_LLM_MODELS": json.dumps({"models": [{"name": "scripted", "target": "openai/scripted",
+                                                       "api_base": model_url, "api_key_env": "SCRIPTED_KEY"}]}),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -161,18 +184,20 @@ class Router:
 
 
 @pytest.fixture(scope="module")
-def router(tmp_path_factory: pytest.TempPathFactory, site: str,
-           source: tuple[subprocess.Popen[bytes], int]) -> Iterator[tuple[Router, str]]:
-    gw = Router(tmp_path_factory.mktemp("router"), site, source[1])
+def router(tmp_path_factory: pytest.TempPathFactory, site: str, source: tuple[subprocess.Popen[bytes], int],
+           model: str) -> Iterator[tuple[Router, str]]:
+    gw = Router(tmp_path_factory.mktemp("router"), site, source[1], model)
     gw.cli("migrate")
-    writer = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:write,tools:call").splitlines()[-1]
+    writer = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:write,tools:call,llm").splitlines()[-1]
     reader = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:read").splitlines()[-1]
     gw.start()
     try:
-        # What the README's curl does: start relaying the demo source's WebSocket as stream "news".
+        # What the README's curl does: start relaying the demo source's WebSocket as stream "news"
+        # (here with summaries from the configured model).
         r = httpx.post(f"{gw.url}/v1/tools/relay__relay_start/call", timeout=60,
                        headers={"authorization": f"Bearer {writer.strip()}"},
-                       json={"arguments": {"stream": "news", "url": f"ws://127.0.0.1:{source[1]}/ws"}})
+                       json={"arguments": {"stream": "news", "url": f"ws://127.0.0.1:{source[1]}/ws",
+                                           "summarize": True, "model": "scripted"}})
         assert r.status_code == 200 and not r.json().get("isError"), r.text
         yield gw, reader.strip()
     finally:
@@ -234,10 +259,12 @@ def test_the_page_shows_relayed_events_as_they_arrive(
     cards = page.locator("#feed li.item")
     newest = cards.nth(0)
     assert newest.locator("h3").inner_text() == HEADLINES[2]
-    assert "solar subsidies extended" in newest.locator("ul.phrases").inner_text().lower()
+    assert "solar subsidies extended" in newest.locator(".phrases ul").inner_text().lower()
     oldest = cards.nth(2)
     assert oldest.locator(".body").inner_text() == "Inflation in the euro area eased."
-    assert "european central bank holds interest rates" in oldest.locator("ul.phrases").inner_text().lower()
+    assert oldest.locator(".summary").inner_text() == "In short: European Central Bank holds interest rates."
+    assert oldest.locator(".entities li").all_inner_texts() == ["European Central Bank", "Inflation"]
+    assert "european central bank holds interest rates" in oldest.locator(".phrases ul").inner_text().lower()
     assert oldest.locator("time").get_attribute("datetime")
     assert "source #1" in oldest.locator(".meta").inner_text() and "processed in" in oldest.locator(".meta").inner_text()
     assert page.is_hidden("#empty")

@@ -59,10 +59,14 @@ function el<K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, text = "
 }
 
 function chips(label: string, cls: string, words: string[]): HTMLElement {
-  const list = el("ul", `chips ${cls}`);
+  const row = el("div", `chips-row ${cls}`);
+  const caption = el("span", "chips-label", label);
+  caption.setAttribute("aria-hidden", "true"); // the list's own label says it to screen readers
+  const list = el("ul", "chips");
   list.setAttribute("aria-label", label);
   for (const word of words) list.append(el("li", "", word));
-  return list;
+  row.append(caption, list);
+  return row;
 }
 
 function clock(seconds: number): HTMLTimeElement {
