@@ -7,7 +7,9 @@ application URL connects as the non-owner role ``vsm_app`` so row-level security
 
 from __future__ import annotations
 
+import asyncio
 import os
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -32,6 +34,36 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 # of other parts see every call reach the upstream, cache tests turn it on explicitly. Set for the
 # process too, not only in _isolated_env: module- and session-scoped fixtures start before it.
 os.environ["VSM_TOOL_CACHE"] = "false"
+
+
+
+def _print_pending_tasks() -> None:
+    """On a test timeout, the pending asyncio tasks and where each waits: pytest-timeout prints
+    only threads, and a hang is usually a task (a cleanup that never ends, a lost wake-up)."""
+    loop = asyncio._get_running_loop()  # the SIGALRM handler runs on the loop's own thread
+    if loop is None:
+        return
+    print(f"+++ {len(asyncio.all_tasks(loop))} pending asyncio tasks +++", file=sys.stderr)
+    for task in asyncio.all_tasks(loop):
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=8, file=sys.stderr)
+
+
+def _wrap_timeout_report() -> None:
+    import pytest_timeout
+
+    original = getattr(pytest_timeout, "timeout_sigalrm", None)
+    if original is None:  # another pytest-timeout layout: keep its own report
+        return
+
+    def report(item: pytest.Item, settings: object) -> None:
+        _print_pending_tasks()
+        original(item, settings)
+
+    pytest_timeout.timeout_sigalrm = report
+
+
+_wrap_timeout_report()
 
 PG_HOST = os.environ.get("VSM_TEST_PG_HOST", "127.0.0.1")
 PG_PORT = int(os.environ.get("VSM_TEST_PG_PORT", "5432"))
