@@ -304,6 +304,27 @@ class Settings(BaseSettings):
         "far (keep it below the upstream timeout of the content server's manifest entry, 30 s by default).",
     )
 
+    # --- spaces bridge (issue 24): audio → transcript ---------------------------------------
+    spaces_root: str = Field(
+        "", description="Directory whose WAV files spaces_transcribe may read by path (nothing outside it). "
+        "Empty = <home>/spaces.",
+    )
+    spaces_max_seconds: float = Field(
+        7200.0, gt=0, le=86400, description="Longest audio one transcription or one stream speaker may carry (seconds)."
+    )
+    spaces_upload_max_bytes: int = Field(
+        32 * 1024 * 1024, ge=1024,
+        description="Largest WAV a spaces_transcribe call may carry as base64, and largest pushed chunk (bytes, decoded).",
+    )
+    spaces_wait_s: float = Field(
+        25.0, gt=0, description="Longest spaces_transcribe with wait=true waits before answering the status so far "
+        "(keep it below the spaces manifest entry's timeout).",
+    )
+    spaces_workers: int = Field(
+        1, ge=1, le=64, description="Worker threads for speech recognition (the recogniser holds the GIL while it "
+        "decodes a frame, so more threads mostly share one core).",
+    )
+
     # --- connectors (issue 23): cms and drive -------------------------------------------------
     connector_page_size: int = Field(100, ge=1, le=1000, description="Items a connector asks its source for per page (one durable sync step per page).")
     connector_max_retries: int = Field(
