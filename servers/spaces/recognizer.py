@@ -100,7 +100,7 @@ class Track:
         if self._ep.in_speech:
             # A whole frame: end_stream reads out of bounds on an empty buffer; the padding is silence.
             speech = self._ep.end_stream(self._pending.ljust(self._frame, b"\0"))
-            if speech is not None:
+            if speech:  # None or empty: nothing left (process_raw reads out of bounds on b"")
                 self._process(speech)
             out.append(self._end_utterance(self._ep.speech_end))
         self._pending = b""
@@ -165,11 +165,12 @@ class Track:
             # microphones) garbled first utterances (WER 0.6-1.1 on them). Estimate it from the
             # utterance itself (features only, no search), then decode the utterance with it.
             data, self._buffer = b"".join(self._buffer), None
-            prime = self._open(None)
-            prime.process_raw(data, no_search=True)
-            prime.end_utt()
-            self._cmn = prime.get_cmn(False)
-            self._pool.put(prime)
+            if data:  # (process_raw reads out of bounds on b"")
+                prime = self._open(None)
+                prime.process_raw(data, no_search=True)
+                prime.end_utt()
+                self._cmn = prime.get_cmn(False)
+                self._pool.put(prime)
             self._decoder = self._open(self._cmn)
             for pos in range(0, len(data), self._frame):
                 self._decoder.process_raw(data[pos:pos + self._frame])

@@ -33,6 +33,26 @@ CONVERSATION = [
     ("bob", "Thank you and have a good trip."),
 ]
 
+# The benchmark's longer text (benchmarks/spaces_bridge.py), a different one than the test's.
+MEETING = [
+    ("alice", "Good morning everyone and welcome to the weekly planning meeting."),
+    ("bob", "Thank you. I would like to start with the budget for next year."),
+    ("alice", "The first quarter was better than we expected."),
+    ("bob", "Sales grew in every region except the north."),
+    ("alice", "We should hire two more people for the support team."),
+    ("bob", "I agree, but we need to finish the new office first."),
+    ("alice", "The building will be ready at the end of the month."),
+    ("bob", "Then we can move the computers and the furniture in one week."),
+    ("alice", "Please send me the list of open questions before Friday."),
+    ("bob", "I will write it today and share it with the whole group."),
+    ("alice", "Our customers asked for a simpler price list."),
+    ("bob", "We can show the new prices at the next meeting."),
+    ("alice", "Does anyone have a question about the travel plans?"),
+    ("bob", "Yes, who will book the hotel for the conference?"),
+    ("alice", "I will do that this afternoon."),
+    ("bob", "Good, then we are done for today. Thank you all."),
+]
+
 
 def words(text: str) -> list[str]:
     return re.findall(r"[a-z']+", text.lower())
