@@ -8,7 +8,8 @@ channels; each channel is a track (a multi-track recording: one speaker per chan
 ``Resampler`` converts a track to 16 kHz incrementally (a live stream arrives in chunks): a
 windowed-sinc low-pass below the new Nyquist frequency, then linear interpolation. Without the
 low-pass, a 22.05 kHz espeak-ng voice folds its 8–11 kHz energy into the band the acoustic model
-listens to; measured on espeak-ng speech, word error rate 0.29 → 0.18 with the filter.
+listens to. Measured on espeak-ng speech: one sentence of en-us+f2, word error rate 0.29 → 0.18 with
+the filter; the test conversation's mono mix 0.327 → 0.309, its two channels unchanged (0.364).
 """
 
 from __future__ import annotations

@@ -4,9 +4,9 @@ language model and dictionary ship in the wheel — nothing is downloaded).
 A ``Track`` is one speaker's audio at 16 kHz, fed in pieces: its ``Endpointer`` (PocketSphinx's
 VAD-based speech detector) finds where speech starts and stops, and each stretch of speech is
 decoded as its own utterance, which becomes one ``Segment`` with its start and end time (seconds
-from the track's start) and per-word times. Decoding utterance by utterance, rather than a whole
-file at once, also helps the language model: on the espeak-ng test speech the word error rate
-went 0.31 → 0.22 (benchmarks/spaces_bridge.py has the figures).
+from the track's start) and per-word times — what a live stream needs. It costs some accuracy
+against decoding a whole recording at once (which normalises the cepstrum over the whole file):
+WER 0.357 vs 0.325 on the benchmark's meeting (benchmarks/RESULTS.md, "spaces bridge").
 
 Threads: PocketSphinx holds the GIL while it decodes (measured: a 5 s ``process_raw`` call
 starved the event loop for seconds), so a track feeds it one endpointer frame (30 ms) at a time,

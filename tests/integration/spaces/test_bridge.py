@@ -3,7 +3,7 @@ streamable HTTP → the router (manifests/default.yaml entries for spaces, conte
 → segments on ``/v1/events`` of the same router → the transcript in a container.
 
 WER threshold 0.42: on this conversation the bridge measures 0.364 (two channels; the live stream
-feeds the same tracks in other-sized pieces: same WER here) and 0.309 (mono mix with turns) — deterministic for
+feeds the same tracks in other-sized pieces: same WER here) and 0.327 (mono mix with turns) — deterministic for
 a given espeak-ng and pocketsphinx. What breaks it lands above: without the per-channel cepstral
 mean estimate of recognizer.py 0.58 / 0.47, a wrong sample rate 1.04, nothing recognised 1.0.
 """
