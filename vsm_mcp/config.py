@@ -114,9 +114,9 @@ class Settings(BaseSettings):
     # --- tool search (issue 5) ------------------------------------------------------------
     embedder: str = Field(
         "minilm",
-        pattern=r"^(minilm(:(int8|fp32|numpy))?|hash(:[0-9]+)?|litellm:.+)$",
-        description="Text embedder for tool search: minilm (local, offline; int8 on onnxruntime, or minilm:fp32 / "
-        "minilm:numpy), litellm:<model> (remote) or hash (tests only).",
+        pattern=r"^(minilm(:(dyn8|int8|fp32|numpy))?|hash(:[0-9]+)?|litellm:.+)$",
+        description="Text embedder for tool search: minilm (local, offline; minilm:dyn8 on onnxruntime, or "
+        "minilm:int8 / minilm:fp32 / minilm:numpy), litellm:<model> (remote) or hash (tests only).",
     )
     search_fusion: Literal["rrf", "weighted"] = Field(
         "weighted", description="How tool search fuses BM25 and embedding ranks: weighted (normalised score sum) or rrf."

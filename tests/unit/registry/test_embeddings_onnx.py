@@ -110,7 +110,8 @@ def test_make_embedder_picks_onnxruntime_and_falls_back_to_numpy(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     assert isinstance(make_embedder("minilm"), OnnxMiniLMEmbedder)
-    assert make_embedder("minilm").name == "minilm:int8"
+    assert make_embedder("minilm").name == "minilm:dyn8"
+    assert make_embedder("minilm:int8").name == "minilm:int8"
     assert make_embedder("minilm:fp32").name == "minilm"
     numpy_one = make_embedder("minilm:numpy")
     assert type(numpy_one) is MiniLMEmbedder and numpy_one.name == "minilm"
@@ -118,8 +119,9 @@ def test_make_embedder_picks_onnxruntime_and_falls_back_to_numpy(
     fallback = make_embedder("minilm")
     assert type(fallback) is MiniLMEmbedder and fallback.name == "minilm"
     assert fallback.embed(["still works"]).shape == (1, 384)
-    with pytest.raises(ConfigError, match="onnxruntime"):
-        make_embedder("minilm:int8")
+    for spec in ("minilm:int8", "minilm:dyn8"):
+        with pytest.raises(ConfigError, match="onnxruntime"):
+            make_embedder(spec)
     with pytest.raises(ConfigError, match="minilm:fp16"):
         make_embedder("minilm:fp16")
 
@@ -155,3 +157,57 @@ def test_a_catalog_embedded_on_two_threads_gets_the_same_vectors(tmp_path: Path)
     one = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path, batch_size=4, bulk_workers=1).embed(texts)
     two = OnnxMiniLMEmbedder("int8", cache_dir=tmp_path, batch_size=4, bulk_workers=2).embed(texts)
     assert np.array_equal(one, two)
+
+
+# --- dyn8: 8-bit weights and activations, one text per run (vsm_mcp/embeddings/onnx_dyn8.py) ---
+
+
+def test_dyn8_is_close_to_fp32_and_named_apart(tmp_path: Path, numpy_vectors: np.ndarray) -> None:
+    emb = OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path)
+    assert emb.name == "minilm:dyn8"
+    got = emb.embed(SENTENCES)
+    assert got.shape == (len(SENTENCES), 384) and got.dtype == np.float32
+    assert np.allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)
+    cos = _cos(got, numpy_vectors)
+    # Activations are quantised per text: a one-token text ("x") is the worst case (~0.982).
+    assert cos.min() >= 0.98 and cos.mean() >= 0.99
+    assert np.all(cos[[len(s.split()) > 3 for s in SENTENCES]] >= 0.995)
+    q = emb.embed(["A man is eating pasta."])
+    corpus = emb.embed(["A man is eating food.", "A man is eating a piece of bread.", "A man is riding a horse."])
+    assert np.allclose((q @ corpus.T)[0], [0.7035, 0.5272, 0.1889], atol=0.02)
+
+
+def test_dyn8_graph_is_the_quantised_one(tmp_path: Path) -> None:
+    """The fast path is engaged: int8 products on dynamically quantised inputs, no
+    SkipLayerNormalization (~5x slower than Add + LayerNormalization here), no mask input."""
+    import onnx
+
+    OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["x"])
+    model = onnx.load(str(next(tmp_path.glob("minilm-dyn8-*.onnx"))))
+    ops = [n.op_type for n in model.graph.node]
+    assert ops.count("DynamicQuantizeMatMul") == 6 * 4 and "MatMul" not in ops and "MatMulNBits" not in ops
+    assert "SkipLayerNormalization" not in ops and ops.count("LayerNormalization") == 1 + 6 * 2
+    assert [i.name for i in model.graph.input] == ["input_ids"]
+
+
+def test_dyn8_vector_depends_only_on_the_text(tmp_path: Path) -> None:
+    """Alone (a query) or among many texts on two threads (indexing): the same bits."""
+    texts = [f"{s} (variant {i})" for i in range(6) for s in SENTENCES]
+    one = OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path, bulk_workers=1).embed(texts)
+    two = OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path, bulk_workers=2).embed(texts)
+    alone = np.vstack([OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed([t]) for t in texts[:8]])
+    assert np.array_equal(one, two)
+    assert np.array_equal(one[:8], alone)
+    assert np.array_equal(one[:8], OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(texts[:8][::-1])[::-1])
+
+
+def test_dyn8_cached_file_depends_on_its_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vsm_mcp.embeddings import onnx_dyn8
+
+    OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["hello"])
+    monkeypatch.setattr(onnx_dyn8, "RECIPE", onnx_dyn8.RECIPE + "/changed")
+    embeddings_onnx._SESSIONS.clear()
+    builds = embeddings_onnx.builds
+    OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["hello"])
+    assert embeddings_onnx.builds == builds + 1
+    assert len(list(tmp_path.glob("minilm-dyn8-*.onnx"))) == 2
