@@ -28,6 +28,7 @@ from sqlalchemy.pool import NullPool
 from vsm_mcp.config import Settings
 from vsm_mcp.errors import DatabaseUnavailable, Forbidden, InvalidArguments
 from vsm_mcp.models import TenantOwned
+from vsm_mcp.sqlite_conn import sqlite_creator
 
 M = TypeVar("M", bound=TenantOwned)
 
@@ -64,7 +65,10 @@ def make_engine(url: str, settings: Settings) -> AsyncEngine:
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, connect_args={"timeout": 5})
+        if path and path != ":memory:":
+            engine = create_async_engine(url, async_creator=sqlite_creator(path, timeout=5))
+        else:
+            engine = create_async_engine(url, connect_args={"timeout": 5})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         return engine
     return create_async_engine(
