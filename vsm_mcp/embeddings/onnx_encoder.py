@@ -227,9 +227,9 @@ builds = 0  # model files built by this process: lets tests see that a cached fi
 def _weights_key(weights_file: Path, variant: Variant) -> str:
     digest = hashlib.sha256(f"{BUILDER_VERSION}\x00{variant}\x00".encode())
     if variant == "dyn8":
-        from vsm_mcp.embeddings.onnx_dyn8 import RECIPE
+        from vsm_mcp.embeddings.onnx_dyn8 import recipe
 
-        digest.update(RECIPE.encode())
+        digest.update(recipe().encode())
     with weights_file.open("rb") as fh:
         while chunk := fh.read(1 << 20):
             digest.update(chunk)

@@ -201,11 +201,37 @@ def test_dyn8_vector_depends_only_on_the_text(tmp_path: Path) -> None:
     assert np.array_equal(one[:8], OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(texts[:8][::-1])[::-1])
 
 
+def _weight_range(path: Path) -> int:
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    inits = {i.name: i for i in model.graph.initializer}
+    weights = [numpy_helper.to_array(inits[n.input[1]]) for n in model.graph.node if n.op_type == "DynamicQuantizeMatMul"]
+    return max(int(np.abs(w.astype(np.int16)).max()) for w in weights)
+
+
+def test_dyn8_weights_avoid_a_saturating_int8_dot(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """x86 without VNNI (VPMADDUBSW saturates 16-bit pair sums) gets 7-bit weights, its own file."""
+    from vsm_mcp.embeddings import onnx_dyn8
+
+    exact = onnx_dyn8.exact_int8_dot()
+    OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["hello"])
+    monkeypatch.setattr(onnx_dyn8, "exact_int8_dot", lambda: not exact)
+    embeddings_onnx._SESSIONS.clear()
+    builds = embeddings_onnx.builds
+    other = OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(SENTENCES)
+    assert embeddings_onnx.builds == builds + 1  # the recipe (weight bits) keys the cached file
+    ranges = sorted(_weight_range(p) for p in tmp_path.glob("minilm-dyn8-*.onnx"))
+    assert ranges == [63, 127]
+    assert _cos(other, MiniLMEmbedder().embed(SENTENCES)).mean() >= 0.99
+
+
 def test_dyn8_cached_file_depends_on_its_recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from vsm_mcp.embeddings import onnx_dyn8
 
     OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["hello"])
-    monkeypatch.setattr(onnx_dyn8, "RECIPE", onnx_dyn8.RECIPE + "/changed")
+    monkeypatch.setattr(onnx_dyn8, "ALPHA", onnx_dyn8.ALPHA - 0.1)
     embeddings_onnx._SESSIONS.clear()
     builds = embeddings_onnx.builds
     OnnxMiniLMEmbedder("dyn8", cache_dir=tmp_path).embed(["hello"])
