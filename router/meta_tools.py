@@ -3,7 +3,8 @@
 ``ToolSearch`` listens to the catalog (router/registry/catalog.py) and keeps the registry in step with
 it — start-up, ``list_changed``, availability — indexing lazily before the next search.
 ``RouterRuntime.tool_search`` is the one instance; find_tools, ``GET /v1/tools`` and
-``vsm-mcp tools search`` all call ``ToolSearch.find``.
+``vsm-mcp tools search`` all call ``ToolSearch.find`` — which, when a rerank model is configured,
+lets router/rerank.py reorder the best hits.
 
 ``meta_tools(search, dispatcher)`` returns the two ``LocalTool``s the aggregate serves
 (``/mcp?expose=search`` lists only them): ``find_tools`` searches with the caller's grants
@@ -27,6 +28,7 @@ from router.dispatch import Dispatcher
 from router.registry.catalog import ToolEntry
 from router.registry.embedding_store import default_store
 from router.registry.index import Mode, SearchHit, SearchResult, ToolRecord, ToolRegistry, record_from_tool
+from router.rerank import Reranker
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
 from vsm_mcp.embeddings import make_embedder
@@ -68,6 +70,9 @@ class ToolSearch:
         # tenant -> the index keys it may see (Catalog.index_keys): a tenant's own upstreams and
         # overridden tools are indexed under ``server@tenant`` and shown to that tenant only.
         self.visible_keys: Any = None
+        # The optional model rerank of hybrid searches (router/rerank.py); set by the runtime once
+        # its dispatcher exists, None when VSM_TOOL_SEARCH_RERANK_MODEL is empty.
+        self.reranker: Reranker | None = None
 
     def visible(self, principal: Principal) -> Any:
         """``allowed(record)`` for ``principal``: its grants and its tenant's view of the catalog."""
@@ -126,10 +131,14 @@ class ToolSearch:
         if mode != "bm25" and query.strip() and not self.registry.has_query(query):
             # Embedding a new query runs the model: keep it off the event loop.
             await anyio.to_thread.run_sync(self.registry.embed_query, query)
-        return self.registry.query(
-            query, limit=limit, server=server, tags=tags, mode=mode,
-            allowed=self.visible(principal),
+        reranker = self.reranker if mode == "hybrid" else None
+        result = self.registry.query(
+            query, limit=max(limit, reranker.candidates) if reranker else limit, server=server, tags=tags,
+            mode=mode, allowed=self.visible(principal),
         )
+        if reranker is None:
+            return result
+        return await reranker.rerank(principal, query, result, limit)  # never raises, bounded in time
 
 
 def build_registry(settings: Settings) -> ToolRegistry:
@@ -215,8 +224,12 @@ def hits_json(hits: Sequence[SearchHit]) -> list[dict[str, Any]]:
 
 
 def result_json(result: SearchResult) -> dict[str, Any]:
-    """``{"tools": [...], "no_match": bool}``: the nearest tools are listed even with no match."""
-    return {"tools": hits_json(result.hits), "no_match": result.no_match}
+    """``{"tools": [...], "no_match": bool, "reranked": bool}``: the nearest tools are listed even
+    with no match; with a rerank model configured, ``"rerank": {"status", "cache"}`` says what it did."""
+    out: dict[str, Any] = {"tools": hits_json(result.hits), "no_match": result.no_match, "reranked": result.reranked}
+    if result.rerank is not None:
+        out["rerank"] = {"status": result.rerank.status, "cache": result.rerank.cache}
+    return out
 
 
 def meta_tools(search: ToolSearch, dispatcher: Dispatcher) -> list[LocalTool]:

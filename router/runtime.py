@@ -26,6 +26,7 @@ from router.dispatch import Dispatcher
 from router.meta_tools import attach_tool_search
 from router.recorder import Recorder
 from router.registry.catalog import Catalog
+from router.rerank import make_reranker
 from router.server_tools import ServerTools
 from router.tool_cache import ToolCache, make_tool_cache
 from router.upstreams.live import LiveUpstreams
@@ -76,6 +77,8 @@ class RouterRuntime:
         )
         # servers call each other's tools through the pipeline; find_tools/describe_tools are answered here
         ctx.tool_caller = ServerTools(self.dispatcher, self.catalog, self.tool_search)
+        # optional model rerank of tool search (router/rerank.py): a routed llm call as the searcher
+        self.tool_search.reranker = make_reranker(settings, self.dispatcher, self.catalog)
         self.durable_role = durable_role
         self.durable_queues = durable_queues
         self.spine: durable.Spine | None = None

@@ -121,6 +121,16 @@ class Settings(BaseSettings):
     search_fusion: Literal["rrf", "weighted"] = Field(
         "weighted", description="How tool search fuses BM25 and embedding ranks: weighted (normalised score sum) or rrf."
     )
+    tool_search_rerank_model: str = Field(
+        "", description="LLM-CDN model (a name in VSM_LLM_MODELS) that reorders tool search's best candidates through "
+        "llm__llm_complete; empty = off. The caller needs llm:call; any failure keeps the first-stage order.",
+    )
+    tool_search_rerank_candidates: int = Field(
+        10, ge=2, le=32, description="How many of tool search's best tools the rerank model is shown (name + one line)."
+    )
+    tool_search_rerank_timeout_s: float = Field(
+        2.0, gt=0, le=60, description="Seconds a search waits for the rerank model before answering in first-stage order."
+    )
 
     # --- LLM-CDN (issue 8) ---------------------------------------------------------------
     llm_models: str = Field(

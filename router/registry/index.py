@@ -156,6 +156,21 @@ class SearchResult:
     hits: list[SearchHit]
     no_match: bool = False
     none_probability: float | None = None
+    # The optional model rerank (router/rerank.py): whether the order is the model's, and what
+    # the stage did (None = not configured).
+    reranked: bool = False
+    rerank: Rerank | None = None
+
+
+@dataclass(frozen=True)
+class Rerank:
+    """What the rerank stage did: ``status`` is reranked | none | skipped | denied | timeout |
+    failed | unparsed; ``cache`` the LLM-CDN's answer source (hit, miss, …) when a model answered;
+    ``ms`` the time the stage waited for it."""
+
+    status: str
+    cache: str | None = None
+    ms: float = 0.0
 
 
 def schema_hash(schema: Mapping[str, Any]) -> str:

@@ -6,7 +6,8 @@ It speaks ``POST /v1/chat/completions`` (plain and ``stream: true``), ``POST /v1
 code under test reaches it over real HTTP (litellm's own client path).
 
 The answer text is ``"<model> says: <last user text> [call <n>]"`` where ``n`` counts calls to
-that model: a test can tell a cached answer (same ``n``) from a fresh one.
+that model: a test can tell a cached answer (same ``n``) from a fresh one; ``FakeState.answer``
+replaces it.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ class FakeState:
     mode: dict[str, str] = field(default_factory=dict)  # model -> ok | fail | 429 | stall | 429once
     calls: Counter[str] = field(default_factory=Counter)
     stall_s: float = 30.0
+    # The answer text for a chat request body; None = the echo below (tool search's rerank tests
+    # and benchmark answer with a ranking of the tools in the prompt).
+    answer: Callable[[dict[str, Any]], str] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def count(self, model: str) -> int:
@@ -89,7 +93,7 @@ def create_fake_app(state: FakeState) -> Starlette:
         bad = await misbehave(model)
         if bad is not None:
             return bad
-        text = f"{model} says: {_last_user_text(body['messages'])} [call {n}]"
+        text = state.answer(body) if state.answer else f"{model} says: {_last_user_text(body['messages'])} [call {n}]"
         created = int(time.time())
         if body.get("stream"):
             return StreamingResponse(_stream(model, text, created), media_type="text/event-stream")
