@@ -204,7 +204,11 @@ async def router_app(home: Path, embedder_spec: str) -> AsyncIterator[tuple[str,
     app = create_app(settings, specs=[])
 
     def set_registry(registry: ToolRegistry) -> None:
-        app.state.runtime.tool_search.registry = registry  # the catalog built above, already indexed
+        search = app.state.runtime.tool_search
+        search.registry = registry  # the catalog built above, already indexed
+        # The app's catalog does not know these servers: let callers see them, as if mounted.
+        servers = frozenset(registry.servers())
+        search.visible_keys = lambda tenant: servers
 
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
     task = asyncio.create_task(server.serve())
@@ -240,6 +244,8 @@ async def drive(base: str, queries: list[str], rounds: int) -> dict[str, Any]:
                     msg = decode(resp)
                     if "result" not in msg or msg["result"].get("isError"):
                         raise SystemExit(f"{name} failed: {msg}")
+                    if name == "find_tools" and not msg["result"]["structuredContent"]["tools"]:
+                        raise SystemExit(f"find_tools found no tool for {q!r}: the catalog is not visible")
     return stats(lat)
 
 
