@@ -384,8 +384,7 @@ async def main() -> None:
             env = {**os.environ, "PYTHONPATH": str(ROOT), "VSM_MIGRATION_DATABASE_URL": owner,
                    "VSM_DATABASE_URL": owner, "VSM_HOME": str(tmp / "admin"), "HF_HUB_OFFLINE": "1",
                    "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-            cli(env, "migrate")
-            cli(env, "tenants", "create", "default")
+            cli(env, "migrate")  # also creates the default tenant
             key = cli(env, "keys", "create", "--tenant", "default", "--scopes", "*").splitlines()[-1].strip()
             conn = await asyncpg.connect(**PG, database=db)
             tenant = await conn.fetchval("SELECT id FROM tenants WHERE name = 'default'")

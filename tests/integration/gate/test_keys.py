@@ -141,9 +141,10 @@ def test_cli_keys_and_tenants(tmp_path: Path) -> None:
     bad = vsm(["keys", "revoke", "nope"], env)
     assert bad.returncode == 1 and "no API key" in bad.stderr and "Traceback" not in bad.stderr
     assert vsm(["tenants", "disable", "acme"], env).returncode == 0
-    assert json.loads(vsm(["tenants", "list", "--json"], env).stdout)[0]["state"] == "disabled"
+    states = {t["name"]: t["state"] for t in json.loads(vsm(["tenants", "list", "--json"], env).stdout)}
+    assert states == {"acme": "disabled", "default": "active"}  # migrate made the default tenant
     assert vsm(["tenants", "enable", "acme"], env).returncode == 0
     refused = vsm(["tenants", "delete", "acme"], env)
     assert refused.returncode != 0 and "--yes" in refused.stderr
     assert vsm(["tenants", "delete", "acme", "--yes"], env).returncode == 0
-    assert json.loads(vsm(["tenants", "list", "--json"], env).stdout) == []
+    assert [t["name"] for t in json.loads(vsm(["tenants", "list", "--json"], env).stdout)] == ["default"]
