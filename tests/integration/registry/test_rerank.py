@@ -4,7 +4,9 @@ API over real HTTP; the fake answers with a ranking of the tools listed in the p
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import importlib.util
 import json
 import logging
 import re
@@ -31,6 +33,7 @@ from vsm_mcp.config import Settings
 pytestmark = [pytest.mark.anyio, pytest.mark.filterwarnings(r"ignore:Items? .* (is|are) using the `ReadOnly` qualifier")]
 QUERY = "add two integers sum"  # dyn__add first, a match (test_router_search.py)
 NO_TOOL = "order a pepperoni pizza for tonight"  # a no_match there
+BENCH = Path(__file__).resolve().parents[3] / "benchmarks" / "tool_rerank.py"
 
 
 @pytest.fixture
@@ -196,6 +199,22 @@ async def test_no_match_and_callers_without_llm_call_are_never_sent(
     assert (await search.find(principal, QUERY, limit=3)).reranked  # the same query, for a caller with llm:call
 
 
+async def test_a_reworded_query_is_never_served_another_querys_ranking(fake: tuple[str, FakeState]) -> None:
+    """With the LLM semantic cache on, two prompts that differ only in the query's case would be
+    one semantic entry; the rerank's seed keeps it out of that cache: each query asks the model."""
+    settings = await asyncio.to_thread(settings_for, fake[0], tool_search_rerank_model="rank",
+                                       tool_search_rerank_timeout_s=30, llm_semantic_cache=True)
+    async with running_router(settings, parse_manifest({"upstreams": entries()}, "test.yaml")) as (runtime, principal):
+        search = runtime.tool_search
+        one = await search.find(principal, QUERY, limit=3)
+        other = await search.find(principal, QUERY.upper(), limit=3)
+        same = [names(await first_stage(search, principal, q, 10)) for q in (QUERY, QUERY.upper())]
+        assert same[0] == same[1]  # the same candidates: the prompts differ only in the query's case
+    assert one.rerank is not None and other.rerank is not None, (one, other)
+    assert (one.rerank.cache, other.rerank.cache) == ("miss", "miss"), (one.rerank, other.rerank)
+    assert fake[1].calls["rank"] == 2
+
+
 async def test_find_tools_and_rest_search_are_reranked_through_the_router(fake: tuple[str, FakeState]) -> None:
     async with serve_router(entries(), embedder="hash", llm_models=models(fake[0]), llm_retries=0,
                             tool_search_rerank_model="rank", tool_search_rerank_candidates=4) as (url, _app):
@@ -209,3 +228,18 @@ async def test_find_tools_and_rest_search_are_reranked_through_the_router(fake: 
     assert rest["reranked"] is True and rest["rerank"] == {"status": "reranked", "cache": "hit"}
     assert [t["name"] for t in rest["tools"]] == [t["name"] for t in mcp_body["tools"]]
     assert fake[1].calls["rank"] == 1  # one tenant, one prompt: the second front door hit the cache
+
+
+async def test_benchmark_smoke() -> None:
+    """benchmarks/tool_rerank.py end to end with tiny sizes; its cache figures, not its timings."""
+    spec = importlib.util.spec_from_file_location("tool_rerank_bench", BENCH)
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    args = argparse.Namespace(queries=4, repeats=1, latencies_ms="0", candidates=5, budget_ms=100.0,
+                              over_latency_ms=300.0, over_queries=1, embedder="hash")
+    out = await bench.run(args)
+    (p,) = out["phases"]
+    assert p["sent"] >= 1 and p["provider_calls_first"] == p["sent"] and p["provider_calls_repeats"] == 0
+    assert p["hit_rate"] == 1.0
+    assert out["over_budget"]["statuses"] == {"timeout": 1}  # slower than the budget: not waited for
