@@ -136,6 +136,9 @@ def tools_search(
     assert found is not None
     if found.no_match:
         out.print("no match: no tool fits this task; the nearest tools are:")
+    if found.rerank is not None:  # VSM_TOOL_SEARCH_RERANK_MODEL is set: say what the model stage did
+        cache = f", LLM cache {found.rerank.cache}" if found.rerank.cache else ""
+        out.print(f"rerank: {found.rerank.status}{cache}" + (" (order by the model)" if found.reranked else ""))
     out.print(_hits_table(found.hits))
 
 
