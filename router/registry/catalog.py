@@ -27,6 +27,7 @@ view and filter by ``index_keys(tenant)``.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 import logging
 from collections.abc import Sequence
@@ -255,19 +256,23 @@ class Catalog:
         for s, st, t, ov in visible:
             public = renamed.get((s, t.name)) or mapping[(s, t.name)]
             tool, tags, cacheable, pinned = t, st.tags.get(t.name, ()), _is_cacheable(t, st.cacheable.get(t.name)), {}
+            update: dict[str, Any] = {}
+            if tool.description and tool.description != (clean := inspect.cleandoc(tool.description)):
+                # Python servers hand their docstrings over as written: the indentation of every
+                # continuation line is tokens an agent pays for in each listing, and says nothing.
+                update["description"] = clean
             if ov is not None:
                 pinned = dict(ov.pin)
-                update: dict[str, Any] = {}
                 if (s, t.name) in renamed:
                     update["name"] = public
                 if ov.description is not None:
                     update["description"] = ov.description
                 if pinned:
                     update["input_schema"] = _without(dict(t.input_schema), pinned)
-                tool = t.model_copy(update=update) if update else t
                 tags = tuple(dict.fromkeys((*tags, *ov.tags)))
                 if ov.cacheable is not None:
                     cacheable = ov.cacheable
+            tool = t.model_copy(update=update) if update else t
             schema = dict(tool.input_schema)
             key = s if tenant is None or s in self._owners else f"{s}@{tenant}"
             out.append(

@@ -107,3 +107,15 @@ def test_tenant_views(catalog: Catalog) -> None:
     catalog.set_overrides({})
     assert names(catalog, "acme") == ["fs__read", "gh__add", "gh__delete_repo", "gh__search"]
     assert catalog.view_of("acme") is None
+
+
+def test_docstring_indentation_is_not_passed_on() -> None:
+    """A Python server's docstring arrives as written; agents get it without the indentation,
+    the text (and a deliberate relative indent) otherwise unchanged."""
+    c = Catalog()
+    doc = "Read a file.\n\n        Args are paths:\n            - relative to the root\n        Returns text."
+    c.set_server("fs", tools=[tool("read", description=doc), tool("plain", description="One line.")])
+    read = c.resolve("fs__read")
+    assert read.description == read.public_tool().description == (
+        "Read a file.\n\nArgs are paths:\n    - relative to the root\nReturns text.")
+    assert c.resolve("fs__plain").tool is not None and c.resolve("fs__plain").description == "One line."
