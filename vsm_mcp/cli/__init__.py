@@ -13,7 +13,7 @@ import sys
 import typer
 
 from vsm_mcp.cli import admin, audit, ingest, lifecycle, run, states, status, worker
-from vsm_mcp.cli.common import DEBUG, err
+from vsm_mcp.cli.common import DEBUG, console_logging, err
 from vsm_mcp.cli.connect import connect_app
 from vsm_mcp.cli.notify import notify_app
 from vsm_mcp.cli.tools import bench_app, tools_app
@@ -39,6 +39,7 @@ def _root(
     debug: bool = typer.Option(False, "--debug", help="Show tracebacks instead of one-line errors."),
 ) -> None:
     DEBUG.on = debug
+    console_logging()  # WARNING and up; `serve` raises it to VSM_LOG_LEVEL once migrations are done
 
 
 app.command()(admin.migrate)

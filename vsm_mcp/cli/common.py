@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
@@ -36,6 +37,36 @@ class _Debug:
 
 
 DEBUG = _Debug()
+
+
+class OneLineLogs(logging.Formatter):
+    """Console log lines: a record's exception becomes one line after its message; the traceback
+    is printed only under ``--debug``. Libraries log tracebacks of their own (SQLAlchemy's pool
+    on a cancelled rollback at shutdown, the MCP SDK on a failed call); a user reads what went
+    wrong, not where in somebody's code."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if DEBUG.on or not record.exc_info or record.exc_info[1] is None:
+            return super().format(record)
+        exc = record.exc_info[1]
+        saved = record.exc_info, record.exc_text
+        record.exc_info, record.exc_text = None, None
+        try:
+            line = super().format(record)
+        finally:
+            record.exc_info, record.exc_text = saved
+        return f"{line} ({type(exc).__name__}: {' '.join(str(exc).split())[:300]})"
+
+
+def console_logging(level: int = logging.WARNING) -> None:
+    """The CLI's one log handler, on stderr (stdout may carry JSON-RPC), installed before any
+    library's ``basicConfig`` (the MCP SDK's installs a traceback-printing one) can be."""
+    root = logging.getLogger()
+    if not any(isinstance(h.formatter, OneLineLogs) for h in root.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(OneLineLogs("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S"))
+        root.addHandler(handler)
+    root.setLevel(level)
 
 
 def handle_errors(fn: Callable[..., T]) -> Callable[..., T]:

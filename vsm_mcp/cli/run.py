@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Annotated
 
 import typer
@@ -59,9 +58,10 @@ def serve(
     except BaseException:
         sock.close()
         raise
-    if settings.log_level != "debug":
-        import logging
+    import logging
 
+    logging.getLogger().setLevel(settings.log_level.upper())  # a server's operator reads its INFO lines
+    if settings.log_level != "debug":
         # The SDK logs every session and every failed tool call at INFO; those belong in
         # episodes and /metrics, not on the console of a server that may handle thousands.
         for name in ("mcp", "httpx", "LiteLLM"):
@@ -90,7 +90,7 @@ def stdio(manifest: ManifestOpt = None, database_url: DbUrl = None) -> None:
 
     from router.local import serve_stdio
 
-    logging.basicConfig(stream=sys.stderr, level=logging.WARNING)
+    logging.getLogger().setLevel(logging.WARNING)  # stdout is the protocol; stderr only for trouble
     settings = router_settings(manifest, database_url)
     run_async(serve_stdio(settings))
 
