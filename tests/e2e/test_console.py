@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ports import free_port
 from tests.scripted_model import Script, scripted_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -36,15 +36,10 @@ pytestmark = [
 ]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 class Gateway:
     def __init__(self, home: Path, model_url: str) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.home = home
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("VSM_") or k.startswith("VSM_TEST_")},

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.ports import free_port
 from tests.scripted_model import Script, scripted_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -51,11 +52,6 @@ pytestmark = [
     pytest.mark.timeout(600),  # a cold npm install + build + a router start-up on a loaded 2-core machine
 ]
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -114,7 +110,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 @pytest.fixture(scope="module")
 def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     """examples/relay-demo/source.py, fed through its standard input."""
-    port, log = _free_port(), tmp_path_factory.mktemp("source") / "source.log"
+    port, log = free_port(), tmp_path_factory.mktemp("source") / "source.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen([sys.executable, str(SITE / "source.py"), "--port", str(port)], stdin=subprocess.PIPE,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -146,7 +142,7 @@ class Router:
     """`vsm-mcp serve` as `make run` starts it, plus the two settings the README asks for."""
 
     def __init__(self, home: Path, page_origin: str, source_port: int, model_url: str) -> None:
-        self.home, self.port = home, _free_port()
+        self.home, self.port = home, free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("VSM_") or k.startswith("VSM_TEST_")},

@@ -6,7 +6,6 @@ aiosmtpd runs its own event loop in a thread, so the client under test talks rea
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -15,6 +14,8 @@ from email.message import Message
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+from tests.ports import free_port
 
 
 @dataclass
@@ -33,17 +34,12 @@ class SmtpSink:
         return "250 Message accepted for delivery"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @contextmanager
 def smtp_server() -> Iterator[tuple[SmtpSink, str]]:
     """Yield (sink, ``smtp://127.0.0.1:<port>``) while the server runs."""
     sink = SmtpSink()
-    port = _free_port()
+    port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=port)
     controller.start()
     try:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from mcp import Client
 
 from servers.beliefs.store import BeliefStore
 from tests.conftest import RABBITMQ_URL
+from tests.ports import free_port
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.crdt import BeliefSet
@@ -30,11 +30,6 @@ from vsm_mcp.tenants import ensure_tenant
 pytestmark = [pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 ROOT = Path(__file__).resolve().parents[3]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Router:

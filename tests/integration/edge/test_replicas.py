@@ -7,7 +7,6 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,16 +16,12 @@ import pytest
 
 from tests.conftest import RABBITMQ_URL
 from tests.integration.edge.conftest import SseReader
+from tests.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[3]
 VSM = Path(sys.executable).with_name("vsm-mcp")
 SECRET = "X-Telegram-Bot-Api-Secret-Token"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -18,11 +17,6 @@ ROOT = Path(__file__).resolve().parents[3]
 VSM = Path(sys.executable).with_name("vsm-mcp")
 ECHO_MANIFEST = "upstreams:\n  - name: echo\n    kind: builtin\n    target: tests.integration.edge.echo_server:build\n"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:

@@ -16,14 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.ports import free_port
+
 VSM = [sys.executable, "-c", "from vsm_mcp.cli import main; main()"]
 ROOT = Path(__file__).resolve().parents[3]
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def env(**extra: str) -> dict[str, str]:

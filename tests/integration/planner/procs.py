@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -19,11 +18,6 @@ from tests.integration.planner.conftest import COUNTER, ROOT
 
 VSM = Path(sys.executable).with_name("vsm-mcp")
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_manifest(path: Path, log: Path) -> Path:

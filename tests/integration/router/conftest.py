@@ -20,6 +20,7 @@ import uvicorn
 from router.app import create_app
 from router.fastlane.hot_protocol import HotLaneProtocol
 from router.upstreams.manifest import parse_manifest
+from tests.ports import free_port
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings
 
@@ -30,11 +31,6 @@ UPSTREAM = Path(__file__).with_name("upstream_server.py")
 def anyio_backend() -> str:
     return "asyncio"
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def stdio_entry(name: str, **extra: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@ written), then revisioned writes; secrets are write-only."""
 
 from __future__ import annotations
 
-import socket
 import sys
 from collections.abc import AsyncIterator
 from typing import Any
@@ -14,6 +13,7 @@ import pytest
 from router.upstreams.admin_ops import UpstreamAdmin
 from router.upstreams.definitions import GLOBAL, parse_definition, resolve_secrets
 from router.upstreams.store import RegistryStore
+from tests.ports import free_port
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
@@ -42,11 +42,6 @@ def _stdio(name: str = "echo", **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": "stdio", "command": sys.executable, "args": ["-c", "pass"], **extra}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
 
 @pytest.mark.parametrize(
     ("definition", "message"),
@@ -74,7 +69,7 @@ async def test_bad_definitions_get_one_line_and_change_nothing(
     await admin.add(GLOBAL, _stdio("keep"))
     before = await admin.store.load()
     if "url" in definition:
-        definition = {**definition, "url": definition["url"].replace("{port}", str(_free_port()))}
+        definition = {**definition, "url": definition["url"].replace("{port}", str(free_port()))}
     with pytest.raises(InvalidArguments) as exc:
         await admin.add(GLOBAL, definition)
     assert message in exc.value.message
