@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from .conformance import CONFORMANCE, free_port, run_suite, start_fixture
+from tests.ports import free_port
+
+from .conformance import CONFORMANCE, run_suite, start_fixture
 
 pytestmark = [
     pytest.mark.slow,

@@ -12,7 +12,8 @@ import httpx
 import pytest
 
 from tests.conftest import RABBITMQ_URL
-from tests.integration.gate.procs import base_env, free_port, serving, vsm, wait_up
+from tests.integration.gate.procs import base_env, serving, vsm, wait_up
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 

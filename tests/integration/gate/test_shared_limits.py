@@ -8,7 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.gate.procs import base_env, free_port, serving, vsm, wait_up
+from tests.integration.gate.procs import base_env, serving, vsm, wait_up
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 REDIS_URL = "redis://127.0.0.1:6379/0"

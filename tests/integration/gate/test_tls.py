@@ -14,7 +14,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.gate.procs import base_env, free_port, serving, wait_up
+from tests.integration.gate.procs import base_env, serving, wait_up
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 

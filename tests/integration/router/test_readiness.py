@@ -6,7 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from tests.integration.router.conftest import free_port, serve_router, stdio_entry
+from tests.integration.router.conftest import serve_router, stdio_entry
+from tests.ports import free_port
 
 pytestmark = pytest.mark.anyio
 
