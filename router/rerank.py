@@ -40,7 +40,7 @@ from router.registry.catalog import Catalog
 from router.registry.index import Rerank, SearchHit, SearchResult
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
-from vsm_mcp.errors import VsmError
+from vsm_mcp.errors import PolicyDenied, VsmError
 from vsm_mcp.hooks import ToolCaller
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,7 @@ class Reranker:
 
     def permitted(self, principal: Principal) -> bool:
         """The caller's tenant sees the LLM tool and the caller's scopes grant it (policy is the
-        dispatcher's: a denial there is a failed rerank, like any other)."""
+        dispatcher's: a policy denial is a ``denied`` rerank too, found when the call is made)."""
         entry = self.catalog.get(RERANK_TOOL, principal.tenant_id)
         return entry is not None and entry.available and grants(principal.scopes, entry.tags)
 
@@ -157,6 +157,8 @@ class Reranker:
             log.warning("tool search rerank: %s gave no answer within %.2fs; first-stage order kept",
                         self.model, self.timeout_s)
             return "timeout", None, []
+        except PolicyDenied:  # the tenant's policy decided (and the dispatcher audited it): not a fault
+            return "denied", None, []
         except VsmError as exc:
             log.warning("tool search rerank: %s failed (%s); first-stage order kept", RERANK_TOOL, exc)
             return "failed", None, []

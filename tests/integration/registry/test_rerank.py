@@ -51,6 +51,10 @@ def reverse(body: dict[str, Any]) -> str:
     return "\n".join(reversed(listed(body)))
 
 
+def with_policy() -> list[dict[str, Any]]:
+    return [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] == "policy"]
+
+
 def entries() -> list[dict[str, Any]]:
     llm = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] == "llm"]
     return [*llm, {"name": "dyn", "kind": "builtin", "target": "tests.integration.registry.dynamic_server:build"}]
@@ -243,3 +247,24 @@ async def test_benchmark_smoke() -> None:
     assert p["sent"] >= 1 and p["provider_calls_first"] == p["sent"] and p["provider_calls_repeats"] == 0
     assert p["hit_rate"] == 1.0
     assert out["over_budget"]["statuses"] == {"timeout": 1}  # slower than the budget: not waited for
+
+
+async def test_a_tenant_policy_that_denies_the_model_is_a_quiet_denied(
+    fake: tuple[str, FakeState], caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A policy denial is the tenant's decision (audited by the dispatcher), not a fault to log
+    on every search; the search keeps its first-stage order."""
+    settings = await asyncio.to_thread(settings_for, fake[0], tool_search_rerank_model="rank",
+                                       tool_search_rerank_candidates=5, tool_search_rerank_timeout_s=10)
+    specs = parse_manifest({"upstreams": [*entries(), *with_policy()]}, "test.yaml")
+    async with running_router(settings, specs) as (runtime, principal):
+        rule = 'default allow\ndeny no_llm "no models for search" when tool.name == "llm_complete"\n'
+        put = await runtime.dispatcher.call_tool(principal, "policy__policy_put", {"name": "nollm", "source": rule})
+        assert not put.is_error
+        search = runtime.tool_search
+        base = await first_stage(search, principal, QUERY, 3)
+        with caplog.at_level(logging.WARNING, logger="router.rerank"):
+            found = await search.find(principal, QUERY, limit=3)
+    assert found.rerank is not None and found.rerank.status == "denied" and not found.reranked
+    assert names(found) == names(base) and fake[1].total == 0
+    assert not [r for r in caplog.records if r.name == "router.rerank"]
