@@ -41,3 +41,15 @@ def test_upgrade_downgrade_upgrade(owner_url: str) -> None:
     assert _tables(owner_url) <= {"alembic_version"}
     migrate.upgrade(owner_url)
     assert FOUNDATION_TABLES <= _tables(owner_url)
+
+
+@pytest.mark.postgres
+def test_replicas_migrating_at_once_both_succeed(pg_owner_url: str) -> None:
+    """Routers started together each migrate at start-up; without one migrator at a time the
+    second's GRANT failed with "tuple concurrently updated" (seen in CI: beliefs cluster test)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(3) as pool:
+        outcomes = [f.exception(timeout=300) for f in [pool.submit(migrate.upgrade, pg_owner_url) for _ in range(3)]]
+    assert outcomes == [None, None, None]
+    assert FOUNDATION_TABLES <= _tables(pg_owner_url)

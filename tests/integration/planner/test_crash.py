@@ -12,6 +12,7 @@ import pytest
 
 from tests.integration.planner import procs
 from tests.integration.planner.conftest import eventually, executions, hold
+from tests.ports import free_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -37,7 +38,7 @@ def crash_plan() -> list[dict[str, Any]]:
 async def test_sigkill_router_mid_plan_then_restart(tmp_path: Path) -> None:
     log = tmp_path / "counter.log"
     manifest = procs.write_manifest(tmp_path / "planner.yaml", log)
-    port = procs.free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = {"VSM_HOME": str(tmp_path / ".vsm"), "COUNTER_LOG": str(log)}
     args = ["serve", "--port", str(port), "--manifest", str(manifest)]

@@ -17,6 +17,7 @@ from tests.conftest import RABBITMQ_URL
 from tests.integration.edge.conftest import SseReader
 from tests.integration.planner import procs
 from tests.integration.planner.conftest import eventually, executions, hold
+from tests.ports import free_port
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
@@ -63,7 +64,7 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
     manifest = procs.write_manifest(tmp_path / "planner.yaml", log)
     common = {"VSM_DATABASE_URL": pg_app_url, "VSM_MIGRATION_DATABASE_URL": pg_owner_url, "VSM_BUS_URL": RABBITMQ_URL,
               "VSM_DBOS_EXECUTOR_LEASE_S": "2", "COUNTER_LOG": str(log)}
-    port = procs.free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     running: list[Any] = []
     hold(log, True)
