@@ -17,6 +17,7 @@ without it the connections are plain aiosqlite ones (one log line).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
 import threading
@@ -75,16 +76,13 @@ def _worker(conn: aiosqlite.Connection) -> object:
     return getattr(conn, "_thread", None)
 
 
-_checked: list[str | None] = []
-
-
+@functools.cache
 def _problem() -> str | None:
-    if not _checked:
-        _checked.append(self_check())
-        if _checked[0] is not None:
-            log.warning("SQLite connections are plain aiosqlite ones (a close may hang on shutdown): %s",
-                        _checked[0])
-    return _checked[0]
+    """The self-check's answer, computed (and logged) once per process."""
+    reason = self_check()
+    if reason is not None:
+        log.warning("SQLite connections are plain aiosqlite ones (a close may hang on shutdown): %s", reason)
+    return reason
 
 
 def sqlite_creator(path: str, timeout: float) -> Callable[[], aiosqlite.Connection]:
