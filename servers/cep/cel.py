@@ -189,48 +189,37 @@ def _expr(t: Tree) -> Fn:
     return ternary
 
 
-def _or(t: Tree) -> Fn:
+def _junction(t: Tree, absorbing: bool) -> Fn:
+    """``||`` (``absorbing`` True) or ``&&`` (False): the absorbing value on either side wins,
+    even over an error on the other; two identity values give the identity; anything else defers."""
     kids = _kids(t)
     if len(kids) == 1:
         return _compile(kids[0])
     a, b = _compile(kids[0]), _compile(kids[1])
+    identity = not absorbing
 
-    def or_(env: Env) -> Any:
+    def junction(env: Env) -> Any:
         av = a(env)
-        if av is True:
-            return True
-        if av is not False and av is not ERR:
+        if av is absorbing:
+            return absorbing
+        if av is not identity and av is not ERR:
             raise _Defer()
         bv = b(env)
-        if bv is True:
-            return True
-        if bv is not False and bv is not ERR:
+        if bv is absorbing:
+            return absorbing
+        if bv is not identity and bv is not ERR:
             raise _Defer()
-        return ERR if (av is ERR or bv is ERR) else False
+        return ERR if (av is ERR or bv is ERR) else identity
 
-    return or_
+    return junction
+
+
+def _or(t: Tree) -> Fn:
+    return _junction(t, True)
 
 
 def _and(t: Tree) -> Fn:
-    kids = _kids(t)
-    if len(kids) == 1:
-        return _compile(kids[0])
-    a, b = _compile(kids[0]), _compile(kids[1])
-
-    def and_(env: Env) -> Any:
-        av = a(env)
-        if av is False:
-            return False
-        if av is not True and av is not ERR:
-            raise _Defer()
-        bv = b(env)
-        if bv is False:
-            return False
-        if bv is not True and bv is not ERR:
-            raise _Defer()
-        return ERR if (av is ERR or bv is ERR) else True
-
-    return and_
+    return _junction(t, False)
 
 
 def _same_scalar(a: Any, b: Any) -> bool:

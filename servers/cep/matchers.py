@@ -235,11 +235,8 @@ class _Aggregate(Matcher):
     def fires(self, agg: float) -> bool:
         return COMPARE[self.rule.cmp](agg, self.rule.threshold)
 
-
-class SlidingMatcher(_Aggregate):
-    """state[key] = (values, deque of (t, value, env) since the partition's last match, exact sum)."""
-
-    def on_event(self, env: Env, t: float) -> Match | None:
+    def admit(self, env: Env) -> tuple[str, list[Any], float] | None:
+        """(partition key, key values, the event's value) of an event the rule counts, else None."""
         if not self.rule.steps[0].matches(env):
             return None
         v = self.value_of(env)
@@ -248,7 +245,17 @@ class SlidingMatcher(_Aggregate):
         part = self.partition(env)
         if part is None:
             return None
-        key, values = part
+        return part[0], part[1], v
+
+
+class SlidingMatcher(_Aggregate):
+    """state[key] = (values, deque of (t, value, env) since the partition's last match, exact sum)."""
+
+    def on_event(self, env: Env, t: float) -> Match | None:
+        taken = self.admit(env)
+        if taken is None:
+            return None
+        key, values, v = taken
         st = self.state.get(key)
         if st is None:
             st = self.state[key] = (values, deque(), [])
@@ -275,15 +282,10 @@ class TumblingMatcher(_Aggregate):
     """state[key] = [values, window end, count, exact-sum partials, first env, last env]."""
 
     def on_event(self, env: Env, t: float) -> Match | None:
-        if not self.rule.steps[0].matches(env):
+        taken = self.admit(env)
+        if taken is None:
             return None
-        v = self.value_of(env)
-        if v is None:
-            return None
-        part = self.partition(env)
-        if part is None:
-            return None
-        key, values = part
+        key, values, v = taken
         st = self.state.get(key)
         if st is None:
             end = bucket_end(t, self.rule.window)
