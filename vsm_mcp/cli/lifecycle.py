@@ -25,6 +25,7 @@ from vsm_mcp.errors import InvalidArguments
 
 T = TypeVar("T")
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+TenantArg = Annotated[str, typer.Argument(help="Tenant name.")]
 
 
 @asynccontextmanager
@@ -118,31 +119,29 @@ def tenants_list(as_json: JsonOpt = False, database_url: DbUrl = None) -> None:
     _print_rows(rows, ["name", "id", "state", "keys", "created_at"], as_json)
 
 
-@handle_errors
-def tenants_disable(
-    name: Annotated[str, typer.Argument(help="Tenant name.")], database_url: DbUrl = None,
-) -> None:
-    """Refuse every key of a tenant (data kept; undo with `tenants enable`)."""
+def _set_disabled(database_url: str | None, name: str, disabled: bool) -> None:
     from vsm_mcp.tenant_lifecycle import set_disabled
 
-    _run(database_url, lambda db, bus: set_disabled(db, name, True, bus))
+    _run(database_url, lambda db, bus: set_disabled(db, name, disabled, bus))
+
+
+@handle_errors
+def tenants_disable(name: TenantArg, database_url: DbUrl = None) -> None:
+    """Refuse every key of a tenant (data kept; undo with `tenants enable`)."""
+    _set_disabled(database_url, name, True)
     err.print(f"tenant {name} is disabled: its keys are refused on every replica")
 
 
 @handle_errors
-def tenants_enable(
-    name: Annotated[str, typer.Argument(help="Tenant name.")], database_url: DbUrl = None,
-) -> None:
+def tenants_enable(name: TenantArg, database_url: DbUrl = None) -> None:
     """Accept a disabled tenant's keys again."""
-    from vsm_mcp.tenant_lifecycle import set_disabled
-
-    _run(database_url, lambda db, bus: set_disabled(db, name, False, bus))
+    _set_disabled(database_url, name, False)
     err.print(f"tenant {name} is enabled")
 
 
 @handle_errors
 def tenants_delete(
-    name: Annotated[str, typer.Argument(help="Tenant name.")],
+    name: TenantArg,
     yes: Annotated[bool, typer.Option("--yes", help="Confirm: delete every row and object of the tenant.")] = False,
     database_url: DbUrl = None,
 ) -> None:
