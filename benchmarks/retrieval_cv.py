@@ -30,7 +30,6 @@ its own cross-validation: ``vsm-mcp bench retrieval --cv``. Tool vectors are cac
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import math
 import sys
@@ -45,6 +44,7 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from router.registry import index as reg_mod  # noqa: E402
+from router.registry.crossval import make_folds  # noqa: E402
 from router.registry.embedding_store import DiskEmbeddingStore  # noqa: E402
 from router.registry.index import ToolRecord, ToolRegistry, fuse  # noqa: E402
 from router.registry.tool_text import (  # noqa: E402
@@ -205,33 +205,6 @@ class CVRegistry(ToolRegistry):
 
 
 # --- evaluation ---------------------------------------------------------------------------
-
-
-def make_folds(queries: Sequence[Query], servers: Sequence[str], k: int) -> list[list[str]]:
-    """Servers dealt into ``k`` folds; servers cited by one query stay in one fold."""
-    parent = {s: s for s in servers}
-
-    def root(s: str) -> str:
-        while parent[s] != s:
-            parent[s] = parent[parent[s]]
-            s = parent[s]
-        return s
-
-    for q in queries:
-        cited = [r.split("/", 1)[0] for r in q.relevant]
-        for a, b in itertools.pairwise(cited):
-            parent[root(a)] = root(b)
-    comps: dict[str, list[str]] = {}
-    for s in servers:
-        comps.setdefault(root(s), []).append(s)
-    n_q = {c: sum(1 for q in queries if root(q.relevant[0].split("/", 1)[0]) == c) for c in comps}
-    folds: list[list[str]] = [[] for _ in range(k)]
-    load = [0] * k
-    for c in sorted(comps, key=lambda c: (-n_q[c], c)):
-        i = min(range(k), key=lambda j: (load[j], len(folds[j]), j))
-        folds[i].extend(comps[c])
-        load[i] += n_q[c]
-    return [sorted(f) for f in folds]
 
 
 def rank_metrics(scores: Vector, relevant: npt.NDArray[np.intp]) -> tuple[float, float, float, float]:

@@ -17,7 +17,6 @@ import json
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +28,8 @@ from router.registry.names import assign
 from router.registry.ranker import L2, Ranker
 from vsm_mcp.errors import InvalidArguments
 
-
-@dataclass(frozen=True)
-class Query:
-    id: str
-    text: str
-    relevant: tuple[str, ...]  # "<server>/<name>"
+# A labelled query of the dev set: the cross-validation's own type, so both read the same rows.
+Query = LabelledQuery
 
 
 def _read_jsonl(path: Path, what: str) -> list[dict[str, Any]]:
@@ -186,10 +181,6 @@ def _candidates(registry: ToolRegistry, queries: Sequence[Query]) -> list[Candid
     return out
 
 
-def _labelled(queries: Sequence[Query]) -> list[LabelledQuery]:
-    return [LabelledQuery(q.id, q.text, q.relevant) for q in queries]
-
-
 def cross_validated(
     tools_path: Path,
     queries_path: Path,
@@ -205,7 +196,7 @@ def cross_validated(
     registry, queries = _indexed(tools_path, queries_path, registry_factory)
     oos = load_out_of_scope(out_of_scope) if out_of_scope is not None else []
     all_queries = [*queries, *oos]
-    result = cross_validate(_candidates(registry, all_queries), _labelled(all_queries), registry.servers(), folds=folds, l2=l2)
+    result = cross_validate(_candidates(registry, all_queries), all_queries, registry.servers(), folds=folds, l2=l2)
     result.update(n_tools=len(registry), n_queries=len(queries), n_out_of_scope=len(oos), l2=l2)
     return result
 
@@ -226,6 +217,6 @@ def fit_ranker_file(
     all_queries = [*queries, *oos]
     info = {"tools": len(registry), "queries": len(queries), "out_of_scope": len(oos), "l2": l2,
             "embedder": registry.embedder.name, **(meta or {})}
-    model = fit_ranker(_candidates(registry, all_queries), _labelled(all_queries), l2=l2, meta=info)
+    model = fit_ranker(_candidates(registry, all_queries), all_queries, l2=l2, meta=info)
     output.write_text(json.dumps(model.to_json(), indent=1) + "\n", encoding="utf-8")
     return model
