@@ -41,11 +41,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import asyncpg  # noqa: E402
 import yaml  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 from sqlmodel import col  # noqa: E402
 
+from benchmarks.scratch_pg import create_database, drop_database  # noqa: E402
 from router.local import running_router  # noqa: E402
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest  # noqa: E402
 from servers.content import pipeline  # noqa: E402
@@ -60,7 +60,6 @@ from vsm_mcp.db import Database  # noqa: E402
 from vsm_mcp.tenants import ensure_tenant  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-PG = os.environ.get("VSM_TEST_PG_HOST", "127.0.0.1"), int(os.environ.get("VSM_TEST_PG_PORT", "5432"))
 
 
 def log(msg: str) -> None:
@@ -255,25 +254,6 @@ async def search_scale(settings: Settings, sizes: list[int], queries: int) -> li
     return rows
 
 
-async def fresh_pg() -> tuple[str, str, str]:
-    name = f"vsm_bench_{uuid.uuid4().hex[:10]}"
-    conn = await asyncpg.connect(host=PG[0], port=PG[1], user="postgres", database="test")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return (name, f"postgresql+asyncpg://postgres@{PG[0]}:{PG[1]}/{name}",
-            f"postgresql+asyncpg://vsm_app@{PG[0]}:{PG[1]}/{name}")
-
-
-async def drop_pg(name: str) -> None:
-    conn = await asyncpg.connect(host=PG[0], port=PG[1], user="postgres", database="test")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     import logging
 
@@ -292,12 +272,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
                 result["sqlite"] = await end_to_end(load_settings(home=Path(tmp) / "sqlite", **base), site.url, args.docs, True)
             if args.docs and args.postgres:
                 log("end to end on PostgreSQL")
-                name, owner, app = await fresh_pg()
+                name, owner, app = await create_database()
                 try:
                     pg = load_settings(home=Path(tmp) / "pg", database_url=app, migration_database_url=owner, **base)
                     result["postgres"] = await end_to_end(pg, site.url, args.docs, False)
                 finally:
-                    await drop_pg(name)
+                    await drop_database(name)
             if args.search_sizes:
                 log(f"search over {args.search_sizes} containers")
                 sizes = [int(s) for s in args.search_sizes.split(",")]

@@ -30,7 +30,6 @@ import random
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-PG = ("127.0.0.1", 5432)
 PARALLELISM = 16
 
 
@@ -162,29 +160,6 @@ async def side(settings: Any, steps: list[dict[str, Any]], rounds: int) -> dict[
             "memory": base, "memory_rounds": memory}
 
 
-async def pg_database() -> tuple[str, str, str]:
-    import asyncpg
-
-    name = f"vsm_bench_{uuid.uuid4().hex[:8]}"
-    conn = await asyncpg.connect(host=PG[0], port=PG[1], user="postgres", database="test")
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    return (name, f"postgresql+asyncpg://postgres@{PG[0]}:{PG[1]}/{name}",
-            f"postgresql+asyncpg://vsm_app@{PG[0]}:{PG[1]}/{name}")
-
-
-async def drop_pg(name: str) -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(host=PG[0], port=PG[1], user="postgres", database="test")
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
-
-
 async def default_tenant(owner_url: str) -> None:
     from vsm_mcp.config import load_settings
     from vsm_mcp.db import Database
@@ -200,6 +175,7 @@ async def default_tenant(owner_url: str) -> None:
 def main() -> None:
     import logging
 
+    from benchmarks.scratch_pg import create_database, drop_database
     from vsm_mcp import migrate
     from vsm_mcp.config import load_settings
 
@@ -227,7 +203,7 @@ def main() -> None:
     results["sqlite"] = {"memory": sqlite["memory"], "durable": sqlite["durable"],
                          "rounds": {"memory": sqlite["memory_rounds"], "durable": sqlite["durable_rounds"]}}
     if not args.no_postgres:
-        name, owner, app = asyncio.run(pg_database())
+        name, owner, app = asyncio.run(create_database())
         try:
             migrate.upgrade(owner)
             asyncio.run(default_tenant(owner))
@@ -237,7 +213,7 @@ def main() -> None:
             results["postgres"] = {"memory": pg["memory"], "durable": pg["durable"],
                                    "rounds": {"memory": pg["memory_rounds"], "durable": pg["durable_rounds"]}}
         finally:
-            asyncio.run(drop_pg(name))
+            asyncio.run(drop_database(name))
     results["ratio"] = {k: results[k]["durable"]["ratio"] for k in ("sqlite", "postgres") if k in results}
     results["budget_met"] = all(r <= 3.0 for r in results["ratio"].values())
     if args.json:
