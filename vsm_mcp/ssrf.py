@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
 from vsm_mcp.errors import ConfigError, Forbidden, InvalidArguments
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+WEB_PORTS: Mapping[str, int] = {"http": 80, "https": 443}
 Resolver = Callable[[str, int], Awaitable[list[str]]]
 
 
@@ -135,6 +137,30 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
+def split_url(
+    url: str, schemes: Mapping[str, int], *, wanted: str, credentials: str, where: str = ""
+) -> tuple[str, str, int]:
+    """(scheme, host, port) of a URL the guard may check, or InvalidArguments saying what is wrong.
+
+    ``schemes`` maps each allowed scheme to its default port; ``wanted`` says what is allowed
+    (the message for another scheme), ``credentials`` why user:password in the URL is refused,
+    ``where`` (an argument name) prefixes every message.
+    """
+    at = f"{where}: " if where else ""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as exc:
+        raise InvalidArguments(f"{at}invalid URL {url!r}: {exc}") from None
+    if parts.scheme not in schemes:
+        raise InvalidArguments(f"{at}{wanted}, got {url!r}")
+    if not parts.hostname:
+        raise InvalidArguments(f"{at}URL {url!r} has no host")
+    if parts.username or parts.password:
+        raise InvalidArguments(f"{at}URL {url!r} carries credentials; {credentials}")
+    return parts.scheme, parts.hostname, port or schemes[parts.scheme]
+
+
 @dataclass(frozen=True)
 class Target:
     """Where a checked URL will connect: the host name (for Host and TLS) and the pinned address."""
@@ -142,6 +168,14 @@ class Target:
     host: str
     port: int
     address: IPAddress
+
+    def pinned_url(self, url: str) -> str:
+        """``url`` with its host replaced by the checked address (the fragment dropped): the
+        connection goes there, while the caller keeps the host name for Host and TLS."""
+        parts = urlsplit(url)
+        ip = self.address
+        host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+        return urlunsplit((parts.scheme, f"{host}:{self.port}", parts.path or "/", parts.query, ""))
 
 
 class AddressGuard:

@@ -11,17 +11,16 @@ previous fetch make the request conditional; a 304 comes back as ``not_modified`
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit
 
 import anyio
 import httpx
 
 from vsm_mcp.errors import InvalidArguments, QuotaExceeded, UpstreamTimeout, UpstreamUnavailable
-from vsm_mcp.ssrf import AddressGuard, Target
+from vsm_mcp.ssrf import WEB_PORTS, AddressGuard, split_url
 
 REDIRECTS = {301, 302, 303, 307, 308}
 USER_AGENT = "vsm-mcp-ingest/0.1 (+https://modelcontextprotocol.io)"
@@ -59,25 +58,8 @@ class FetchLimits:
 
 def check_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of an http(s) URL, or InvalidArguments saying what is wrong."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidArguments(f"invalid URL {url!r}: {exc}") from None
-    if parts.scheme not in ("http", "https"):
-        raise InvalidArguments(f"only http and https URLs can be fetched, not {url!r}")
-    if not parts.hostname:
-        raise InvalidArguments(f"URL {url!r} has no host")
-    if parts.username or parts.password:
-        raise InvalidArguments(f"URL {url!r} carries credentials; pass them another way")
-    return parts.scheme, parts.hostname, port or (443 if parts.scheme == "https" else 80)
-
-
-def _pinned_url(url: str, target: Target) -> str:
-    parts = urlsplit(url)
-    ip = target.address
-    host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
-    return urlunsplit((parts.scheme, f"{host}:{target.port}", parts.path or "/", parts.query, ""))
+    return split_url(url, WEB_PORTS, wanted="only http and https URLs can be fetched",
+                     credentials="pass them another way")
 
 
 def _host_header(url: str) -> str:
@@ -135,7 +117,7 @@ class Fetcher:
                 headers["if-modified-since"] = last_modified
             client = self._client(scheme, host)
             request = client.build_request(
-                "GET", _pinned_url(current, target), headers=headers,
+                "GET", target.pinned_url(current), headers=headers,
                 extensions={"sni_hostname": host} if scheme == "https" else {},
             )
             try:

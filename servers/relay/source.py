@@ -13,18 +13,16 @@ a refusal by the guard is not retried: it ends the reading (raises).
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import httpx
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from vsm_mcp.errors import InvalidArguments
-from vsm_mcp.ssrf import Target
+from vsm_mcp.ssrf import Target, split_url
 
 SCHEMES = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 MAX_EVENT_BYTES = 1024 * 1024  # one item's data; the rest of a longer one is dropped
@@ -50,23 +48,8 @@ class Backoff:
 
 def check_source_url(url: str) -> tuple[str, str, int]:
     """(scheme, host, port) of a source URL, or InvalidArguments saying what is wrong with it."""
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise InvalidArguments(f"url: invalid URL {url!r}: {exc}") from None
-    if parts.scheme not in SCHEMES:
-        raise InvalidArguments(f"url: an SSE (http, https) or WebSocket (ws, wss) source, got {url!r}")
-    if not parts.hostname:
-        raise InvalidArguments(f"url: {url!r} has no host")
-    if parts.username or parts.password:
-        raise InvalidArguments(f"url: {url!r} carries credentials; the relay does not send them")
-    return parts.scheme, parts.hostname, port or SCHEMES[parts.scheme]
-
-
-def _ip_host(target: Target) -> str:
-    ip = target.address
-    return f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
+    return split_url(url, SCHEMES, where="url", wanted="an SSE (http, https) or WebSocket (ws, wss) source",
+                     credentials="the relay does not send them")
 
 
 async def read_source(url: str, pin: Pin, on_drop: OnDrop, backoff: Backoff = Backoff()) -> AsyncIterator[SourceItem]:
@@ -114,7 +97,7 @@ def _describe(exc: BaseException) -> str:
 
 async def _read_sse(url: str, host: str, target: Target, state: SourceState) -> AsyncIterator[SourceItem]:
     parts = urlsplit(url)
-    pinned = urlunsplit((parts.scheme, f"{_ip_host(target)}:{target.port}", parts.path or "/", parts.query, ""))
+    pinned = target.pinned_url(url)
     headers = {"accept": "text/event-stream", "host": parts.netloc, "user-agent": USER_AGENT}
     if state.last_id:
         headers["last-event-id"] = state.last_id

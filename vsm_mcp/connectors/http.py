@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import ipaddress
 import json
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit
 
 import httpx
 
@@ -121,11 +120,8 @@ class GuardedHttp:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         # the URL without its query in any refusal: a product like Ghost carries its key there
         target = await self.guard.check(url.split("?", 1)[0], parts.hostname, port)
-        ip = target.address
-        host = f"[{ip}]" if isinstance(ip, ipaddress.IPv6Address) else str(ip)
-        pinned = urlunsplit((parts.scheme, f"{host}:{port}", parts.path or "/", parts.query, ""))
         request = self._client.build_request(
-            method, pinned, headers={"host": parts.netloc.rsplit("@", 1)[-1], **headers},
+            method, target.pinned_url(url), headers={"host": parts.netloc.rsplit("@", 1)[-1], **headers},
             extensions={"sni_hostname": parts.hostname} if parts.scheme == "https" else {},
         )
         if auth is not None:
