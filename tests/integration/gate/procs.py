@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from tests.process_group import process_group
 
 ROOT = Path(__file__).resolve().parents[3]
 VSM = Path(sys.executable).with_name("vsm-mcp")
@@ -28,18 +29,9 @@ def base_env(tmp_path: Path, **extra: str) -> dict[str, str]:
 
 @contextlib.contextmanager
 def serving(args: list[str], env: dict[str, str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    proc = subprocess.Popen([str(VSM), "serve", *args], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
-    try:
+    with process_group([str(VSM), "serve", *args], grace=15, env=env, stdout=log.open("wb"),
+                       stderr=subprocess.STDOUT) as proc:
         yield proc
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def tail(log: Path) -> str:
