@@ -68,7 +68,7 @@ def build(ctx: ServerContext) -> MCPServer:
             return GLOBAL, who
         return principal.tenant_id, who
 
-    @server.tool(annotations=_READ)
+    @server.tool(title="List the upstream MCP servers registered with the gateway and whether they run", annotations=_READ)
     async def upstream_list(mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """The registered upstreams, tool overrides and secret names (never values) of this tenant
         or, with scope 'global', the operator's; with each upstream's running state."""
@@ -83,7 +83,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Add an upstream MCP server to the gateway (stdio command or HTTP URL)", annotations=_WRITE)
     async def upstream_add(
         name: str,
         kind: str,
@@ -120,7 +120,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Change an upstream MCP server's definition (command, URL, headers) and restart it", annotations=_WRITE)
     async def upstream_update(name: str, changes: dict[str, Any], mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Change fields of a registered upstream (a null value resets a field); it restarts with
         the new definition. Fields another admin changes concurrently are kept."""
@@ -131,7 +131,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_DESTRUCTIVE)
+    @server.tool(title="Remove an upstream MCP server from the gateway", annotations=_DESTRUCTIVE)
     async def upstream_remove(name: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Remove a registered upstream: calls in flight finish, then its processes stop."""
 
@@ -141,7 +141,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Enable a disabled upstream MCP server (start it again)", annotations=_WRITE)
     async def upstream_enable(name: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Start a disabled upstream again."""
 
@@ -151,7 +151,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Disable an upstream MCP server without removing it", annotations=_WRITE)
     async def upstream_disable(name: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Stop an upstream but keep its definition; its tools disappear until it is enabled."""
 
@@ -161,7 +161,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Override how a tool is presented: rename it, rewrite its description, hide it or pin arguments", annotations=_WRITE)
     async def tool_override_set(
         server: str,
         tool: str,
@@ -185,7 +185,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_DESTRUCTIVE)
+    @server.tool(title="Remove a tool's override (present it as its upstream does again)", annotations=_DESTRUCTIVE)
     async def tool_override_remove(server: str, tool: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Drop a tool's override: it is presented as its upstream describes it again."""
 
@@ -195,7 +195,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_WRITE)
+    @server.tool(title="Store a secret (token, password) for upstream definitions to reference", annotations=_WRITE)
     async def secret_set(name: str, value: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Store a write-only secret for upstream definitions to refer to as ${secret:NAME}. The
         value is never shown back, logged or audited."""
@@ -206,7 +206,7 @@ def build(ctx: ServerContext) -> MCPServer:
 
         return await _run(go)
 
-    @server.tool(annotations=_DESTRUCTIVE)
+    @server.tool(title="Delete a stored secret", annotations=_DESTRUCTIVE)
     async def secret_remove(name: str, mcp_ctx: Context, scope: Scope = "tenant") -> dict[str, Any]:
         """Delete a stored secret."""
 

@@ -105,7 +105,7 @@ def build(ctx: ServerContext) -> MCPServer:
         lifespan=lifespan,
     )
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
+    @server.tool(title="Create an event rule: detect a pattern of events (sequence, absence, count within a time window) and alert or start a plan", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True))
     @tool_errors
     async def cep_rule_put(
         name: str, rule: str, mcp_ctx: Context, action: dict[str, Any] | None = None, enabled: bool = True,
@@ -129,7 +129,7 @@ def build(ctx: ServerContext) -> MCPServer:
         runtime.install(rd)
         return rd.summary()
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="List the event pattern rules", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def cep_rule_list(mcp_ctx: Context) -> dict[str, Any]:
         """The calling tenant's rules, each with its text, action and armed timers."""
@@ -140,7 +140,7 @@ def build(ctx: ServerContext) -> MCPServer:
             out.append({**rd.summary(), "partitions": len(m.state) if m is not None else 0})
         return {"rules": out}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False))
+    @server.tool(title="Delete an event pattern rule", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=False))
     @tool_errors
     async def cep_rule_delete(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete rule ``name`` (its armed timers too); it stops matching at once."""
@@ -149,7 +149,7 @@ def build(ctx: ServerContext) -> MCPServer:
         runtime.remove(tenant, name)
         return {"deleted": name}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="Test an event pattern rule against sample events", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def cep_rule_test(
         rule: str, events: list[dict[str, Any]], mcp_ctx: Context, until: float | str | None = None,

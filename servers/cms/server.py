@@ -52,6 +52,7 @@ def build(ctx: ServerContext) -> MCPServer:
         "incrementally into searchable containers, then cms_search / cms_get the synced items.",
         lifespan=lifespan,
     )
-    holder.append(register_tools(server, ctx, [c.type for c in TYPES], "cms", tool_errors))
+    holder.append(register_tools(server, ctx, [c.type for c in TYPES], "cms", tool_errors,
+                                 label="CMS (WordPress, Contentful, Ghost, Strapi, Drupal, Sanity)"))
     ctx.extras.setdefault("connectors.owner", "cms")
     return server

@@ -94,7 +94,7 @@ def build(ctx: ServerContext) -> MCPServer:
             return await runner.wait(principal.tenant_id, job, timeout=ctx.settings.content_wait_s)
         return {"job": job, "state": "queued", "total": len(items)}
 
-    @server.tool(annotations=INGEST)
+    @server.tool(title="Ingest web pages: fetch (crawl) URLs and make them searchable documents", annotations=INGEST)
     @tool_errors
     async def ingest_url(
         urls: list[str], mcp_ctx: Context, depth: int = 0, max_documents: int = 1000, same_host: bool = True,
@@ -121,7 +121,7 @@ def build(ctx: ServerContext) -> MCPServer:
         items = [Item(kind="url", ref=u, **template) for u in urls]
         return await start(mcp_ctx, items, depth, max_documents, same_host, template, wait)
 
-    @server.tool(annotations=INGEST)
+    @server.tool(title="Ingest stored files (PDF, HTML, text) from a storage bucket into searchable documents", annotations=INGEST)
     @tool_errors
     async def ingest_file(
         bucket: str, keys: list[str], mcp_ctx: Context, content_type: str | None = None,
@@ -136,7 +136,7 @@ def build(ctx: ServerContext) -> MCPServer:
         items = [Item(kind="storage", ref=f"{bucket}/{k}", content_type=content_type or "", **template) for k in keys]
         return await start(mcp_ctx, items, 0, len(items), True, template, wait)
 
-    @server.tool(annotations=INGEST)
+    @server.tool(title="Ingest one document given with its text or bytes", annotations=INGEST)
     @tool_errors
     async def ingest_item(
         source: str, mcp_ctx: Context, text: str | None = None, base64: str | None = None,
@@ -174,7 +174,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"source": source, "status": "ok", "container_id": out["container_id"], "version": out["version"],
                 "sha256": out["sha256"], "created": out["created"]}
 
-    @server.tool(annotations=INGEST)
+    @server.tool(title="Ingest a batch of documents given with their text or bytes", annotations=INGEST)
     @tool_errors
     async def ingest_items(items: list[dict[str, Any]], mcp_ctx: Context, job: str = "items") -> dict[str, Any]:
         """Many ``ingest_item`` calls as one batch (a connector's page): each entry holds ``source``,
@@ -211,7 +211,7 @@ def build(ctx: ServerContext) -> MCPServer:
         results += [{"source": f["ref"], "status": "failed", "reason": f["reason"]} for f in res["failed"]]
         return {"results": results, "created": res["created"], "unchanged": res["unchanged"], "failed": len(res["failed"])}
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Progress of an ingestion job", annotations=READ)
     @tool_errors
     async def ingest_status(job: str, mcp_ctx: Context) -> dict[str, Any]:
         """A job's progress: state (queued, running, done, failed), stage, documents done of total,
@@ -219,7 +219,7 @@ def build(ctx: ServerContext) -> MCPServer:
         principal = await principal_of(ctx, mcp_ctx)
         return await runner.status(principal.tenant_id, job)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Get an ingested document: its text, metadata and status", annotations=READ)
     @tool_errors
     async def container_get(
         container_id: str, mcp_ctx: Context, version: int | None = None, include_text: bool = False,
@@ -229,14 +229,14 @@ def build(ctx: ServerContext) -> MCPServer:
         adds the normalized text."""
         return await engine.get(await principal_of(ctx, mcp_ctx), container_id, version, include_text)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Version history of an ingested document", annotations=READ)
     @tool_errors
     async def container_versions(container_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Every version of a container, oldest first: number, sha256 of the normalized text,
         original size and sha256, where its bytes are stored, and the lineage that produced it."""
         return await engine.versions(await principal_of(ctx, mcp_ctx), container_id)
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Search the ingested documents (semantic and keyword)", annotations=READ)
     @tool_errors
     async def container_search(
         query: str, mcp_ctx: Context, k: int = 10, mode: Literal["hybrid", "vector", "bm25"] = "hybrid",
@@ -245,7 +245,7 @@ def build(ctx: ServerContext) -> MCPServer:
         only the caller's tenant's and only those whose policy lets the caller read them."""
         return await engine.search(await principal_of(ctx, mcp_ctx), query, k, mode)
 
-    @server.tool(annotations=DELETE)
+    @server.tool(title="Delete an ingested document, its index entries and stored bytes", annotations=DELETE)
     @tool_errors
     async def container_delete(container_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Delete a container: its chunks from the index, its original bytes from storage, its

@@ -40,6 +40,6 @@ def build(ctx: ServerContext) -> MCPServer:
         "incrementally (Changes API) into searchable containers, then drive_search / drive_get the files.",
         lifespan=lifespan,
     )
-    holder.append(register_tools(server, ctx, ["gdrive"], "drive", tool_errors))
+    holder.append(register_tools(server, ctx, ["gdrive"], "drive", tool_errors, label="Google Drive"))
     ctx.extras.setdefault("connectors.owner", "drive")
     return server

@@ -28,7 +28,7 @@ def build(ctx: ServerContext) -> MCPServer:
         tid = await ctx.tenant_of(mcp_ctx)
         return tid, await keys.tenant_name_of(ctx.db, tid)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="List API keys (never their secrets)", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def keys_list(mcp_ctx: Context) -> dict[str, Any]:
         """The tenant's API keys (never their secrets): id, prefix, scopes, state, created, last used,
@@ -36,7 +36,7 @@ def build(ctx: ServerContext) -> MCPServer:
         _tid, name = await tenant(mcp_ctx)
         return {"keys": [k.as_dict() for k in await keys.list_keys(ctx.db, name)]}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Create an API key with scopes", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def keys_create(
         scopes: list[str], mcp_ctx: Context, name: str = "", expires_in: str | None = None,
@@ -48,14 +48,14 @@ def build(ctx: ServerContext) -> MCPServer:
         secret, info = await keys.create_key(ctx.db, tname, scopes, name=name, expires_in=ttl)
         return {"key": secret, **info.as_dict()}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Revoke an API key at once", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def keys_revoke(key_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Revoke key ``key_id`` of the tenant at once, on every replica."""
         tid, _name = await tenant(mcp_ctx)
         return (await keys.revoke_key(ctx.db, key_id, bus=ctx.bus, tenant_id=tid)).as_dict()
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Rotate an API key's secret (the old one works for a grace period)", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def keys_rotate(key_id: str, mcp_ctx: Context, grace: str = DEFAULT_GRACE) -> dict[str, Any]:
         """A new secret for key ``key_id`` (same name and scopes); the old one keeps working for

@@ -48,7 +48,7 @@ def add_collab_tools(server: MCPServer, ctx: ServerContext, store: PlanStore, ev
     async def trace(tenant: str, plan_id: str) -> str:
         return (await store.plan(tenant, plan_id)).trace_id
 
-    @server.tool(annotations=ACT)
+    @server.tool(title="Claim the next plan step that waits for an agent (take work from the queue)", annotations=ACT)
     @tool_errors
     async def step_claim(
         agent: str, mcp_ctx: Context, lease_s: float = 60.0, tools: list[str] | None = None,
@@ -72,7 +72,7 @@ def add_collab_tools(server: MCPServer, ctx: ServerContext, store: PlanStore, ev
             }}
         return {"step": None}
 
-    @server.tool(annotations=ACT)
+    @server.tool(title="Extend the lease on a plan step an agent is working on", annotations=ACT)
     @tool_errors
     async def step_heartbeat(
         plan_id: str, step_id: str, agent: str, mcp_ctx: Context, lease_s: float = 60.0
@@ -96,7 +96,7 @@ def add_collab_tools(server: MCPServer, ctx: ServerContext, store: PlanStore, ev
             raise refuse_step(plan_id, step_id, row.state, f"{action} as {who}", row.agent)
         eng.poke(plan_id)
 
-    @server.tool(annotations=ACT)
+    @server.tool(title="Complete a claimed plan step with its result", annotations=ACT)
     @tool_errors
     async def step_complete(
         plan_id: str, step_id: str, agent: str, mcp_ctx: Context, result: dict[str, Any] | None = None
@@ -109,7 +109,7 @@ def add_collab_tools(server: MCPServer, ctx: ServerContext, store: PlanStore, ev
         await events.step(tenant, plan_id, step_id, "succeeded", await trace(tenant, plan_id), agent=agent)
         return {"plan_id": plan_id, "step_id": step_id, "state": "succeeded"}
 
-    @server.tool(annotations=ACT)
+    @server.tool(title="Fail a claimed plan step (optionally for another agent to retry)", annotations=ACT)
     @tool_errors
     async def step_fail(
         plan_id: str, step_id: str, agent: str, error: str, mcp_ctx: Context, retry: bool = False
@@ -125,7 +125,7 @@ def add_collab_tools(server: MCPServer, ctx: ServerContext, store: PlanStore, ev
         await events.step(tenant, plan_id, step_id, state, await trace(tenant, plan_id), agent=agent, error=error[:500])
         return {"plan_id": plan_id, "step_id": step_id, "state": state}
 
-    @server.tool(annotations=ACT)
+    @server.tool(title="Hand a claimed plan step over to another agent with context", annotations=ACT)
     @tool_errors
     async def step_handoff(
         plan_id: str, step_id: str, agent: str, to_agent: str, mcp_ctx: Context, context: dict[str, Any] | None = None

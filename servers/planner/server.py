@@ -98,7 +98,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(principal.tenant_id, plan_id, "created", "", name=plan.name, steps=len(order))
         return {"plan_id": plan_id, "state": plan.state, "steps": [s.id for s in order]}
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Create a plan: a workflow (DAG) of tool-call steps, as a draft", annotations=MOVE)
     @tool_errors
     async def plan_create(name: str, steps: list[dict[str, Any]], mcp_ctx: Context, goal: str = "") -> dict[str, Any]:
         """Create a draft plan: a DAG of steps {"id", "tool": "<server>__<tool>", "arguments",
@@ -114,7 +114,7 @@ def build(ctx: ServerContext) -> MCPServer:
         eng.poke(plan_id)
         return tenant, plan
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Approve a draft plan so it may run", annotations=MOVE)
     @tool_errors
     async def plan_approve(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Approve a draft plan so it may run."""
@@ -122,7 +122,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(tenant, plan_id, "approved", plan.trace_id)
         return {"plan_id": plan_id, "state": plan.state}
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Run an approved plan (start the workflow in the background)", annotations=MOVE)
     @tool_errors
     async def plan_run(plan_id: str, mcp_ctx: Context, traceparent: str | None = None) -> dict[str, Any]:
         """Start an approved plan and return at once (watch plan_status, plan_wait or the
@@ -136,14 +136,14 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(tenant, plan_id, "running", trace_id)
         return {"plan_id": plan_id, "state": plan.state, "trace_id": trace_id, "workflow_id": workflow_id}
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Status of a plan and each of its steps", annotations=READ)
     @tool_errors
     async def plan_status(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """The plan's state and every step's state, attempts, start/end times and error."""
         tenant = (await ctx.principal_of(mcp_ctx)).tenant_id
         return status_json(await store.plan(tenant, plan_id), await store.steps(tenant, plan_id))
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Wait for a plan to finish", annotations=READ)
     @tool_errors
     async def plan_wait(plan_id: str, mcp_ctx: Context, timeout_s: float = 30.0) -> dict[str, Any]:
         """Wait until the plan finishes, pauses or ``timeout_s`` passes, reporting progress
@@ -161,7 +161,7 @@ def build(ctx: ServerContext) -> MCPServer:
                 return status_json(plan, rows)
             await eng.nap(plan_id)
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Pause a running plan", annotations=MOVE)
     @tool_errors
     async def plan_pause(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Pause a running plan: steps in flight finish, no new step starts until plan_resume."""
@@ -169,7 +169,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(tenant, plan_id, "paused", plan.trace_id, reason="paused by request")
         return {"plan_id": plan_id, "state": plan.state}
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Resume a paused plan", annotations=MOVE)
     @tool_errors
     async def plan_resume(
         plan_id: str, mcp_ctx: Context, decisions: dict[str, str] | None = None,
@@ -198,7 +198,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(tenant, plan_id, "resumed", plan.trace_id, decisions=decisions)
         return {"plan_id": plan_id, "state": plan.state}
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Cancel a plan", annotations=MOVE)
     @tool_errors
     async def plan_cancel(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """Cancel a plan that has not finished: steps not yet started are skipped."""
@@ -206,7 +206,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await events.plan(tenant, plan_id, "cancelled", plan.trace_id)
         return {"plan_id": plan_id, "state": plan.state}
 
-    @server.tool(annotations=READ)
+    @server.tool(title="List plans", annotations=READ)
     @tool_errors
     async def plan_list(mcp_ctx: Context, state: str | None = None, limit: int = 50) -> dict[str, Any]:
         """The tenant's plans, newest first, optionally only those in ``state``."""
@@ -219,7 +219,7 @@ def build(ctx: ServerContext) -> MCPServer:
         return {"plans": [{"plan_id": p.id, "name": p.name, "state": p.state, "steps": len(p.spec),
                            "created_at": _iso(p.created_at), "trace_id": p.trace_id} for p in rows]}
 
-    @server.tool(annotations=MOVE)
+    @server.tool(title="Propose a plan of tool steps for a goal written in words", annotations=MOVE)
     @tool_errors
     async def plan_from_goal(goal: str, mcp_ctx: Context, max_steps: int = 5, create: bool = False) -> dict[str, Any]:
         """Propose a plan for ``goal``: one step per clause (split on ';', 'then' or new lines), each
@@ -235,7 +235,7 @@ def build(ctx: ServerContext) -> MCPServer:
             proposal["created"] = await _create(mcp_ctx, goal[:200], proposal["steps"], goal)
         return proposal
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Results (outputs) of a plan", annotations=READ)
     @tool_errors
     async def plan_result(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
         """A plan's results: ``outputs`` (the steps nothing runs after), every step's result,

@@ -139,7 +139,7 @@ def build(ctx: ServerContext) -> MCPServer:
     server = MCPServer("relay", instructions="Relay a live SSE or WebSocket stream through tools onto /v1/events "
                        "as relay.<stream>.item.", lifespan=lifespan)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
+    @server.tool(title="Relay a live SSE or WebSocket stream: subscribe to a feed and republish its items as events", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=False))
     @tool_errors
     async def relay_start(
         stream: str, url: str, mcp_ctx: Context, summarize: bool = False, model: str = ""
@@ -161,7 +161,7 @@ def build(ctx: ServerContext) -> MCPServer:
         relay.task = asyncio.get_running_loop().create_task(run(relay, principal, target), name=f"relay:{stream}")
         return {"stream": stream, "topic": f"relay.{stream}.item", "url": url, "address": str(target.address)}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Stop a live stream relay", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def relay_stop(stream: str, mcp_ctx: Context) -> dict[str, Any]:
         """Stop relay ``stream``."""
@@ -173,7 +173,7 @@ def build(ctx: ServerContext) -> MCPServer:
             relay.task.cancel()
         return {"stream": stream, "items": relay.items}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="List the live stream relays", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def relay_list(mcp_ctx: Context) -> dict[str, Any]:
         """The caller's relays: url, items relayed, running, errors."""
@@ -183,7 +183,7 @@ def build(ctx: ServerContext) -> MCPServer:
              "running": r.task is not None and not r.task.done(), "errors": r.errors[-5:]}
             for (tenant, _), r in relays.items() if tenant == principal.tenant_id]}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
+    @server.tool(title="Extract key phrases (keywords) from a text", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=True))
     @tool_errors
     async def relay_key_phrases(text: str, limit: int = 5) -> dict[str, Any]:
         """Key phrases of ``text`` without a model (RAKE), best first."""

@@ -188,7 +188,7 @@ def build(ctx: ServerContext) -> MCPServer:
                        "stream of PCM chunks) offline: segments as spaces.<space>.segment events, the transcript "
                        "as a container.", lifespan=lifespan)
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Transcribe an audio recording (speech to text) into a transcript", annotations=WRITE)
     @tool_errors
     async def spaces_transcribe(
         space: str, mcp_ctx: Context, path: str | None = None, base64: str | None = None,
@@ -233,7 +233,7 @@ def build(ctx: ServerContext) -> MCPServer:
                 await asyncio.wait_for(asyncio.shield(session.task), settings.spaces_wait_s)
         return session.status()
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Start live transcription of an audio stream", annotations=WRITE)
     @tool_errors
     async def spaces_stream_start(space: str, mcp_ctx: Context, sample_rate: int = 16000,
                                   title: str = "") -> dict[str, Any]:
@@ -247,7 +247,7 @@ def build(ctx: ServerContext) -> MCPServer:
                                         rate=sample_rate, state="streaming"))
         return {"space": space, "topic": f"spaces.{space}.segment", "sample_rate": sample_rate}
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Push a chunk of audio to a live transcription stream", annotations=WRITE)
     @tool_errors
     async def spaces_stream_push(space: str, pcm: str, mcp_ctx: Context, speaker: str = "",
                                  at: float | None = None) -> dict[str, Any]:
@@ -275,7 +275,7 @@ def build(ctx: ServerContext) -> MCPServer:
             await emit(session, segments)
         return {"space": space, "segments": [s.as_dict() for s in segments], "duration_s": round(session.duration, 3)}
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title="Stop a live transcription stream and keep its transcript", annotations=WRITE)
     @tool_errors
     async def spaces_stream_stop(space: str, mcp_ctx: Context) -> dict[str, Any]:
         """End the stream: the last segments, then the transcript into a container."""
@@ -294,7 +294,7 @@ def build(ctx: ServerContext) -> MCPServer:
             raise
         return session.status()
 
-    @server.tool(annotations=READ)
+    @server.tool(title="Status and transcript segments of a transcription", annotations=READ)
     @tool_errors
     async def spaces_status(space: str, mcp_ctx: Context, since: int = 0) -> dict[str, Any]:
         """A space's transcription: state (running, streaming, done, failed, cancelled), duration,

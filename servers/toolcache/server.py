@@ -28,7 +28,7 @@ def build(ctx: ServerContext) -> MCPServer:
             raise UpstreamUnavailable("the tool-result cache is off (VSM_TOOL_CACHE=false) or there is no router")
         return cast(CacheControl, found)
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
+    @server.tool(title="Purge the tool-result cache (clear cached tool call results)", annotations=ToolAnnotations(read_only_hint=False, destructive_hint=True, idempotent_hint=True))
     @tool_errors
     async def cache_purge(mcp_ctx: Context, server: str | None = None) -> dict[str, Any]:
         """Forget the calling tenant's cached tool results — all of them, or only those of upstream
@@ -39,7 +39,7 @@ def build(ctx: ServerContext) -> MCPServer:
         await cache().purge(tenant, server)
         return {"purged": True, "tenant": tenant, "server": server}
 
-    @server.tool(annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
+    @server.tool(title="Tool-result cache statistics (hits, misses, hit rate)", annotations=ToolAnnotations(read_only_hint=True, idempotent_hint=False))
     @tool_errors
     async def cache_stats() -> dict[str, Any]:
         """Counters of the router's tool-result cache (this replica): hits, misses, shared waits,

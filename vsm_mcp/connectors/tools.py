@@ -36,15 +36,17 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
 def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], prefix: str,
-                   tool_errors: ErrorWrapper) -> sync.SyncEngine:
-    """Add the connector tools for ``types`` to ``server``; ``prefix`` names the read tools."""
+                   tool_errors: ErrorWrapper, label: str = "") -> sync.SyncEngine:
+    """Add the connector tools for ``types`` to ``server``; ``prefix`` names the read tools and
+    ``label`` the sources in their titles (what a user searching for the tool would name)."""
+    what = label or ", ".join(types)
     engine = sync.engine_of(ctx)
     kinds = list(types)
 
     async def principal(mcp_ctx: Context) -> Any:
         return await ctx.principal_of(mcp_ctx)
 
-    @server.tool(annotations=WRITE)
+    @server.tool(title=f"Connect a {what} source: add a connector that imports its content", annotations=WRITE)
     @tool_errors
     async def connector_add(name: str, type: str, base_url: str, mcp_ctx: Context,
                             credentials: dict[str, str] | None = None,
@@ -67,14 +69,14 @@ def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], 
         return sync.status_dict(await store.get(ctx.db, p.tenant_id, name))
 
 
-    @server.tool(annotations=READ)
+    @server.tool(title=f"List the {what} connectors", annotations=READ)
     @tool_errors
     async def connector_list(mcp_ctx: Context) -> dict[str, Any]:
         """The caller's connectors of this server: name, type, state, last sync, last error."""
         p = await principal(mcp_ctx)
         return {"connectors": [sync.status_dict(r) for r in await store.list_(ctx.db, p.tenant_id, kinds)]}
 
-    @server.tool(annotations=SYNC)
+    @server.tool(title=f"Sync a {what} connector now: import new and changed content", annotations=SYNC)
     @tool_errors
     async def connector_sync(name: str, mcp_ctx: Context, full: bool = False, wait: bool = False) -> dict[str, Any]:
         """Sync a connector (a durable workflow, one step per page): incremental from its saved cursor
@@ -87,7 +89,7 @@ def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], 
             return {**await sync.wait(engine, p.tenant_id, name, ctx.settings.content_wait_s), "sync": started["sync"]}
         return started
 
-    @server.tool(annotations=READ)
+    @server.tool(title=f"Status of a {what} connector and its last sync", annotations=READ)
     @tool_errors
     async def connector_status(name: str, mcp_ctx: Context) -> dict[str, Any]:
         """A connector's state (idle, running, failed), cursor, syncs, counts of the last sync, items
@@ -97,7 +99,7 @@ def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], 
         out["items"] = len(await store.all_items(ctx.db, p.tenant_id, name))
         return out
 
-    @server.tool(annotations=DELETE)
+    @server.tool(title=f"Remove a {what} connector (and the content it synced)", annotations=DELETE)
     @tool_errors
     async def connector_remove(name: str, mcp_ctx: Context, delete_containers: bool = True) -> dict[str, Any]:
         """Remove a connector and (by default) the containers it synced."""
@@ -151,6 +153,10 @@ def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], 
         this server's connectors, or of one ``connector``), with snippets."""
         return await search(query, mcp_ctx, connector, k)
 
-    server.tool(name=f"{prefix}_get", annotations=READ)(tool_errors(cms_get))
-    server.tool(name=f"{prefix}_search", annotations=READ)(tool_errors(cms_search))
+    server.tool(name=f"{prefix}_get", title=f"Get one synced {what} item with its text", annotations=READ)(
+        tool_errors(cms_get)
+    )
+    server.tool(name=f"{prefix}_search", title=f"Search the synced {what} content", annotations=READ)(
+        tool_errors(cms_search)
+    )
     return engine
