@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from servers.cms.walk import Walk
 from vsm_mcp.connectors.base import Change, Page, Source
 from vsm_mcp.connectors.http import ConnectorError, GuardedHttp
 from vsm_mcp.errors import InvalidArguments
@@ -37,10 +38,8 @@ class Drupal:
 
     async def page(self, http: GuardedHttp, source: Source, cursor: dict[str, Any] | None) -> Page:
         resources: list[str] = list(source.options["resources"])
-        cur = dict(cursor or {})
-        if "phase" not in cur:
-            cur = {"since": cur.get("since"), "phase": "changes", "kind": 0, "next": None, "max": cur.get("since")}
-        res = resources[cur["kind"]]
+        walk = Walk(cursor, len(resources), next=None)
+        res = resources[walk.kind]
         creds = source.credentials
         headers = {"accept": "application/vnd.api+json"}
         auth = None
@@ -48,22 +47,23 @@ class Drupal:
             headers["authorization"] = f"Bearer {creds['token']}"
         elif creds.get("username"):
             auth = (creds["username"], creds.get("password", ""))
-        if cur["next"]:
-            if urlsplit(cur["next"]).netloc != urlsplit(source.base_url).netloc:
+        if walk.cur["next"]:
+            if urlsplit(walk.cur["next"]).netloc != urlsplit(source.base_url).netloc:
                 raise ConnectorError(f"connector {source.name!r}: links.next leaves {source.base_url}")
-            url, params = cur["next"], None
+            url, params = walk.cur["next"], None
         else:
             url = f"{source.base_url}/jsonapi/{res}"
             params = {"sort": "changed", "page[limit]": min(source.page_size, 50)}
-            if cur["phase"] == "changes" and cur.get("since"):
+            if walk.phase == "changes" and walk.cur.get("since"):
                 params |= {"filter[changed][condition][path]": "changed", "filter[changed][condition][operator]": ">",
-                           "filter[changed][condition][value]": _unix(cur["since"])}
-            if cur["phase"] == "ids":
+                           "filter[changed][condition][value]": _unix(walk.cur["since"])}
+            if walk.phase == "ids":
                 params[f"fields[{res.replace('/', '--')}]"] = "drupal_internal__nid"
         body = (await http.request(source.name, "GET", url, params=params, headers=headers, auth=auth)).json()
         rows = body.get("data") or []
         nxt = ((body.get("links") or {}).get("next") or {}).get("href")
-        if cur["phase"] == "changes":
+        then = {"next": nxt} if nxt else None
+        if walk.phase == "changes":
             changes = []
             for r in rows:
                 a = r.get("attributes") or {}
@@ -74,22 +74,5 @@ class Drupal:
                     text=f"<html><body><h1>{html.escape(title)}</h1>{text}</body></html>",
                     url=str(((r.get("links") or {}).get("self") or {}).get("href", "")), modified=str(a.get("changed", "")),
                     meta={"type": r.get("type", "")}))
-            for c in changes:
-                if c.modified and (cur["max"] is None or c.modified > cur["max"]):
-                    cur["max"] = c.modified
-            self._advance(cur, nxt, len(resources), "ids")
-            return Page(changes, cur, done=False)
-        present = [f"{res}/{r['id']}" for r in rows]
-        self._advance(cur, nxt, len(resources), "end")
-        if cur["phase"] == "end":
-            return Page([], {"since": cur["max"]}, done=True, present=present, sweep_end=True)
-        return Page([], cur, done=False, present=present)
-
-    @staticmethod
-    def _advance(cur: dict[str, Any], nxt: str | None, kinds: int, after: str) -> None:
-        if nxt:
-            cur["next"] = nxt
-        elif cur["kind"] + 1 < kinds:
-            cur["kind"], cur["next"] = cur["kind"] + 1, None
-        else:
-            cur["phase"], cur["kind"], cur["next"] = after, 0, None
+            return walk.changed(changes, then)
+        return walk.listed([f"{res}/{r['id']}" for r in rows], then)

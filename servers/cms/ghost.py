@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from servers.cms.walk import Walk
 from vsm_mcp.connectors.base import Change, Page, Source
 from vsm_mcp.connectors.http import GuardedHttp
 from vsm_mcp.errors import InvalidArguments
@@ -42,41 +43,26 @@ class Ghost:
             raise InvalidArguments("ghost needs credentials.key (a Content API key as ${ENV})")
 
     async def page(self, http: GuardedHttp, source: Source, cursor: dict[str, Any] | None) -> Page:
-        cur = dict(cursor or {})
-        if "phase" not in cur:
-            cur = {"since": cur.get("since"), "phase": "changes", "kind": 0, "page": 1, "max": cur.get("since")}
-        kind = KINDS[cur["kind"]]
+        walk = Walk(cursor, len(KINDS), page=1)
+        kind = KINDS[walk.kind]
         url = f"{source.base_url}/ghost/api/content/{kind}/"
-        params: dict[str, Any] = {"key": source.credentials["key"], "page": cur["page"]}
-        if cur["phase"] == "changes":
+        params: dict[str, Any] = {"key": source.credentials["key"], "page": walk.cur["page"]}
+        if walk.phase == "changes":
             params |= {"limit": min(source.page_size, 100), "order": "updated_at asc", "formats": "html"}
-            if cur.get("since"):
-                params["filter"] = f"updated_at:>'{_nql_time(cur['since'])}'"
+            if walk.cur.get("since"):
+                params["filter"] = f"updated_at:>'{_nql_time(walk.cur['since'])}'"
             body = (await http.request(source.name, "GET", url, params=params)).json()
             rows = body.get(kind, [])
             changes = [Change(external_id=f"{kind[:-1]}/{r['id']}", title=str(r.get("title", "")),
                               text=f"<html><body><h1>{r.get('title', '')}</h1>{r.get('html') or ''}</body></html>",
                               content_type="text/html", url=str(r.get("url", "")), modified=str(r.get("updated_at", "")),
                               meta={"slug": r.get("slug", "")}) for r in rows]
-            for c in changes:
-                if c.modified and (cur["max"] is None or c.modified > cur["max"]):
-                    cur["max"] = c.modified
-            self._advance(cur, body, "ids")
-            return Page(changes, cur, done=False)
+            return walk.changed(changes, walk.page_after(_pages(body)))
         params |= {"limit": 100, "fields": "id"}
         body = (await http.request(source.name, "GET", url, params=params)).json()
         present = [f"{kind[:-1]}/{r['id']}" for r in body.get(kind, [])]
-        self._advance(cur, body, "end")
-        if cur["phase"] == "end":
-            return Page([], {"since": cur["max"]}, done=True, present=present, sweep_end=True)
-        return Page([], cur, done=False, present=present)
+        return walk.listed(present, walk.page_after(_pages(body)))
 
-    @staticmethod
-    def _advance(cur: dict[str, Any], body: dict[str, Any], after: str) -> None:
-        pages = int(((body.get("meta") or {}).get("pagination") or {}).get("pages") or 1)
-        if cur["page"] < pages:
-            cur["page"] += 1
-        elif cur["kind"] + 1 < len(KINDS):
-            cur["kind"], cur["page"] = cur["kind"] + 1, 1
-        else:
-            cur["phase"], cur["kind"], cur["page"] = after, 0, 1
+
+def _pages(body: dict[str, Any]) -> int:
+    return int(((body.get("meta") or {}).get("pagination") or {}).get("pages") or 1)

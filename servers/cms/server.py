@@ -12,9 +12,6 @@ router, as the caller), never by importing the content server.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-
 from mcp.server.mcpserver import MCPServer
 
 from servers.cms.contentful import Contentful
@@ -25,7 +22,7 @@ from servers.cms.strapi import Strapi
 from servers.cms.wordpress import WordPress
 from servers.tool_errors import tool_errors
 from vsm_mcp.connectors import sync
-from vsm_mcp.connectors.tools import register_tools
+from vsm_mcp.connectors.tools import connector_server
 from vsm_mcp.context import ServerContext
 
 TYPES = (WordPress(), Contentful(), Ghost(), Strapi(), Drupal(), Sanity())
@@ -34,25 +31,9 @@ for _c in TYPES:
 
 
 def build(ctx: ServerContext) -> MCPServer:
-    holder: list[sync.SyncEngine] = []
-
-    @asynccontextmanager
-    async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            if holder and ctx.extras.get("connectors.owner") == "cms":
-                ctx.extras.pop("connectors.owner", None)
-                await holder[0].aclose()
-                ctx.extras.pop(sync.EXTRAS_KEY, None)
-
-    server = MCPServer(
-        "cms",
-        instructions="CMS connectors (wordpress, contentful, ghost, strapi, drupal, sanity): add a connector with ${ENV} credentials, sync it "
+    return connector_server(
+        ctx, "cms", [c.type for c in TYPES],
+        "CMS connectors (wordpress, contentful, ghost, strapi, drupal, sanity): add a connector with ${ENV} credentials, sync it "
         "incrementally into searchable containers, then cms_search / cms_get the synced items.",
-        lifespan=lifespan,
+        tool_errors, label="CMS (WordPress, Contentful, Ghost, Strapi, Drupal, Sanity)",
     )
-    holder.append(register_tools(server, ctx, [c.type for c in TYPES], "cms", tool_errors,
-                                 label="CMS (WordPress, Contentful, Ghost, Strapi, Drupal, Sanity)"))
-    ctx.extras.setdefault("connectors.owner", "cms")
-    return server

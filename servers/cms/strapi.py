@@ -18,6 +18,7 @@ import html
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from servers.cms.walk import Walk
 from vsm_mcp.connectors.base import Change, Page, Source
 from vsm_mcp.connectors.http import GuardedHttp
 from vsm_mcp.errors import InvalidArguments
@@ -51,17 +52,15 @@ class Strapi:
 
     async def page(self, http: GuardedHttp, source: Source, cursor: dict[str, Any] | None) -> Page:
         cols: list[str] = list(source.options["collections"])
-        cur = dict(cursor or {})
-        if "phase" not in cur:
-            cur = {"since": cur.get("since"), "phase": "changes", "kind": 0, "page": 1, "max": cur.get("since")}
-        col = cols[cur["kind"]]
+        walk = Walk(cursor, len(cols), page=1)
+        col = cols[walk.kind]
         url = f"{source.base_url}/api/{col}"
         headers = {"authorization": f"Bearer {source.credentials['token']}"} if source.credentials.get("token") else {}
-        if cur["phase"] == "changes":
-            params: dict[str, Any] = {"pagination[page]": cur["page"], "pagination[pageSize]": min(source.page_size, 100),
-                                      "sort": "updatedAt:asc"}
-            if cur.get("since"):
-                params["filters[updatedAt][$gt]"] = _minus_second(cur["since"])
+        if walk.phase == "changes":
+            params: dict[str, Any] = {"pagination[page]": walk.cur["page"],
+                                      "pagination[pageSize]": min(source.page_size, 100), "sort": "updatedAt:asc"}
+            if walk.cur.get("since"):
+                params["filters[updatedAt][$gt]"] = _minus_second(walk.cur["since"])
             body = (await http.request(source.name, "GET", url, params=params, headers=headers)).json()
             changes = []
             for row in body.get("data") or []:
@@ -72,25 +71,12 @@ class Strapi:
                     external_id=f"{col}/{_ident(row)}", title=title, content_type="text/html",
                     text=f"<html><body><h1>{html.escape(title)}</h1>{''.join(f'<p>{html.escape(p)}</p>' for p in parts)}</body></html>",
                     modified=str(f.get("updatedAt", "")), meta={"collection": col}))
-            for c in changes:
-                if c.modified and (cur["max"] is None or c.modified > cur["max"]):
-                    cur["max"] = c.modified
-            self._advance(cur, body, len(cols), "ids")
-            return Page(changes, cur, done=False)
-        params = {"pagination[page]": cur["page"], "pagination[pageSize]": 100, "fields[0]": "id"}
+            return walk.changed(changes, walk.page_after(_pages(body)))
+        params = {"pagination[page]": walk.cur["page"], "pagination[pageSize]": 100, "fields[0]": "id"}
         body = (await http.request(source.name, "GET", url, params=params, headers=headers)).json()
         present = [f"{col}/{_ident(r)}" for r in body.get("data") or []]
-        self._advance(cur, body, len(cols), "end")
-        if cur["phase"] == "end":
-            return Page([], {"since": cur["max"]}, done=True, present=present, sweep_end=True)
-        return Page([], cur, done=False, present=present)
+        return walk.listed(present, walk.page_after(_pages(body)))
 
-    @staticmethod
-    def _advance(cur: dict[str, Any], body: dict[str, Any], kinds: int, after: str) -> None:
-        pages = int(((body.get("meta") or {}).get("pagination") or {}).get("pageCount") or 1)
-        if cur["page"] < pages:
-            cur["page"] += 1
-        elif cur["kind"] + 1 < kinds:
-            cur["kind"], cur["page"] = cur["kind"] + 1, 1
-        else:
-            cur["phase"], cur["kind"], cur["page"] = after, 0, 1
+
+def _pages(body: dict[str, Any]) -> int:
+    return int(((body.get("meta") or {}).get("pagination") or {}).get("pageCount") or 1)

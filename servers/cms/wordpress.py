@@ -24,6 +24,7 @@ import html
 from datetime import datetime, timedelta
 from typing import Any
 
+from servers.cms.walk import Walk
 from vsm_mcp.connectors.base import Change, Page, Source
 from vsm_mcp.connectors.http import GuardedHttp
 from vsm_mcp.errors import InvalidArguments
@@ -47,41 +48,22 @@ class WordPress:
             raise InvalidArguments("wordpress credentials need both 'username' and 'password' (an application password)")
 
     async def page(self, http: GuardedHttp, source: Source, cursor: dict[str, Any] | None) -> Page:
-        cur = dict(cursor or {})
-        if "phase" not in cur:  # a new pass
-            cur = {"since": cur.get("since"), "phase": "changes", "kind": 0, "page": 1, "max": cur.get("since")}
+        walk = Walk(cursor, len(KINDS), page=1)
         auth = (source.credentials["username"], source.credentials["password"]) if source.credentials else None
-        kind = KINDS[cur["kind"]]
+        kind = KINDS[walk.kind]
         url = f"{source.base_url}/wp-json/wp/v2/{kind}"
-        if cur["phase"] == "changes":
-            params: dict[str, Any] = {"per_page": min(source.page_size, 100), "page": cur["page"],
+        if walk.phase == "changes":
+            params: dict[str, Any] = {"per_page": min(source.page_size, 100), "page": walk.cur["page"],
                                       "orderby": "modified", "order": "asc"}
-            if cur.get("since"):
-                params["modified_after"] = _minus_second(cur["since"])
+            if walk.cur.get("since"):
+                params["modified_after"] = _minus_second(walk.cur["since"])
             resp = await http.request(source.name, "GET", url, params=params, auth=auth)
-            rows = resp.json()
-            changes = [self._change(kind, r) for r in rows]
-            for c in changes:
-                if c.modified and (cur["max"] is None or c.modified > cur["max"]):
-                    cur["max"] = c.modified
-            self._advance(cur, int(resp.headers.get("x-wp-totalpages", "1") or 1), "ids")
-            return Page(changes, cur, done=False)
-        params = {"per_page": ID_PAGE, "page": cur["page"], "_fields": "id"}
+            changes = [self._change(kind, r) for r in resp.json()]
+            return walk.changed(changes, walk.page_after(int(resp.headers.get("x-wp-totalpages", "1") or 1)))
+        params = {"per_page": ID_PAGE, "page": walk.cur["page"], "_fields": "id"}
         resp = await http.request(source.name, "GET", url, params=params, auth=auth)
         present = [f"{kind[:-1]}/{r['id']}" for r in resp.json()]
-        self._advance(cur, int(resp.headers.get("x-wp-totalpages", "1") or 1), "end")
-        if cur["phase"] == "end":
-            return Page([], {"since": cur["max"]}, done=True, present=present, sweep_end=True)
-        return Page([], cur, done=False, present=present)
-
-    @staticmethod
-    def _advance(cur: dict[str, Any], total_pages: int, after: str) -> None:
-        if cur["page"] < total_pages:
-            cur["page"] += 1
-        elif cur["kind"] + 1 < len(KINDS):
-            cur["kind"], cur["page"] = cur["kind"] + 1, 1
-        else:
-            cur["phase"], cur["kind"], cur["page"] = after, 0, 1
+        return walk.listed(present, walk.page_after(int(resp.headers.get("x-wp-totalpages", "1") or 1)))
 
     @staticmethod
     def _change(kind: str, r: dict[str, Any]) -> Change:

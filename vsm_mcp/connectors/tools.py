@@ -6,7 +6,8 @@ content layer's tools, so container policies and the caller's grants apply)."""
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -33,6 +34,31 @@ class ErrorWrapper(Protocol):
 
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+OWNER_KEY = "connectors.owner"
+
+
+def connector_server(ctx: ServerContext, name: str, types: Sequence[str], instructions: str,
+                     tool_errors: ErrorWrapper, label: str = "") -> MCPServer:
+    """The MCP server ``name`` (``cms``, ``drive``): the connector tools for ``types``, read tools
+    named ``<name>_get`` / ``<name>_search``, ``label`` in their titles (see ``register_tools``). The servers of one context share one SyncEngine
+    (``sync.engine_of``); the first one built owns it and closes it when its lifespan ends (the
+    others leave it alone, so it is closed once)."""
+    holder: list[sync.SyncEngine] = []
+
+    @asynccontextmanager
+    async def lifespan(_server: MCPServer) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if holder and ctx.extras.get(OWNER_KEY) == name:
+                ctx.extras.pop(OWNER_KEY, None)
+                await holder[0].aclose()
+                ctx.extras.pop(sync.EXTRAS_KEY, None)
+
+    server = MCPServer(name, instructions=instructions, lifespan=lifespan)
+    holder.append(register_tools(server, ctx, types, name, tool_errors, label=label))
+    ctx.extras.setdefault(OWNER_KEY, name)
+    return server
 
 
 def register_tools(server: MCPServer, ctx: ServerContext, types: Sequence[str], prefix: str,
