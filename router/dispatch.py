@@ -186,8 +186,11 @@ class Dispatcher:
     async def _authorize(self, call: CallInfo) -> None:
         if not grants(call.principal.scopes, call.tags):
             need = ", ".join(call.tags) if call.tags else "tools:call"
+            # Anonymous callers have no key to blame; tell them what gets them the scope.
+            who, hint = ("the API key", "") if call.principal.key_id else (
+                "an anonymous caller", " (send an API key that has them: vsm-mcp keys create)")
             raise Forbidden(
-                f"the API key may not call {call.public_name!r}: it needs scope(s) {need}",
+                f"{who} may not call {call.public_name!r}: it needs scope(s) {need}{hint}",
                 data={"tool": call.public_name, "required": list(call.tags) or ["tools:call"]},
             )
         for authorizer in self.authorizers:

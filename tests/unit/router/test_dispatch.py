@@ -94,8 +94,11 @@ async def test_grants_authorizers_and_rate_limits() -> None:
     async with running(entries) as (rt, p):
         d = rt.dispatcher
         reader = Principal(tenant_id=p.tenant_id, scopes=frozenset({"tools:call"}))
-        with pytest.raises(Forbidden, match="needs scope"):
+        with pytest.raises(Forbidden, match="^an anonymous caller may not call 'b__echo': it needs scope.*keys create"):
             await d.call_tool(reader, "b__echo", {"text": "x"})
+        keyed = Principal(tenant_id=p.tenant_id, scopes=frozenset({"tools:call"}), key_id="k1")
+        with pytest.raises(Forbidden, match=r"^the API key may not call 'b__echo': it needs scope\(s\) storage$"):
+            await d.call_tool(keyed, "b__echo", {"text": "x"})
         ok = Principal(tenant_id=p.tenant_id, scopes=frozenset({"storage:*"}), key_id="k2")
         await d.call_tool(ok, "b__echo", {"text": "x"})
         with pytest.raises(RateLimited) as limited:
