@@ -21,8 +21,6 @@ from __future__ import annotations
 from typing import Any
 
 import jsonschema_rs
-from jsonschema import Draft202012Validator, validators
-from jsonschema.exceptions import SchemaError, best_match
 
 from vsm_mcp.errors import InvalidArguments
 
@@ -35,6 +33,10 @@ class ArgumentSchema:
     __slots__ = ("fast", "full")
 
     def __init__(self, schema: dict[str, Any]) -> None:
+        # Imported at the first compile (once per schema): a router's start-up does not need it.
+        from jsonschema import Draft202012Validator, validators
+        from jsonschema.exceptions import SchemaError
+
         cls = validators.validator_for(schema, default=Draft202012Validator)
         try:
             cls.check_schema(schema)
@@ -59,6 +61,8 @@ class ArgumentSchema:
                     return
             except (ValueError, TypeError, OverflowError):
                 pass  # an argument the Rust side cannot represent: the Python validator decides
+        from jsonschema.exceptions import best_match  # a rejection: the module is loaded by now
+
         err = best_match(self.full.iter_errors(arguments))
         if err is None:
             return

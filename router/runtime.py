@@ -17,7 +17,7 @@ are never reconciled away.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from anyio.abc import TaskGroup
@@ -36,8 +36,10 @@ from vsm_mcp import durable
 from vsm_mcp.context import ServerContext
 from vsm_mcp.hooks import TOOL_CACHE_KEY
 from vsm_mcp.journal import journal_dir
-from vsm_mcp.tracing import call_spans
 from vsm_mcp.workers.runtime import Workers
+
+if TYPE_CHECKING:
+    from vsm_mcp.tracing import CallSpans
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +85,11 @@ class RouterRuntime:
         self.durable_queues = durable_queues
         self.spine: durable.Spine | None = None
         self.workers: Workers | None = None
-        self.spans = call_spans(settings.otel_endpoint)  # OTLP export of a span per call, when configured
+        self.spans: CallSpans | None = None
+        if settings.otel_endpoint:  # OTLP export of a span per call; the OTel SDK is imported only then
+            from vsm_mcp.tracing import call_spans
+
+            self.spans = call_spans(settings.otel_endpoint)
         if self.spans is not None:
             self.dispatcher.add_observer(self.spans)
             self.dispatcher.propagate_new_traces = True

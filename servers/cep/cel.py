@@ -20,7 +20,9 @@ this with random expressions), and the fast path is only ever faster, never diff
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Callable
+from functools import cache
 from typing import Any, cast
 
 import celpy
@@ -65,16 +67,23 @@ Fn = Callable[[Env], Any]
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _SCALARS = (str, int, float, bool, type(None))
-# One environment, made at import: InterpretedRunner (the reference semantics, no shared module
-# globals), and cel-python's Environment() raises the process recursion limit to 2,500 — better
-# once at import than in the middle of a caller's work.
-_env = celpy.Environment()
-_parser: CELParser = _env.cel_parser
+# cel-python's Environment() sets the process recursion limit to 2,500; set here at import, so
+# that making the environment later, in the middle of a caller's work, changes nothing global.
+sys.setrecursionlimit(2500)
+
+
+@cache
+def _env() -> celpy.Environment:
+    """The one environment (InterpretedRunner: the reference semantics, no shared module globals),
+    made at the first compile: building cel-python's LALR parser takes a few hundred ms, which
+    every router start paid at import although only CEP rules use it."""
+    return celpy.Environment()
 
 
 def _parse(source: str) -> Tree:
+    parser: CELParser = _env().cel_parser
     try:
-        return _parser.parse(source)
+        return parser.parse(source)
     except CELParseError as exc:
         line, column = getattr(exc, "line", 1) or 1, getattr(exc, "column", 1) or 1
         lines = source.split("\n")
@@ -92,7 +101,7 @@ class Expr:
     def __init__(self, source: str) -> None:
         self.source = source
         tree = _parse(source)
-        self.program = _env.program(tree)
+        self.program = _env().program(tree)
         try:
             self.fast: Fn | None = _compile(tree)
         except _NotFast:

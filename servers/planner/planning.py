@@ -11,9 +11,6 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from jsonschema import Draft202012Validator
-from jsonschema.validators import validator_for
-
 from servers.planner.dag import Step, sinks
 from vsm_mcp.auth import Principal
 from vsm_mcp.context import ServerContext
@@ -33,6 +30,9 @@ async def find(ctx: ServerContext, principal: Principal, query: str, limit: int)
 
 def check_arguments(step: Step, schema: dict[str, Any]) -> None:
     """Arguments against the tool's input schema; a ``$from`` placeholder stands for any value."""
+    from jsonschema import Draft202012Validator  # only plan checks need it, not a router's start-up
+    from jsonschema.validators import validator_for
+
     cls = validator_for(schema, default=Draft202012Validator)
     holes = [ref.where for ref in step.refs]
     for err in sorted(cls(schema).iter_errors(step.arguments), key=lambda e: list(map(str, e.absolute_path))):
