@@ -33,8 +33,10 @@ from router.upstreams.definitions import (
 )
 from router.upstreams.registry_state import Row
 from router.upstreams.store import RegistryStore
+from router.upstreams.url_guard import check_upstream_url
 from vsm_mcp.bus.events import Event
 from vsm_mcp.errors import InvalidArguments, NotFound
+from vsm_mcp.ssrf import AddressGuard
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +76,10 @@ class UpstreamAdmin:
         bus: Any = None,
         on_change: Callable[[], Awaitable[None]] | None = None,
         probe: bool = True,
+        guard: AddressGuard | None = None,
     ) -> None:
         self.store = store
+        self.guard = guard  # tenants' http URLs (router/upstreams/url_guard.py); None: not checked
         self.reserved = reserved  # names the manifests (and the admin server) use
         self.bus = bus
         self.on_change = on_change
@@ -206,6 +210,8 @@ class UpstreamAdmin:
         if missing:
             name = sorted(missing)[0]
             raise InvalidArguments(f"no stored secret {name!r}: set it first (upstreams secret-set {name})")
+        if spec.kind == "http" and owner != GLOBAL and self.guard is not None:
+            await check_upstream_url(self.guard, spec.url)  # before the probe: nothing is sent to a refused address
         if not self.probe or not spec.enabled:
             return
         if spec.kind == "stdio" and shutil.which(spec.command, path=None) is None:

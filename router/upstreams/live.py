@@ -42,7 +42,9 @@ from router.upstreams.definitions import (
 from router.upstreams.manifest import DEFAULT_MANIFEST, UpstreamSpec, load_manifests, manifest_files
 from router.upstreams.registry_state import RegistryState
 from router.upstreams.store import RegistryStore
+from router.upstreams.url_guard import check_upstream_url
 from vsm_mcp.errors import ConfigError, VsmError
+from vsm_mcp.ssrf import AddressGuard, AllowList
 
 if TYPE_CHECKING:
     from router.runtime import RouterRuntime
@@ -76,14 +78,17 @@ class LiveUpstreams:
         self.manifest_error = ""
         self.registry_error = ""
         self.applied = 0  # reconciliations done (tests and /readyz read it)
+        self._not_started: set[tuple[str, str]] = set()
         self._lock = anyio.Lock()
         self._manifest_sig = self._signature() if manifest_paths is not None else ()
+        self.guard = AddressGuard(AllowList.parse(ctx.settings.fetch_allow))
         self.admin = UpstreamAdmin(
             self.store,
             reserved=lambda: {s.name for s in self.manifest_specs} | set(runtime.fixed),
             bus=ctx.bus,
             on_change=self.refresh,
             probe=probe,
+            guard=self.guard,
         )
 
     @staticmethod
@@ -188,11 +193,15 @@ class LiveUpstreams:
                 continue
             try:
                 spec = parse_definition({"name": row.name, **row.body}, owner=row.owner, where=f"upstream {row.name!r}")
+                if spec.kind == "http" and row.owner != GLOBAL:
+                    await check_upstream_url(self.guard, spec.url)  # its name may resolve elsewhere by now
                 refs = secret_refs(spec)
                 if refs:
                     spec = resolve_secrets(spec, await self.store.secrets(row.owner, refs))
-            except VsmError as exc:  # written by a newer version, or a secret read failed: skip it
-                log.warning("registry upstream %r not started: %s", row.name, exc.message)
+            except VsmError as exc:  # written by a newer version, a secret read failed, a refused URL: skip it
+                if (rid, exc.message) not in self._not_started:  # once per reason, not at every poll
+                    log.warning("registry upstream %r not started: %s", row.name, exc.message)
+                    self._not_started.add((rid, exc.message))
                 continue
             desired[rid] = spec.model_copy(update={"name": rid})  # no re-validation: '@' is ours
             owners[rid] = (None if row.owner == GLOBAL else row.owner, row.name)

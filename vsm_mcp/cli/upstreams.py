@@ -73,6 +73,7 @@ async def _admin_for(database_url: str | None, tenant: str | None, probe: bool) 
     from router.upstreams.store import RegistryStore
     from vsm_mcp.bus import make_bus
     from vsm_mcp.db import Database
+    from vsm_mcp.ssrf import AddressGuard, AllowList
     from vsm_mcp.tenants import get_tenant
 
     settings = settings_from(database_url)
@@ -84,7 +85,10 @@ async def _admin_for(database_url: str | None, tenant: str | None, probe: bool) 
         bus = None
     owner = GLOBAL if tenant is None else (await get_tenant(db, tenant)).id
     manifest_names = {s.name for s in load_manifests(settings.manifests or None, home=settings.home)} | {"admin"}
-    admin = UpstreamAdmin(RegistryStore(db), reserved=lambda: manifest_names, bus=bus, probe=probe)
+    # The same guard as the routers' (router/upstreams/url_guard.py): a tenant's http URL must be
+    # public or on VSM_FETCH_ALLOW, or the routers would refuse to mount what this wrote.
+    guard = AddressGuard(AllowList.parse(settings.fetch_allow))
+    admin = UpstreamAdmin(RegistryStore(db), reserved=lambda: manifest_names, bus=bus, probe=probe, guard=guard)
 
     async def cleanup() -> None:
         if bus is not None:

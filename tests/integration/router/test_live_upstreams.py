@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import pytest
@@ -22,6 +23,7 @@ from mcp.shared.exceptions import MCPError
 from router.runtime import RouterRuntime
 from tests.gate_helpers import admin_key, keyed_mcp
 from tests.integration.router.conftest import UPSTREAM, eventually, router_settings, serve_router, stdio_entry
+from tests.ports import free_port
 from vsm_mcp.context import ServerContext
 from vsm_mcp.db import Database
 from vsm_mcp.tenants import create_api_key, ensure_tenant
@@ -154,7 +156,9 @@ async def test_overrides_through_the_admin_tools() -> None:
 
 
 async def test_tenant_upstreams_are_visible_to_their_tenant_only(http_upstream: str) -> None:
-    async with serve_router([stdio_entry("s")], embedder="hash", allow_anonymous=False) as (base, app):
+    # A tenant's http upstream passes the SSRF guard: this loopback one only because the allow-list names it.
+    allow = [urlsplit(http_upstream).netloc]
+    async with serve_router([stdio_entry("s")], embedder="hash", allow_anonymous=False, fetch_allow=allow) as (base, app):
         db: Database = app.state.ctx.db
         keys = {}
         for tenant in ("acme", "beta"):
@@ -171,6 +175,9 @@ async def test_tenant_upstreams_are_visible_to_their_tenant_only(http_upstream: 
         async with client("acme") as a, client("beta") as b:
             added = await a.call_tool("admin__upstream_add", {"name": "h2", "kind": "http", "url": http_upstream})
             assert not added.is_error, added.content
+            other = f"http://127.0.0.1:{free_port()}/mcp"  # loopback, not on the allow-list
+            refused = await a.call_tool("admin__upstream_add", {"name": "h3", "kind": "http", "url": other})
+            assert refused.is_error and "loopback address; add it to VSM_FETCH_ALLOW" in refused.content[0].text  # type: ignore[union-attr]
             refused = await a.call_tool("admin__upstream_add", {"name": "p", "kind": "stdio", "command": sys.executable})
             assert refused.is_error and "http upstreams only" in refused.content[0].text  # type: ignore[union-attr]
             await a.call_tool("admin__tool_override_set", {"server": "s", "tool": "echo", "description": "acme's echo"})

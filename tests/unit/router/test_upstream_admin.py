@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.abc
 import pytest
 
 from router.upstreams.admin_ops import UpstreamAdmin
@@ -18,6 +19,7 @@ from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
 from vsm_mcp.errors import Conflict, InvalidArguments, NotFound
+from vsm_mcp.ssrf import AddressGuard, AllowList, FetchRefused
 
 pytestmark = pytest.mark.anyio
 
@@ -141,3 +143,40 @@ async def test_overrides_validate(admin: UpstreamAdmin) -> None:
         await admin.set_override(GLOBAL, "gh", "other", {"name": "find_tools"})
     with pytest.raises(InvalidArguments, match="name: must be 1-64"):
         await admin.set_override(GLOBAL, "gh", "other", {"name": "bad name"})
+
+
+async def test_a_tenants_http_upstream_passes_the_ssrf_guard_before_anything_is_sent() -> None:
+    """A tenant admin may not point the gateway into the operator's network; the operator may."""
+    settings = load_settings()
+    await anyio.to_thread.run_sync(migrate.upgrade, settings.migration_database_url)
+    db = Database(settings)
+    connections: list[object] = []
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1", local_port=0)
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def count(stream: anyio.abc.SocketStream) -> None:
+        connections.append(stream)
+        await stream.aclose()
+
+    try:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(listener.serve, count)
+            guarded = UpstreamAdmin(RegistryStore(db), guard=AddressGuard(AllowList()), probe=False)
+            before = await guarded.store.load()
+            for url, why in [(f"http://127.0.0.1:{port}/mcp", "127.0.0.1 is a loopback address"),
+                             (f"http://localhost:{port}/mcp", "(localhost resolves to ")]:
+                with pytest.raises(FetchRefused) as refused:
+                    await guarded.add("tenant-1", {"name": "inside", "kind": "http", "url": url})
+                assert why in refused.value.message and "VSM_FETCH_ALLOW" in refused.value.message
+                assert "\n" not in refused.value.message
+            assert await guarded.store.load() == before
+            # the operator's registry is not guarded; an allow-listed endpoint is allowed for a tenant
+            await guarded.add(GLOBAL, {"name": "ops-inside", "kind": "http", "url": f"http://127.0.0.1:{port}/mcp"})
+            allowed = UpstreamAdmin(RegistryStore(db), guard=AddressGuard(AllowList.parse([f"127.0.0.1:{port}"])), probe=False)
+            await allowed.add("tenant-1", {"name": "inside", "kind": "http", "url": f"http://127.0.0.1:{port}/mcp"})
+            await anyio.sleep(0.1)
+            assert connections == []  # probe=False: nothing connects while validating
+            tg.cancel_scope.cancel()
+    finally:
+        await listener.aclose()
+        await db.aclose()
