@@ -9,84 +9,45 @@
   ``initial=true`` (+ ``limit``) or ``sync_token``; pages end in ``nextPageUrl`` or
   ``nextSyncToken``; deltas hold each changed entry's latest state or a ``DeletedEntry``;
   Bearer token, 401 ``AccessTokenInvalid``; 429 with ``X-Contentful-RateLimit-Reset``.
+* ``FakeDrive``, ``FakeGhost``, ``FakeStrapi``, ``FakeDrupal``, ``FakeSanity``: see each class.
 
-Both: ``storm(n)`` answers the next ``n`` requests 429 (with the product's wait header), and
-``requests`` counts what was asked.
+All: ``storm(n)`` answers the next ``n`` requests 429 (with the product's wait header), and
+``requests`` counts what was asked (``tests/fakes/fake_api.py``: what they share).
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import math
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
+from urllib.parse import urlencode
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-
-@dataclass
-class Doc:
-    id: int
-    kind: str  # post | page (WordPress); entry (Contentful)
-    title: str
-    body: str
-    modified: str
-    status: str = "publish"
-    revision: int = 1
+from tests.fakes.fake_api import Doc, FakeCms, FakeFeed, only_fields, page_of
 
 
 @dataclass
-class FakeWordPress:
-    server: str = "cms"
+class FakeWordPress(FakeCms):
+    UNAUTHORIZED: ClassVar[Any] = {"code": "incorrect_password", "message": "The provided password is an invalid "
+                                   "application password.", "data": {"status": 401}}
+    THROTTLED: ClassVar[Any] = {"code": "rest_too_many_requests", "message": "Too many requests.",
+                                "data": {"status": 429}}
+    BODY: ClassVar[str] = "<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>"
+    EDITED: ClassVar[str] = "<p>Edited at {clock}.</p>"
+    UNPUBLISHED: ClassVar[str | None] = "trash"
+
     user: str = "admin"
     password: str = "abcd efgh ijkl mnop qrst uvwx"
-    docs: dict[int, Doc] = field(default_factory=dict)
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
-    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
-
-    def _tick(self) -> str:
-        self.clock += timedelta(seconds=1)
-        return self.clock.isoformat(timespec="seconds")
-
-    # --- the scenario's hands on the source ------------------------------------------------
-    def seed(self, n: int) -> list[str]:
-        out = []
-        for i in range(1, n + 1):
-            kind = "post" if i % 5 else "page"
-            self.docs[i] = Doc(i, kind, f"{kind.title()} {i} about topic {i % 17}",
-                               f"<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>", self._tick())
-            out.append(f"{kind}/{i}")
-        return out
-
-    def ids(self) -> list[str]:
-        return [f"{d.kind}/{d.id}" for d in self.docs.values() if d.status == "publish"]
-
-    def edit(self, ext_ids: list[str]) -> None:
-        for e in ext_ids:
-            d = self.docs[int(e.split("/")[1])]
-            d.body += f"<p>Edited at {self.clock.isoformat()}.</p>"
-            d.modified, d.revision = self._tick(), d.revision + 1
-
-    def delete(self, ext_ids: list[str]) -> None:
-        for n, e in enumerate(ext_ids):  # trash some, delete the others for good: both leave the listing
-            i = int(e.split("/")[1])
-            if n % 2 == 0:
-                self.docs[i].status, self.docs[i].modified = "trash", self._tick()
-            else:
-                del self.docs[i]
 
     def expire(self) -> None:
         self.password = "revoked"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
 
     def credentials_env(self) -> dict[str, str]:
         return {"WP_TEST_USER": self.user, "WP_TEST_APP_PASSWORD": self.password}
@@ -99,19 +60,16 @@ class FakeWordPress:
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/wp-json/wp/v2/{kind}", self._list, methods=["GET"])])
 
-    async def _list(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"code": "rest_too_many_requests", "message": "Too many requests.",
-                                 "data": {"status": 429}}, 429, headers={"retry-after": "0"})
+    def _authorized(self, request: Request) -> bool:  # no credentials: public content only
         auth = request.headers.get("authorization", "")
-        if auth:
-            user, _, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
-            if user != self.user or pw != self.password:
-                return JSONResponse({"code": "incorrect_password", "message": "The provided password is an invalid "
-                                     "application password.", "data": {"status": 401}}, 401)
+        if not auth:
+            return True
+        user, _, pw = base64.b64decode(auth.split(" ", 1)[1]).decode().partition(":")
+        return user == self.user and pw == self.password
+
+    async def _list(self, request: Request) -> Response:
+        if (err := self._gate(request)) is not None:
+            return err
         kind = request.path_params["kind"]
         if kind not in ("posts", "pages"):
             return JSONResponse({"code": "rest_no_route", "message": "No route was found.", "data": {"status": 404}}, 404)
@@ -120,24 +78,17 @@ class FakeWordPress:
         if not 1 <= per_page <= 100:
             return JSONResponse({"code": "rest_invalid_param", "message": "Invalid parameter(s): per_page",
                                  "data": {"status": 400}}, 400)
-        rows = [d for d in self.docs.values() if d.kind == kind[:-1] and d.status == "publish"]
-        if "modified_after" in q:
-            rows = [d for d in rows if d.modified > q["modified_after"]]
+        rows = [d for _k, d in self._published(kind[:-1], q.get("modified_after"))]
         if q.get("orderby") == "modified":
             rows.sort(key=lambda d: (d.modified, d.id), reverse=q.get("order") != "asc")
         else:
             rows.sort(key=lambda d: d.id, reverse=True)  # WordPress's default: newest first
-        total, pages = len(rows), math.ceil(len(rows) / per_page)
+        chunk, pages = page_of(rows, page, per_page)
         if page > max(pages, 1):
             return JSONResponse({"code": "rest_post_invalid_page_number", "message": "The page number requested is "
                                  "larger than the number of pages available.", "data": {"status": 400}}, 400)
-        chunk = rows[(page - 1) * per_page: page * per_page]
-        fields = q.get("_fields")
-        body = [self._json(d, request) for d in chunk]
-        if fields:
-            keep = set(fields.split(","))
-            body = [{k: v for k, v in b.items() if k in keep} for b in body]
-        return JSONResponse(body, headers={"x-wp-total": str(total), "x-wp-totalpages": str(pages)})
+        body = only_fields([self._json(d, request) for d in chunk], q.get("_fields", ""))
+        return JSONResponse(body, headers={"x-wp-total": str(len(rows)), "x-wp-totalpages": str(pages)})
 
     @staticmethod
     def _json(d: Doc, request: Request) -> dict[str, Any]:
@@ -147,21 +98,20 @@ class FakeWordPress:
 
 
 @dataclass
-class FakeContentful:
-    server: str = "cms"
+class FakeContentful(FakeFeed):
+    THROTTLED: ClassVar[Any] = {"sys": {"type": "Error", "id": "RateLimitExceeded"}, "message": "You have exceeded "
+                                "the rate limit."}
+    THROTTLE_HEADERS: ClassVar[dict[str, str]] = {"x-contentful-ratelimit-reset": "0"}
+    UNAUTHORIZED: ClassVar[Any] = {"sys": {"type": "Error", "id": "AccessTokenInvalid"}, "message": "The access token "
+                                   "you sent could not be found or is invalid."}
+    TYPE: ClassVar[str] = "contentful"
+    ENV: ClassVar[str] = "CONTENTFUL_TEST_TOKEN"
+    REVOKED: ClassVar[str] = "rotated"
+
     space: str = "spc1"
     token: str = "cda-token-1"
     entries: dict[str, Doc] = field(default_factory=dict)
-    log: list[tuple[int, str]] = field(default_factory=list)  # (sequence, entry id) per change
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
     delta_page: int = 100
-    seq: int = 0
-
-    def _mark(self, ident: str) -> None:
-        self.seq += 1
-        self.log.append((self.seq, ident))
 
     def seed(self, n: int) -> list[str]:
         for i in range(1, n + 1):
@@ -175,6 +125,9 @@ class FakeContentful:
     def ids(self) -> list[str]:
         return [f"entry/{k}" for k, d in self.entries.items() if d.status == "publish"]
 
+    def _options(self) -> dict[str, Any]:
+        return {"space": self.space, "environment": "master"}
+
     def edit(self, ext_ids: list[str]) -> None:
         for e in ext_ids:
             d = self.entries[e.split("/")[1]]
@@ -186,19 +139,6 @@ class FakeContentful:
         for e in ext_ids:
             self.entries[e.split("/")[1]].status = "deleted"
             self._mark(e.split("/")[1])
-
-    def expire(self) -> None:
-        self.token = "rotated"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"CONTENTFUL_TEST_TOKEN": self.token}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "contentful", "base_url": base_url, "credentials": {"token": "${CONTENTFUL_TEST_TOKEN}"},
-                "options": {"space": self.space, "environment": "master"}}
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/spaces/{space}/environments/{env}/sync", self._sync, methods=["GET"])])
@@ -213,15 +153,8 @@ class FakeContentful:
                     {"nodeType": "paragraph", "content": [{"nodeType": "text", "value": d.body}]}]}}}}
 
     async def _sync(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"sys": {"type": "Error", "id": "RateLimitExceeded"}, "message": "You have exceeded "
-                                 "the rate limit."}, 429, headers={"x-contentful-ratelimit-reset": "0"})
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"sys": {"type": "Error", "id": "AccessTokenInvalid"}, "message": "The access token "
-                                 "you sent could not be found or is invalid."}, 401)
+        if (err := self._gate(request)) is not None:
+            return err
         if request.path_params["space"] != self.space:
             return JSONResponse({"sys": {"type": "Error", "id": "NotFound"}, "message": "not found"}, 404)
         q = request.query_params
@@ -271,7 +204,7 @@ class DriveFile:
 
 
 @dataclass
-class FakeDrive:
+class FakeDrive(FakeFeed):
     """Google Drive API v3: ``changes/startPageToken``, ``changes`` (``pageToken``, ``pageSize``,
     ``includeRemoved``; ``nextPageToken`` or ``newStartPageToken``; one change per file, its latest
     state; ``removed`` for deleted files, ``file.trashed`` for trashed ones), ``files`` (``q =
@@ -279,20 +212,15 @@ class FakeDrive:
     ``files/{id}?alt=media`` (binary files only); Bearer token, 401 ``UNAUTHENTICATED``; rate
     limits as 429 and 403 ``userRateLimitExceeded`` (no Retry-After, as Drive does)."""
 
+    TYPE: ClassVar[str] = "gdrive"
+    ENV: ClassVar[str] = "GDRIVE_TEST_TOKEN"
+    REVOKED: ClassVar[str] = "ya29.expired"
+
     token: str = "ya29.test-token"
     server: str = "drive"
     files: dict[str, DriveFile] = field(default_factory=dict)
-    log: list[tuple[int, str]] = field(default_factory=list)
-    seq: int = 0
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
     change_pages: list[str] = field(default_factory=list)  # pageToken of every changes.list served
     delay_s: float = 0.0  # before answering changes.list (a slow API, so a test can act between pages)
-
-    def _mark(self, fid: str) -> None:
-        self.seq += 1
-        self.log.append((self.seq, fid))
 
     def seed(self, n: int) -> list[str]:
         out = []
@@ -322,18 +250,6 @@ class FakeDrive:
                 del self.files[fid]
             self._mark(fid)
 
-    def expire(self) -> None:
-        self.token = "ya29.expired"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"GDRIVE_TEST_TOKEN": self.token}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "gdrive", "base_url": base_url, "credentials": {"token": "${GDRIVE_TEST_TOKEN}"}}
-
     def app(self) -> Starlette:
         return Starlette(routes=[
             Route("/drive/v3/changes/startPageToken", self._start, methods=["GET"]),
@@ -349,17 +265,13 @@ class FakeDrive:
                                        "errors": [{"domain": "usageLimits" if "Limit" in reason else "global",
                                                    "reason": reason, "message": message}]}}, code)
 
-    def _gate(self, request: Request) -> JSONResponse | None:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            if self.storm_left % 2:
-                return self._error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
-            return self._error(429, "rateLimitExceeded", "Rate Limit Exceeded", "RESOURCE_EXHAUSTED")
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return self._error(401, "authError", "Request had invalid authentication credentials.", "UNAUTHENTICATED")
-        return None
+    def _throttle(self) -> Response:  # every other one as Drive's 403, no Retry-After either way
+        if self.storm_left % 2:
+            return self._error(403, "userRateLimitExceeded", "User Rate Limit Exceeded")
+        return self._error(429, "rateLimitExceeded", "Rate Limit Exceeded", "RESOURCE_EXHAUSTED")
+
+    def _unauthorized(self) -> Response:
+        return self._error(401, "authError", "Request had invalid authentication credentials.", "UNAUTHENTICATED")
 
     def _file(self, d: DriveFile) -> dict[str, Any]:
         return {"kind": "drive#file", "id": d.id, "name": d.name, "mimeType": d.mime, "trashed": d.trashed,
@@ -429,263 +341,132 @@ class FakeDrive:
         return Response(d.body.encode(), media_type=d.mime)
 
 
+
+
 @dataclass
-class FakeGhost:
+class FakeGhost(FakeCms):
     """Ghost Content API: ``GET /ghost/api/content/{posts,pages}/`` with ``key``, ``limit`` (≤ 100
     here), ``page``, ``order=updated_at asc``, ``filter=updated_at:>'YYYY-MM-DD HH:MM:SS'``,
     ``fields``, ``formats=html``; ``{"posts": [...], "meta": {"pagination": {page, limit, pages,
     total, next, prev}}}``; an unknown key is 401 ``UnauthorizedError``; 429 with Retry-After.
     Unpublished and deleted posts leave the listing (no deletion feed)."""
 
-    server: str = "cms"
-    key: str = "22444f78447824223cefc48062"
-    docs: dict[str, Doc] = field(default_factory=dict)
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
-    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
+    THROTTLED: ClassVar[Any] = {"errors": [{"message": "Too many requests", "type": "TooManyRequestsError"}]}
+    UNAUTHORIZED: ClassVar[Any] = {"errors": [{"message": "Unknown Content API Key", "type": "UnauthorizedError"}]}
+    KEY: ClassVar[str] = "{i:024x}"
+    BODY: ClassVar[str] = "<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>"
+    EDITED: ClassVar[str] = "<p>Edited.</p>"
+    STAMP: ClassVar[str] = "%Y-%m-%dT%H:%M:%S.000+00:00"
+    TYPE: ClassVar[str] = "ghost"
+    CREDENTIAL: ClassVar[str] = "key"
+    ENV: ClassVar[str] = "GHOST_TEST_CONTENT_KEY"
+    REVOKED: ClassVar[str] = "0000000000000000000000000a"
 
-    def _tick(self) -> str:
-        self.clock += timedelta(seconds=1)
-        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.000+00:00")
-
-    def seed(self, n: int) -> list[str]:
-        out = []
-        for i in range(1, n + 1):
-            kind = "post" if i % 5 else "page"
-            gid = f"{i:024x}"
-            self.docs[gid] = Doc(i, kind, f"{kind.title()} {i} about topic {i % 17}",
-                                 f"<p>Body of {kind} {i}. It discusses subject number {i} in some detail.</p>", self._tick())
-            out.append(f"{kind}/{gid}")
-        return out
-
-    def edit(self, ext_ids: list[str]) -> None:
-        for e in ext_ids:
-            d = self.docs[e.split("/")[1]]
-            d.body += "<p>Edited.</p>"
-            d.modified = self._tick()
-
-    def delete(self, ext_ids: list[str]) -> None:
-        for n, e in enumerate(ext_ids):
-            gid = e.split("/")[1]
-            if n % 2 == 0:
-                self.docs[gid].status, self.docs[gid].modified = "draft", self._tick()  # unpublished
-            else:
-                del self.docs[gid]
-
-    def expire(self) -> None:
-        self.key = "0000000000000000000000000a"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"GHOST_TEST_CONTENT_KEY": self.key}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "ghost", "base_url": base_url, "credentials": {"key": "${GHOST_TEST_CONTENT_KEY}"}}
+    token: str = "22444f78447824223cefc48062"  # the Content API key
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/ghost/api/content/{kind}/", self._list, methods=["GET"])])
 
+    def _authorized(self, request: Request) -> bool:
+        return request.query_params.get("key") == self.token
+
     async def _list(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"errors": [{"message": "Too many requests", "type": "TooManyRequestsError"}]}, 429,
-                                headers={"retry-after": "0"})
-        q = request.query_params
-        if q.get("key") != self.key:
-            return JSONResponse({"errors": [{"message": "Unknown Content API Key", "type": "UnauthorizedError"}]}, 401)
-        kind = request.path_params["kind"]
-        rows = [(gid, d) for gid, d in self.docs.items() if d.kind == kind[:-1] and d.status == "publish"]
-        flt = q.get("filter", "")
-        if flt:
+        if (err := self._gate(request)) is not None:
+            return err
+        q, kind = request.query_params, request.path_params["kind"]
+        since = None
+        if flt := q.get("filter", ""):
             assert flt.startswith("updated_at:>'") and flt.endswith("'"), flt
             since = datetime.strptime(flt[len("updated_at:>'"):-1], "%Y-%m-%d %H:%M:%S")
-            rows = [(g, d) for g, d in rows if datetime.fromisoformat(d.modified).replace(tzinfo=None) > since]
-        if q.get("order") == "updated_at asc":
-            rows.sort(key=lambda r: r[1].modified)
+        rows = self._published(kind[:-1], since, lambda m: datetime.fromisoformat(m).replace(tzinfo=None),
+                               oldest_first=q.get("order") == "updated_at asc")
         limit, page = min(int(q.get("limit", "15")), 100), int(q.get("page", "1"))
-        pages = max(1, math.ceil(len(rows) / limit))
-        chunk = rows[(page - 1) * limit: page * limit]
+        chunk, pages = page_of(rows, page, limit)
+        pages = max(1, pages)
         items = [{"id": g, "uuid": g, "title": d.title, "slug": f"{d.kind}-{d.id}", "html": d.body,
                   "updated_at": d.modified, "url": f"{request.base_url}{d.kind}-{d.id}/"} for g, d in chunk]
-        if q.get("fields"):
-            keep = set(q["fields"].split(","))
-            items = [{k: v for k, v in it.items() if k in keep} for it in items]
-        return JSONResponse({kind: items, "meta": {"pagination": {
+        return JSONResponse({kind: only_fields(items, q.get("fields", "")), "meta": {"pagination": {
             "page": page, "limit": limit, "pages": pages, "total": len(rows),
             "next": page + 1 if page < pages else None, "prev": page - 1 if page > 1 else None}}})
 
 
 @dataclass
-class FakeStrapi:
+class FakeStrapi(FakeCms):
     """Strapi 5 REST API: ``GET /api/{collection}`` with ``pagination[page]`` / ``pagination[pageSize]``
     (≤ 100 here), ``sort=updatedAt:asc``, ``filters[updatedAt][$gt]``, ``fields[0]``; ``{"data": [...],
     "meta": {"pagination": {page, pageSize, pageCount, total}}}``; API token as Bearer, a bad one
     is 401 ``UnauthorizedError``; 429 with Retry-After. Deleted or unpublished entries leave the
     listing (no deletion feed)."""
 
-    server: str = "cms"
+    THROTTLED: ClassVar[Any] = {"data": None, "error": {"status": 429, "name": "RateLimitError",
+                                                        "message": "Too many requests, please try again later."}}
+    UNAUTHORIZED: ClassVar[Any] = {"data": None, "error": {"status": 401, "name": "UnauthorizedError",
+                                                           "message": "Missing or invalid credentials"}}
+    KINDS: ClassVar[tuple[str, ...]] = ("articles", "pages")  # collections
+    KEY: ClassVar[str] = "d{i:023d}"  # documentId
+    STAMP: ClassVar[str] = "%Y-%m-%dT%H:%M:%S.000Z"
+    TYPE: ClassVar[str] = "strapi"
+    ENV: ClassVar[str] = "STRAPI_TEST_TOKEN"
+    OPTIONS: ClassVar[dict[str, Any]] = {"collections": ["articles", "pages"]}
+
     token: str = "strapi-api-token-1"
-    docs: dict[str, Doc] = field(default_factory=dict)
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
-    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
-
-    def _tick(self) -> str:
-        self.clock += timedelta(seconds=1)
-        return self.clock.strftime("%Y-%m-%dT%H:%M:%S.000Z")
-
-    def seed(self, n: int) -> list[str]:
-        out = []
-        for i in range(1, n + 1):
-            col = "articles" if i % 5 else "pages"
-            did = f"d{i:023d}"
-            self.docs[did] = Doc(i, col, f"{col.title()} {i} about topic {i % 17}",
-                                 f"It discusses subject number {i} in some detail.", self._tick())
-            out.append(f"{col}/{did}")
-        return out
-
-    def edit(self, ext_ids: list[str]) -> None:
-        for e in ext_ids:
-            d = self.docs[e.split("/")[1]]
-            d.body += " Edited."
-            d.modified = self._tick()
-
-    def delete(self, ext_ids: list[str]) -> None:
-        for n, e in enumerate(ext_ids):
-            did = e.split("/")[1]
-            if n % 2 == 0:
-                self.docs[did].status = "draft"
-            else:
-                del self.docs[did]
-
-    def expire(self) -> None:
-        self.token = "revoked"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"STRAPI_TEST_TOKEN": self.token}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "strapi", "base_url": base_url, "credentials": {"token": "${STRAPI_TEST_TOKEN}"},
-                "options": {"collections": ["articles", "pages"]}}
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/api/{col}", self._list, methods=["GET"])])
 
     async def _list(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"data": None, "error": {"status": 429, "name": "RateLimitError",
-                                                         "message": "Too many requests, please try again later."}}, 429,
-                                headers={"retry-after": "0"})
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"data": None, "error": {"status": 401, "name": "UnauthorizedError",
-                                                         "message": "Missing or invalid credentials"}}, 401)
+        if (err := self._gate(request)) is not None:
+            return err
         col, q = request.path_params["col"], request.query_params
-        rows = [(k, d) for k, d in self.docs.items() if d.kind == col and d.status == "publish"]
-        if "filters[updatedAt][$gt]" in q:
-            rows = [(k, d) for k, d in rows if d.modified > q["filters[updatedAt][$gt]"]]
-        if q.get("sort") == "updatedAt:asc":
-            rows.sort(key=lambda r: r[1].modified)
+        rows = self._published(col, q.get("filters[updatedAt][$gt]"), oldest_first=q.get("sort") == "updatedAt:asc")
         size, page = min(int(q.get("pagination[pageSize]", "25")), 100), int(q.get("pagination[page]", "1"))
-        count = max(1, math.ceil(len(rows) / size))
-        chunk = rows[(page - 1) * size: page * size]
+        chunk, count = page_of(rows, page, size)
         data = [{"id": d.id, "documentId": k, "title": d.title, "body": d.body, "updatedAt": d.modified,
                  "publishedAt": d.modified} for k, d in chunk]
-        if q.get("fields[0]"):
+        if q.get("fields[0]"):  # id and documentId always come
             data = [{"id": x["id"], "documentId": x["documentId"], q["fields[0]"]: x.get(q["fields[0]"])} for x in data]
         return JSONResponse({"data": data, "meta": {"pagination": {"page": page, "pageSize": size,
-                                                                   "pageCount": count, "total": len(rows)}}})
+                                                                   "pageCount": max(1, count), "total": len(rows)}}})
 
 
 @dataclass
-class FakeDrupal:
+class FakeDrupal(FakeCms):
     """Drupal JSON:API: ``GET /jsonapi/node/{bundle}`` with ``filter[changed][condition][path|operator|value]``
     (value a Unix timestamp), ``sort=changed``, ``page[limit]`` (≤ 50) / ``page[offset]``, sparse
     ``fields[node--bundle]``; ``{"data": [{type, id, attributes: {title, body: {value, processed},
     changed, status}}], "links": {"next": {"href"}}}``; OAuth Bearer, a bad token is 401 with a
     JSON:API ``errors`` body; 429 with Retry-After. Unpublished or deleted nodes leave the listing."""
 
-    server: str = "cms"
+    THROTTLED: ClassVar[Any] = {"errors": [{"status": "429", "title": "Too Many Requests"}]}
+    UNAUTHORIZED: ClassVar[Any] = {"jsonapi": {"version": "1.0"}, "errors": [{"title": "Unauthorized", "status": "401",
+                                   "detail": "The used authentication method is not allowed on this route."}]}
+    KINDS: ClassVar[tuple[str, ...]] = ("article", "page")  # bundles
+    KEY: ClassVar[str] = "00000000-0000-4000-8000-{i:012d}"  # a UUID
+    EXTERNAL: ClassVar[str] = "node/{kind}/{key}"
+    BODY: ClassVar[str] = "<p>It discusses subject number {i} in some detail.</p>"
+    EDITED: ClassVar[str] = "<p>Edited.</p>"
+    UNPUBLISHED: ClassVar[str | None] = "unpublished"
+    STAMP: ClassVar[str] = "%Y-%m-%dT%H:%M:%S+00:00"
+    TYPE: ClassVar[str] = "drupal"
+    ENV: ClassVar[str] = "DRUPAL_TEST_TOKEN"
+    REVOKED: ClassVar[str] = "expired"
+    OPTIONS: ClassVar[dict[str, Any]] = {"resources": ["node/article", "node/page"]}
+
     token: str = "drupal-oauth-token-1"
-    docs: dict[str, Doc] = field(default_factory=dict)
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
-    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
-
-    def _tick(self) -> str:
-        self.clock += timedelta(seconds=1)
-        return self.clock.strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-    def seed(self, n: int) -> list[str]:
-        out = []
-        for i in range(1, n + 1):
-            bundle = "article" if i % 5 else "page"
-            uid = f"00000000-0000-4000-8000-{i:012d}"
-            self.docs[uid] = Doc(i, bundle, f"{bundle.title()} {i} about topic {i % 17}",
-                                 f"<p>It discusses subject number {i} in some detail.</p>", self._tick())
-            out.append(f"node/{bundle}/{uid}")
-        return out
-
-    def edit(self, ext_ids: list[str]) -> None:
-        for e in ext_ids:
-            d = self.docs[e.split("/")[2]]
-            d.body += "<p>Edited.</p>"
-            d.modified = self._tick()
-
-    def delete(self, ext_ids: list[str]) -> None:
-        for n, e in enumerate(ext_ids):
-            uid = e.split("/")[2]
-            if n % 2 == 0:
-                self.docs[uid].status = "unpublished"
-            else:
-                del self.docs[uid]
-
-    def expire(self) -> None:
-        self.token = "expired"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"DRUPAL_TEST_TOKEN": self.token}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "drupal", "base_url": base_url, "credentials": {"token": "${DRUPAL_TEST_TOKEN}"},
-                "options": {"resources": ["node/article", "node/page"]}}
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/jsonapi/node/{bundle}", self._list, methods=["GET"])])
 
     async def _list(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"errors": [{"status": "429", "title": "Too Many Requests"}]}, 429,
-                                headers={"retry-after": "0"})
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"jsonapi": {"version": "1.0"}, "errors": [{"title": "Unauthorized", "status": "401",
-                                 "detail": "The used authentication method is not allowed on this route."}]}, 401)
+        if (err := self._gate(request)) is not None:
+            return err
         bundle, q = request.path_params["bundle"], request.query_params
-        rows = [(k, d) for k, d in self.docs.items() if d.kind == bundle and d.status == "publish"]
+        after = None
         if q.get("filter[changed][condition][path]") == "changed":
             assert q.get("filter[changed][condition][operator]") == ">"
             after = int(q["filter[changed][condition][value]"])
-            rows = [(k, d) for k, d in rows if datetime.fromisoformat(d.modified).timestamp() > after]
-        if q.get("sort") == "changed":
-            rows.sort(key=lambda r: r[1].modified)
+        rows = self._published(bundle, after, lambda m: datetime.fromisoformat(m).timestamp(),
+                               oldest_first=q.get("sort") == "changed")
         limit, offset = min(int(q.get("page[limit]", "50")), 50), int(q.get("page[offset]", "0"))
         chunk = rows[offset: offset + limit]
         sparse = q.get(f"fields[node--{bundle}]")
@@ -702,90 +483,55 @@ class FakeDrupal:
             params = dict(q)
             params["page[offset]"] = str(offset + limit)
             params["page[limit]"] = str(limit)
-            from urllib.parse import urlencode
             links["next"] = {"href": f"{str(request.url).split('?', 1)[0]}?{urlencode(params)}"}
         return JSONResponse({"jsonapi": {"version": "1.0"}, "data": data, "links": links})
 
 
 @dataclass
-class FakeSanity:
+class FakeSanity(FakeCms):
     """Sanity's HTTP query API: ``GET /v{version}/data/query/{dataset}?query=<GROQ>&$param=<JSON>``
     → ``{"result": ..., "ms", "query"}``. Not a GROQ engine: it answers the two query shapes the
     connector sends (keyset over ``(_updatedAt, _id)``, and ``_id`` projection keyset), checks
     them verbatim, and refuses anything else with Sanity's 400 ``queryParseError``. Bearer token,
     401 ``Unauthorized``; 429 with Retry-After. Deleted documents are simply gone."""
 
-    server: str = "cms"
+    THROTTLED: ClassVar[Any] = {"error": {"description": "Rate limit exceeded", "type": "rateLimitError"}}
+    UNAUTHORIZED: ClassVar[Any] = {"error": "Unauthorized", "message": "Session not found", "statusCode": 401}
+    KINDS: ClassVar[tuple[str, ...]] = ("post",)
+    KEY: ClassVar[str] = "doc-{i:05d}"
+    EXTERNAL: ClassVar[str] = "{key}"
+    UNPUBLISHED: ClassVar[str | None] = None  # no drafts here: a deleted document is gone
+    STEP: ClassVar[timedelta] = timedelta(milliseconds=500)  # two edits may share a second: keyset pages must cope
+    TYPE: ClassVar[str] = "sanity"
+    ENV: ClassVar[str] = "SANITY_TEST_TOKEN"
+    OPTIONS: ClassVar[dict[str, Any]] = {"dataset": "production"}
+
     token: str = "sk-sanity-read-1"
-    docs: dict[str, Doc] = field(default_factory=dict)
-    storm_left: int = 0
-    requests: int = 0
-    throttled: int = 0
-    clock: datetime = field(default_factory=lambda: datetime(2026, 12, 1, 9, 0, 0))
 
-    def _tick(self) -> str:
-        self.clock += timedelta(milliseconds=500)  # two edits may share a second: keyset pages must cope
+    def _stamp(self) -> str:
         return self.clock.strftime("%Y-%m-%dT%H:%M:%S.") + f"{self.clock.microsecond // 1000:03d}Z"
-
-    def seed(self, n: int) -> list[str]:
-        out = []
-        for i in range(1, n + 1):
-            did = f"doc-{i:05d}"
-            self.docs[did] = Doc(i, "post", f"Post {i} about topic {i % 17}",
-                                 f"It discusses subject number {i} in some detail.", self._tick())
-            out.append(did)
-        return out
-
-    def edit(self, ids: list[str]) -> None:
-        for did in ids:
-            self.docs[did].body += " Edited."
-            self.docs[did].modified = self._tick()
-
-    def delete(self, ids: list[str]) -> None:
-        for did in ids:
-            del self.docs[did]
-
-    def expire(self) -> None:
-        self.token = "revoked"
-
-    def storm(self, n: int) -> None:
-        self.storm_left = n
-
-    def credentials_env(self) -> dict[str, str]:
-        return {"SANITY_TEST_TOKEN": self.token}
-
-    def connector_args(self, base_url: str) -> dict[str, Any]:
-        return {"type": "sanity", "base_url": base_url, "credentials": {"token": "${SANITY_TEST_TOKEN}"},
-                "options": {"dataset": "production"}}
 
     def app(self) -> Starlette:
         return Starlette(routes=[Route("/v{version}/data/query/{dataset}", self._query, methods=["GET"])])
 
     async def _query(self, request: Request) -> Response:
-        self.requests += 1
-        if self.storm_left > 0:
-            self.storm_left -= 1
-            self.throttled += 1
-            return JSONResponse({"error": {"description": "Rate limit exceeded", "type": "rateLimitError"}}, 429,
-                                headers={"retry-after": "0"})
-        if request.headers.get("authorization") != f"Bearer {self.token}":
-            return JSONResponse({"error": "Unauthorized", "message": "Session not found", "statusCode": 401}, 401)
-        import json as _json
+        if (err := self._gate(request)) is not None:
+            return err
         q = request.query_params
         query = q.get("query", "")
-        n = int(_json.loads(q["$n"]))
+        n = int(json.loads(q["$n"]))
         base = '!(_id in path("drafts.**")) && !(_type match "system.*")'
         rows = sorted(self.docs.items(), key=lambda r: r[0])
         if query == (f"*[{base} && (_updatedAt > $since || (_updatedAt == $since && _id > $after))]"
                      " | order(_updatedAt asc, _id asc)[0...$n]"):
-            since, after = _json.loads(q["$since"]), _json.loads(q["$after"])
+            since, after = json.loads(q["$since"]), json.loads(q["$after"])
             hits = sorted(((d.modified, k, d) for k, d in rows if d.modified > since or (d.modified == since and k > after)),
                           key=lambda t: (t[0], t[1]))[:n]
             result: Any = [{"_id": k, "_type": "post", "_rev": f"r{d.id}", "_updatedAt": m, "title": d.title,
                             "body": [{"_type": "block", "children": [{"_type": "span", "text": d.body}]}]}
                            for m, k, d in hits]
         elif query == f"*[{base} && _id > $id] | order(_id asc)[0...$n]._id":
-            after_id = _json.loads(q["$id"])
+            after_id = json.loads(q["$id"])
             result = [k for k, _d in rows if k > after_id][:n]
         else:
             return JSONResponse({"error": {"description": "unsupported query in the fake", "type": "queryParseError",
