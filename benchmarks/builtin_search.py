@@ -104,13 +104,14 @@ def main() -> None:
         print(f"{split:6} {s['n']:4d} {s['recall@1']:9.4f} {s['recall@5']:9.4f} {s['mrr']:7.4f} {s['in_scope_no_match']:18.3f} {oos:>22}")
     if args.misses:
         for r in rows:
-            if r["split"] == "guide" and (not r["relevant"] or r["ranked"][:1] != r["relevant"][:1]) and (
-                r["relevant"] or not r["no_match"]
-            ):
-                if r["relevant"] and r["ranked"][0] in r["relevant"]:
-                    continue
-                flag = " no_match" if r["no_match"] else ""
-                print(f"  miss {r['id']} {r['query']!r} want {r['relevant']} got {list(zip(r['ranked'][:3], r['scores'][:3]))}{flag}")
+            if r["split"] != "guide":
+                continue
+            right = bool(r["relevant"]) and r["ranked"][0] in r["relevant"] and not r["no_match"]
+            if right or (not r["relevant"] and r["no_match"]):
+                continue
+            flag = " no_match" if r["no_match"] else ""
+            top = list(zip(r["ranked"][:3], r["scores"][:3], strict=True))
+            print(f"  miss {r['id']} {r['query']!r} want {r['relevant']} got {top}{flag}")
     if args.json:
         print(json.dumps({"splits": result, "queries": len(rows)}))
 
