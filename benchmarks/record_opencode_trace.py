@@ -66,7 +66,7 @@ from starlette.requests import Request  # noqa: E402
 from starlette.responses import Response, StreamingResponse  # noqa: E402
 from starlette.routing import Route  # noqa: E402
 
-from tests.e2e.test_console import Gateway  # noqa: E402
+from tests.e2e.gateway import Gateway  # noqa: E402
 from tests.e2e.test_opencode import OPENCODE, opencode_env  # noqa: E402
 from tests.scripted_model import Script, scripted_model  # noqa: E402
 

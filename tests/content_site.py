@@ -14,7 +14,9 @@ import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+
+from tests.http_thread import serve_http
 
 WORDS = (
     "container ingest pipeline vector search tenant policy version storage chunk embed index fetch normalize "
@@ -164,16 +166,8 @@ class Site:
 @contextmanager
 def serve_site(site: Site) -> Iterator[str]:
     """Serve ``site`` on 127.0.0.1 (an ephemeral port); yields the base URL."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), site.handler())
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, name="content-site", daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_http(site.handler(), name="content-site") as url:
+        yield url
 
 
 if __name__ == "__main__":  # `python -m tests.content_site N`: serve N documents, print the URL, stop at EOF

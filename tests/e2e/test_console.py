@@ -8,83 +8,17 @@ critical violation may remain.
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.ports import free_port
+from tests.browser import AXE, axe_violations, needs_chromium, page_errors, screenshot
+from tests.e2e.gateway import Gateway
 from tests.scripted_model import Script, scripted_model
 
-ROOT = Path(__file__).resolve().parents[2]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-AXE = ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
-ARTIFACTS = Path(os.environ.get("VSM_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "console"
-
-pytestmark = [
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
-    pytest.mark.timeout(300),
-]
-
-
-
-class Gateway:
-    def __init__(self, home: Path, model_url: str) -> None:
-        self.port = free_port()
-        self.home = home
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("VSM_") or k.startswith("VSM_TEST_")},
-            "PYTHONPATH": str(ROOT), "VSM_HOME": str(home / ".vsm"), "VSM_PORT": str(self.port),
-            "VSM_EMBEDDER": "hash", "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "SCRIPTED_KEY": "sk-test",
-            "VSM_LLM_MODELS": json.dumps({"models": [{"name": "scripted", "target": "openai/scripted",
-                                                       "api_base": model_url, "api_key_env": "SCRIPTED_KEY"}]}),
-        }
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @staticmethod
-    def cli_argv() -> list[str]:
-        return [sys.executable, "-m", "vsm_mcp.cli"]
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([*self.cli_argv(), *args], env=self.env, cwd=self.home,
-                             capture_output=True, text=True, timeout=120)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
-
-    def start(self) -> None:
-        with open(self.home / "serve.log", "ab") as log:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vsm_mcp.cli", "serve"], env=self.env,
-                                         cwd=self.home, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, (self.home / "serve.log").read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("gateway not ready: " + (self.home / "serve.log").read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait()
+pytestmark = [needs_chromium, pytest.mark.timeout(300)]
 
 
 @pytest.fixture(scope="module")
@@ -103,28 +37,12 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, s
             gw.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        ])
-        try:
-            yield b
-        finally:
-            b.close()
-
-
 @pytest.fixture
 def page(stack: tuple[Gateway, str, Script], browser: Any) -> Iterator[Any]:
     gw, key, _ = stack
     context = browser.new_context(bypass_csp=True)  # so the test can inject axe-core; the page itself is unchanged
     pg = context.new_page()
-    errors: list[str] = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = page_errors(pg)
     pg.goto(f"{gw.url}/console")
     pg.fill("#api-key", key)
     pg.click("#key-form button")
@@ -136,17 +54,13 @@ def page(stack: tuple[Gateway, str, Script], browser: Any) -> Iterator[Any]:
 
 
 def _shot(pg: Any, name: str) -> None:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    pg.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    screenshot(pg, "console", name)
 
 
 def _axe(pg: Any) -> None:
     if not AXE.exists():
         pytest.skip("axe-core not installed (make setup installs it under .tools)")
-    pg.add_script_tag(content=AXE.read_text())
-    result = pg.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-    bad = [(v["id"], v["impact"], [n["target"] for n in v["nodes"]][:3])
-           for v in result["violations"] if v["impact"] in ("serious", "critical")]
+    bad = axe_violations(pg)
     assert bad == [], bad
 
 

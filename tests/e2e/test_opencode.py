@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_console import Gateway
+from tests.e2e.gateway import Gateway
 from tests.scripted_model import Script, scripted_model
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -12,34 +12,29 @@ The npm install is cached in examples/relay-demo/node_modules (gitignored; `make
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests import procs
+from tests.browser import AXE, axe_violations, needs_chromium, page_errors, screenshot
+from tests.e2e.gateway import Gateway
+from tests.http_thread import serve_directory
 from tests.ports import free_port
 from tests.scripted_model import Script, scripted_model
 
 ROOT = Path(__file__).resolve().parents[2]
 SITE = ROOT / "examples" / "relay-demo"
 NPM = shutil.which("npm")
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-AXE = ROOT / ".tools" / "node_modules" / "axe-core" / "axe.min.js"
-ARTIFACTS = Path(os.environ.get("VSM_TEST_ARTIFACTS", ROOT / "test-artifacts")) / "relay-demo"
 HEADLINES = [
     {"title": "European Central Bank holds interest rates", "text": "Inflation in the euro area eased."},
     {"title": "Heavy snowfall closes Alpine passes", "text": "Road authorities warn drivers."},
@@ -48,31 +43,10 @@ HEADLINES = [
 
 pytestmark = [
     pytest.mark.skipif(NPM is None, reason="npm not installed: the Astro demo cannot be built"),
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian chromium not installed (.ci/run installs it)"),
+    needs_chromium,
     pytest.mark.timeout(600),  # a cold npm install + build + a router start-up on a loaded 2-core machine
 ]
 
-
-
-def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()[-3000:]
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f"nothing listens on {port}: " + log.read_text()[-3000:])
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
 
 
 def _npm(*args: str, env: dict[str, str] | None = None) -> None:
@@ -92,19 +66,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _npm("run", "build", "--", "--outDir", str(dist), env={"PUBLIC_VSM_STREAM": "news"})
     assert (dist / "index.html").exists()
 
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(dist)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(10)
+    with serve_directory(dist) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -115,12 +78,12 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[subproces
         proc = subprocess.Popen([sys.executable, str(SITE / "source.py"), "--port", str(port)], stdin=subprocess.PIPE,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        _wait_listening(port, proc, log)
+        procs.wait_listening(port, proc, log, timeout=120)
         yield proc, port
     finally:
         if proc.stdin:
             proc.stdin.close()
-        _stop(proc)
+        procs.stop(proc)
 
 
 def summarize(_script: Script, body: dict[str, Any]) -> dict[str, Any]:
@@ -138,51 +101,13 @@ def model() -> Iterator[str]:
         yield base
 
 
-class Router:
-    """`vsm-mcp serve` as `make run` starts it, plus the two settings the README asks for."""
-
-    def __init__(self, home: Path, page_origin: str, source_port: int, model_url: str) -> None:
-        self.home, self.port = home, free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("VSM_") or k.startswith("VSM_TEST_")},
-            "PYTHONPATH": str(ROOT), "VSM_HOME": str(home / ".vsm"), "VSM_PORT": str(self.port),
-            "VSM_EMBEDDER": "hash", "HF_HUB_OFFLINE": "1", "LITELLM_LOCAL_MODEL_COST_MAP": "True",
-            "VSM_CORS_ORIGINS": page_origin, "VSM_FETCH_ALLOW": f"127.0.0.1:{source_port}",
-            "VSM_ALLOW_ANONYMOUS": "false",  # so the page's key is what lets it in
-            "SCRIPTED_KEY": "sk-test",
-            "VSM_LLM_MODELS": json.dumps({"models": [{"name": "scripted", "target": "openai/scripted",
-                                                       "api_base": model_url, "api_key_env": "SCRIPTED_KEY"}]}),
-        }
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "vsm_mcp.cli", *args], env=self.env, cwd=self.home,
-                             capture_output=True, text=True, timeout=180)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
-
-    def start(self) -> None:
-        log = self.home / "serve.log"
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen([sys.executable, "-m", "vsm_mcp.cli", "serve"], env=self.env, cwd=self.home,
-                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            assert self.proc.poll() is None, log.read_text()[-3000:]
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError("router not ready: " + log.read_text()[-3000:])
-
-
 @pytest.fixture(scope="module")
 def router(tmp_path_factory: pytest.TempPathFactory, site: str, source: tuple[subprocess.Popen[bytes], int],
-           model: str) -> Iterator[tuple[Router, str]]:
-    gw = Router(tmp_path_factory.mktemp("router"), site, source[1], model)
+           model: str) -> Iterator[tuple[Gateway, str]]:
+    """`vsm-mcp serve` with the two settings the README asks for."""
+    gw = Gateway(tmp_path_factory.mktemp("router"), model, timeout=180,
+                 VSM_CORS_ORIGINS=site, VSM_FETCH_ALLOW=f"127.0.0.1:{source[1]}",
+                 VSM_ALLOW_ANONYMOUS="false")  # so the page's key is what lets it in
     gw.cli("migrate")
     writer = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:write,tools:call,llm").splitlines()[-1]
     reader = gw.cli("keys", "create", "--tenant", "default", "--scopes", "events:read").splitlines()[-1]
@@ -197,23 +122,7 @@ def router(tmp_path_factory: pytest.TempPathFactory, site: str, source: tuple[su
         assert r.status_code == 200 and not r.json().get("isError"), r.text
         yield gw, reader.strip()
     finally:
-        if gw.proc is not None:
-            _stop(gw.proc)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        ])
-        try:
-            yield b
-        finally:
-            b.close()
+        gw.stop()
 
 
 def _push(proc: subprocess.Popen[bytes], item: dict[str, str] | str) -> None:
@@ -223,13 +132,12 @@ def _push(proc: subprocess.Popen[bytes], item: dict[str, str] | str) -> None:
 
 
 def test_the_page_shows_relayed_events_as_they_arrive(
-    site: str, router: tuple[Router, str], source: tuple[subprocess.Popen[bytes], int], browser: Any,
+    site: str, router: tuple[Gateway, str], source: tuple[subprocess.Popen[bytes], int], browser: Any,
 ) -> None:
     gw, key = router
     context = browser.new_context(viewport={"width": 1000, "height": 900}, bypass_csp=True)
     page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    errors = page_errors(page)
     outside: list[str] = []  # every request must stay on this machine (no CDN fonts or scripts)
     page.on("request", lambda req: None if req.url.startswith(("http://127.0.0.1:", "data:")) else outside.append(req.url))
 
@@ -266,13 +174,9 @@ def test_the_page_shows_relayed_events_as_they_arrive(
     assert page.is_hidden("#empty")
 
     page.wait_for_function("() => document.getAnimations().length === 0")  # the arrival fade has settled
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / "live.png"), full_page=True)
+    screenshot(page, "relay-demo", "live")
     if AXE.exists():  # the accessibility engine the console tests use (make setup installs it)
-        page.add_script_tag(content=AXE.read_text())
-        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-        bad = [(v["id"], v["impact"], [x["target"] for x in v["nodes"]][:3])
-               for v in result["violations"] if v["impact"] in ("serious", "critical")]
+        bad = axe_violations(page)
         assert bad == [], bad
     context.close()
     assert errors == [], f"JavaScript errors on the page: {errors}"

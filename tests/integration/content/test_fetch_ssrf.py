@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import gzip
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
 from servers.content.fetch import Fetcher, FetchLimits
+from tests.http_thread import serve_http
 from tests.integration.content.conftest import Stack, ToolFailed
 from vsm_mcp.errors import ConfigError, QuotaExceeded, UpstreamTimeout
 from vsm_mcp.ssrf import AddressGuard, AllowList, FetchRefused
@@ -29,7 +30,9 @@ class Listener:
     """A loopback HTTP server answering from a route table and counting requests."""
 
     def __init__(self, routes: dict[str, tuple[int, dict[str, str], bytes]], host: str = "127.0.0.1") -> None:
-        self.routes, self.hits, self.hosts = routes, 0, []
+        self.routes, self.hits, self.hosts, self.host, self.port = routes, 0, [], host, 0
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -51,22 +54,13 @@ class Listener:
                 self.end_headers()
                 self.wfile.write(body)
 
-        class Server(ThreadingHTTPServer):
-            address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-
-        self.server = Server((host, 0), Handler)
-        self.server.daemon_threads = True
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        return Handler
 
     @contextmanager
     def running(self) -> Iterator[Listener]:
-        self.thread.start()
-        try:
+        with serve_http(self._handler(), self.host, name="ssrf-listener") as url:
+            self.port = int(urlsplit(url).port or 0)
             yield self
-        finally:
-            self.server.shutdown()
-            self.server.server_close()
 
 
 def resolver(table: dict[str, list[str]]) -> Any:

@@ -1,0 +1,84 @@
+"""Real processes for tests, each started in a session of its own (``start_new_session=True``) so
+that stopping its process group stops what it started too (stdio upstreams, workers)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+
+
+def tail(log: Path | None, chars: int = 3000) -> str:
+    """The end of a process's log, for an assertion message ('' before the log exists)."""
+    return log.read_text(errors="replace")[-chars:] if log is not None and log.exists() else ""
+
+
+def kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
+    """SIGKILL the process group; reap the process."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 20) -> None:
+    """SIGTERM the process group (a clean shutdown); SIGKILL it after ``timeout`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        kill(proc)
+
+
+def _exited(proc: subprocess.Popen[bytes], log: Path | None) -> AssertionError:
+    return AssertionError(f"process exited with {proc.returncode} during start-up:\n{tail(log)}")
+
+
+async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path | None = None, *, timeout: float = 90,
+                     path: str = "/readyz", **client: object) -> None:
+    """Poll ``url + path`` until it answers 200; fail at once when the process exits."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    async with httpx.AsyncClient(timeout=5, **client) as http:  # type: ignore[arg-type]
+        while loop.time() < deadline:
+            if proc.poll() is not None:
+                raise _exited(proc, log)
+            with contextlib.suppress(httpx.HTTPError):
+                if (await http.get(url + path)).status_code == 200:
+                    return
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"{url}{path} not ready within {timeout:.0f} s:\n{tail(log)}")
+
+
+def wait_ready_sync(url: str, proc: subprocess.Popen[bytes], log: Path | None = None, *, timeout: float = 90,
+                    path: str = "/readyz") -> None:
+    """:func:`wait_ready` for a test without an event loop."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _exited(proc, log)
+        with contextlib.suppress(httpx.HTTPError):
+            if httpx.get(url + path, timeout=5).status_code == 200:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"{url}{path} not ready within {timeout:.0f} s:\n{tail(log)}")
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path | None = None, *, timeout: float = 60) -> None:
+    """Wait until something accepts connections on 127.0.0.1:``port``; fail when the process exits."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise _exited(proc, log)
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout:.0f} s:\n{tail(log)}")
