@@ -5,11 +5,11 @@ tests and benchmarks that run servers as real processes."""
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import subprocess
 from collections.abc import Iterator
 from typing import Any
+
+from tests.procs import stop
 
 
 @contextlib.contextmanager
@@ -18,10 +18,4 @@ def process_group(cmd: list[str], *, grace: float, **popen: Any) -> Iterator[sub
     try:
         yield proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(grace)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop(proc, timeout=grace)

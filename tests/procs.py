@@ -9,10 +9,14 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import httpx
+
+# The console script of this virtualenv, for the tests that run the CLI as users do.
+VSM = Path(sys.executable).with_name("vsm-mcp")
 
 
 def tail(log: Path | None, chars: int = 3000) -> str:
@@ -27,14 +31,17 @@ def kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     proc.wait()
 
 
-def stop(proc: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 20) -> None:
-    """SIGTERM the process group (a clean shutdown); SIGKILL it after ``timeout`` seconds."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        kill(proc)
+def stop(*procs: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 20) -> None:
+    """SIGTERM each process group (a clean shutdown, all at once); SIGKILL what still runs after
+    ``timeout`` seconds."""
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    for proc in procs:
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            kill(proc)
 
 
 def _exited(proc: subprocess.Popen[bytes], log: Path | None) -> AssertionError:

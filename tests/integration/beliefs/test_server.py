@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from servers.beliefs.store import BeliefStore
-from tests.integration.beliefs.conftest import ToolFailed, dump, eventually
+from tests.integration.beliefs.conftest import ToolFailed, dump
+from tests.polling import eventually
 from vsm_mcp.bus import MemoryBus
 
 pytestmark = pytest.mark.anyio

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.planner.conftest import counter_entries, eventually, executions, planner_router
+from tests.integration.planner.conftest import counter_entries, executions, planner_router
+from tests.polling import eventually
 from vsm_mcp.bus.events import Event
 
 pytestmark = pytest.mark.anyio

@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -17,32 +15,17 @@ import pytest
 from tests.conftest import RABBITMQ_URL
 from tests.integration.edge.conftest import SseReader
 from tests.ports import free_port
+from tests.procs import VSM, stop, tail, wait_ready
 
 ROOT = Path(__file__).resolve().parents[3]
-VSM = Path(sys.executable).with_name("vsm-mcp")
 SECRET = "X-Telegram-Bot-Api-Secret-Token"
 
 
 
 def start(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [str(VSM), "serve", "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
-        for _ in range(600):  # up to 60 s on a loaded machine
-            if proc.poll() is not None:
-                raise AssertionError(f"replica exited (see {log.name} below)")
-            try:
-                if (await client.get(f"{url}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError(f"replica not ready (see {log.name} below)")
+    with log.open("wb") as out:
+        return subprocess.Popen([str(VSM), "serve", "--port", str(port)], env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
 
 
 async def call_echo(url: str, text: str) -> None:
@@ -77,14 +60,14 @@ def test_event_published_on_one_replica_reaches_sse_on_the_other(
 
     async def scenario() -> None:
         procs.append(start(ports[0], env, logs[0]))
-        await wait_ready(urls[0], procs[0], logs[0])  # A migrates first; B then finds the schema in place
+        await wait_ready(urls[0], procs[0], logs[0], timeout=60)  # A migrates first; B then finds the schema in place
         # Anonymous loopback callers act as the default tenant; the administrator creates it
         # (the app role vsm_app may not insert tenants).
         await asyncio.to_thread(
             subprocess.run, [str(VSM), "tenants", "create", "default"], env=env, check=True, capture_output=True
         )
         procs.append(start(ports[1], env, logs[1]))
-        await wait_ready(urls[1], procs[1], logs[1])
+        await wait_ready(urls[1], procs[1], logs[1], timeout=60)
         async with httpx.AsyncClient(base_url=urls[1], timeout=30) as b:
             async with b.stream("GET", "/v1/events", params={"topics": "tool.*"}) as resp:
                 assert resp.status_code == 200
@@ -102,14 +85,7 @@ def test_event_published_on_one_replica_reaches_sse_on_the_other(
     try:
         asyncio.run(scenario())
     finally:
-        for proc in procs:
-            os.killpg(proc.pid, signal.SIGTERM)
-        for proc in procs:
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(*procs)
         for log in logs:  # shown by pytest only when the test failed
             if log.exists():
-                print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+                print(f"--- {log.name}\n{tail(log)}")

@@ -9,7 +9,8 @@ import socket
 import httpx
 import pytest
 
-from tests.integration.edge.conftest import SseReader, edge_app, eventually
+from tests.integration.edge.conftest import SseReader, edge_app
+from tests.polling import eventually
 from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
 

@@ -17,7 +17,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from router.edge import sse
 from router.edge.sse_direct import direct_writer
 from router.upstreams.http11 import http_chunk
-from tests.integration.edge.conftest import EdgeApp, SseReader, edge_app, eventually
+from tests.integration.edge.conftest import EdgeApp, SseReader, edge_app
+from tests.polling import eventually
 from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
 

@@ -9,8 +9,9 @@ import socket
 
 import pytest
 
-from tests.integration.edge.conftest import edge_app, eventually
+from tests.integration.edge.conftest import edge_app
 from tests.integration.edge.test_sse_direct import open_raw
+from tests.polling import eventually
 from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
 

@@ -12,8 +12,9 @@ import httpx
 import pytest
 
 from tests.conftest import RABBITMQ_URL
-from tests.integration.gate.procs import base_env, serving, vsm, wait_up
+from tests.integration.gate.procs import base_env, serving, vsm
 from tests.ports import free_port
+from tests.procs import wait_ready
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
 
@@ -38,8 +39,8 @@ async def test_revocation_reaches_both_replicas_within_a_second(tmp_path: Path, 
     logs = tmp_path / "a.log", tmp_path / "b.log"
     urls = [f"http://127.0.0.1:{p}" for p in ports]
     with serving(["--port", str(ports[0])], env, logs[0]) as a, serving(["--port", str(ports[1])], env, logs[1]) as b:
-        await wait_up(urls[0], a, logs[0])
-        await wait_up(urls[1], b, logs[1])
+        await wait_ready(urls[0], a, logs[0], path="/healthz")
+        await wait_ready(urls[1], b, logs[1], path="/healthz")
         async with httpx.AsyncClient(timeout=30) as http:
             assert await statuses(http, urls, key) == [200, 200]  # now cached on both replicas
             revoked = await asyncio.to_thread(vsm, ["keys", "revoke", info["id"]], env)

@@ -8,8 +8,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.integration.gate.procs import base_env, serving, vsm, wait_up
+from tests.integration.gate.procs import base_env, serving, vsm
 from tests.ports import free_port
+from tests.procs import wait_ready
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -28,8 +29,8 @@ async def test_two_replicas_share_one_bucket(tmp_path: Path) -> None:
     logs = tmp_path / "a.log", tmp_path / "b.log"
     with serving(["--port", str(ports[0])], env, logs[0]) as a, serving(["--port", str(ports[1])], env, logs[1]) as b:
         urls = [f"http://127.0.0.1:{p}" for p in ports]
-        await wait_up(urls[0], a, logs[0])
-        await wait_up(urls[1], b, logs[1])
+        await wait_ready(urls[0], a, logs[0], path="/healthz")
+        await wait_ready(urls[1], b, logs[1], path="/healthz")
         headers = {"authorization": f"Bearer {key}"}
         body = {"arguments": {"text": "x"}}
         async with httpx.AsyncClient(timeout=30) as http:

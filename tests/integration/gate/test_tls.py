@@ -14,8 +14,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from tests.integration.gate.procs import base_env, serving, wait_up
+from tests.integration.gate.procs import base_env, serving
 from tests.ports import free_port
+from tests.procs import wait_ready
 
 pytestmark = pytest.mark.anyio
 
@@ -48,7 +49,7 @@ async def test_serve_over_tls(tmp_path: Path) -> None:
     args = ["--port", str(port), "--ssl-certfile", str(certfile), "--ssl-keyfile", str(keyfile)]
     with serving(args, base_env(tmp_path), log) as proc:
         url = f"https://127.0.0.1:{port}"
-        await wait_up(url, proc, log, verify=trust)
+        await wait_ready(url, proc, log, verify=trust, path="/healthz")
         async with httpx.AsyncClient(verify=trust, timeout=30) as http:
             r = await http.post(f"{url}/v1/tools/echo__echo/call", json={"arguments": {"text": "over tls"}})
             assert r.status_code == 200 and r.json()["content"][0]["text"] == "over tls"

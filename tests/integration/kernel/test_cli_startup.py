@@ -6,7 +6,6 @@ fresh home (SQLite is migrated) and says to run ``vsm-mcp migrate`` on an empty 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import httpx
 import pytest
 
 from tests.ports import free_port
+from tests.procs import stop
 
 VSM = [sys.executable, "-c", "from vsm_mcp.cli import main; main()"]
 ROOT = Path(__file__).resolve().parents[3]
@@ -69,8 +69,7 @@ def test_banner_comes_after_the_port_is_bound(tmp_path: Path) -> None:
         assert "vsm-mcp serving on" in line, line
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200  # no retry: bound already
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(30)
+        stop(proc, timeout=30)
 
 
 def test_unreachable_bus_is_one_line_naming_the_setting() -> None:

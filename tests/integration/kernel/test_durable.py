@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -15,12 +14,12 @@ import pytest
 from dbos import DBOS
 
 from tests.integration.kernel.durable_flows import executions, fan, hold, runners
+from tests.procs import VSM, kill
 from vsm_mcp import durable
 from vsm_mcp.config import load_settings
 from vsm_mcp.errors import ConfigError, DatabaseUnavailable
 
 ROOT = Path(__file__).resolve().parents[3]
-VSM = Path(sys.executable).with_name("vsm-mcp")
 pytestmark = pytest.mark.anyio
 
 
@@ -85,11 +84,6 @@ async def _wait_lines(log: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
     raise AssertionError(f"child did not reach {n} step executions")
 
 
-def _kill(proc: subprocess.Popen[bytes]) -> None:
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
-
-
 async def _result_of_only_workflow() -> list[str]:
     for _ in range(400):
         rows = await DBOS.list_workflows_async(name=fan.__qualname__)
@@ -106,7 +100,7 @@ async def test_sigkill_mid_fanout_resumes_on_relaunch_sqlite(tmp_path: Path) -> 
     try:
         await _wait_lines(log, 4, proc)  # first + the three held fan-out steps
     finally:
-        _kill(proc)
+        kill(proc)
     hold(str(log), False)
     async with durable.Spine(load_settings(home=home), role="local").running():
         assert await _result_of_only_workflow() == ["first", "m0", "m1", "m2", "last"]
@@ -130,7 +124,7 @@ async def test_dead_executor_is_swept_by_another_process_postgres(
     try:
         await _wait_lines(log, 4, proc)
     finally:
-        _kill(proc)
+        kill(proc)
     hold(str(log), False)
     started = time.monotonic()
     async with durable.Spine(settings, role="survivor").running() as spine:
@@ -174,7 +168,7 @@ async def test_two_workers_one_dies_the_other_finishes_postgres(
             await _wait_lines(log, 4, workers[0])
             (busy,) = runners(str(log))
             victim = next(w for w in workers if w.pid == busy)
-            _kill(victim)
+            kill(victim)
             hold(str(log), False)
             assert await _result_of_only_workflow() == ["first", "m0", "m1", "m2", "last"]
         survivor = next(w for w in workers if w is not victim)
@@ -183,7 +177,7 @@ async def test_two_workers_one_dies_the_other_finishes_postgres(
     finally:
         for w in workers:
             if w.poll() is None:
-                _kill(w)
+                kill(w)
 
 
 async def _default_tenant(owner_url: str) -> None:

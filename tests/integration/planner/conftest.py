@@ -9,7 +9,7 @@ import asyncio
 import json
 import os
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests.polling import eventually
 from vsm_mcp import migrate
 from vsm_mcp.bus import Event
 from vsm_mcp.config import load_settings
@@ -53,16 +54,6 @@ def hold(log: Path, on: bool) -> None:
         hold_file.touch()
     else:
         hold_file.unlink(missing_ok=True)
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if await predicate() if asyncio.iscoroutinefunction(predicate) else predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @dataclass

@@ -1,11 +1,11 @@
 """Real processes for the planner's crash tests: `vsm-mcp serve` / `vsm-mcp worker` with a
-manifest of the planner and the counting upstream, and plan tools called over REST."""
+manifest of the planner and the counting upstream, and plan tools called over REST (stopping and
+waiting: tests/procs.py; a process's stderr goes to ``<cwd>/<name>.err``)."""
 
 from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,9 +15,7 @@ import httpx
 import yaml
 
 from tests.integration.planner.conftest import COUNTER, ROOT
-
-VSM = Path(sys.executable).with_name("vsm-mcp")
-
+from tests.procs import VSM
 
 
 def write_manifest(path: Path, log: Path) -> Path:
@@ -37,37 +35,6 @@ def spawn(args: list[str], env: dict[str, str], cwd: Path, name: str) -> subproc
         [str(VSM), *args], cwd=cwd, env=full, start_new_session=True,
         stdout=subprocess.DEVNULL, stderr=(cwd / f"{name}.err").open("ab"),
     )
-
-
-def kill(proc: subprocess.Popen[bytes]) -> None:
-    """SIGKILL the process group (its stdio upstreams die with it)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            kill(proc)
-
-
-async def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 90) -> None:
-    async with httpx.AsyncClient(timeout=5) as client:
-        for _ in range(int(timeout * 10)):
-            assert proc.poll() is None, "the router exited during start-up (see its .err file)"
-            try:
-                if (await client.get(f"{base}/readyz")).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            await asyncio.sleep(0.1)
-    raise AssertionError("router not ready")
 
 
 async def call(base: str, tool: str, **arguments: Any) -> dict[str, Any]:

@@ -11,8 +11,10 @@ from typing import Any
 import pytest
 
 from tests.integration.planner import procs
-from tests.integration.planner.conftest import eventually, executions, hold
+from tests.integration.planner.conftest import executions, hold
+from tests.polling import eventually
 from tests.ports import free_port
+from tests.procs import kill, stop, wait_ready
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -45,7 +47,7 @@ async def test_sigkill_router_mid_plan_then_restart(tmp_path: Path) -> None:
     hold(log, True)
     router = procs.spawn(args, env, tmp_path, "router1")
     try:
-        await procs.wait_ready(base, router)
+        await wait_ready(base, router, tmp_path / "router1.err")
         plan_id = (await procs.call(base, "planner__plan_create", name="crash", steps=crash_plan()))["plan_id"]
         await procs.call(base, "planner__plan_approve", plan_id=plan_id)
         await procs.call(base, "planner__plan_run", plan_id=plan_id)
@@ -57,11 +59,11 @@ async def test_sigkill_router_mid_plan_then_restart(tmp_path: Path) -> None:
 
         await eventually(recorded, 60, "the 13 finished steps to be recorded")
     finally:
-        procs.kill(router)
+        kill(router)
     hold(log, False)
     router = procs.spawn(args, env, tmp_path, "router2")
     try:
-        await procs.wait_ready(base, router)
+        await wait_ready(base, router, tmp_path / "router2.err")
         status = await procs.wait_state(base, plan_id, "paused")
         states = {s["id"]: s["state"] for s in status["steps"]}
         assert states["start"] == "succeeded"
@@ -74,7 +76,7 @@ async def test_sigkill_router_mid_plan_then_restart(tmp_path: Path) -> None:
         status = await procs.wait_state(base, plan_id, "succeeded", "failed")
         assert status["state"] == "succeeded", status
     finally:
-        procs.stop(router)
+        stop(router)
     runs = Counter(r["key"] for r in executions(log))
     assert len(status["steps"]) == 20
     assert runs["start"] == 1 and all(runs[f"d{i}"] == 1 for i in range(12))  # completed: never again

@@ -109,7 +109,7 @@ async def test_cancel_skips_what_has_not_started(planner: Planner) -> None:
 
 
 async def _settled(planner: Planner, plan_id: str) -> None:
-    from tests.integration.planner.conftest import eventually
+    from tests.polling import eventually
 
     async def done() -> bool:
         return all(s["state"] in ("succeeded", "failed", "skipped") for s in (await planner.status(plan_id))["steps"])

@@ -16,8 +16,10 @@ import pytest
 from tests.conftest import RABBITMQ_URL
 from tests.integration.edge.conftest import SseReader
 from tests.integration.planner import procs
-from tests.integration.planner.conftest import eventually, executions, hold
+from tests.integration.planner.conftest import executions, hold
+from tests.polling import eventually
 from tests.ports import free_port
+from tests.procs import kill, stop, wait_ready
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
@@ -77,7 +79,7 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
         router = procs.spawn(["serve", "--port", str(port), "--manifest", str(manifest)],
                        {**common, "VSM_HOME": str(tmp_path / ".vsm"), "VSM_SERVE_QUEUES": "none"}, tmp_path, "router")
         running.append(router)
-        await procs.wait_ready(base, router)
+        await wait_ready(base, router, tmp_path / "router.err")
         plan_id = (await procs.call(base, "planner__plan_create", name="workers", steps=plan()))["plan_id"]
         await procs.call(base, "planner__plan_approve", plan_id=plan_id)
         # The router's /v1/events sees the plan's events, which the workers publish on RabbitMQ.
@@ -90,7 +92,7 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
         assert busy != router.pid
         victim = next(p for p in running[:2] if p.pid == busy)
         survivor = next(p for p in running[:2] if p is not victim)
-        procs.kill(victim)
+        kill(victim)
         hold(log, False)
         status = await procs.wait_state(base, plan_id, "succeeded", "failed", timeout=120)
         assert status["state"] == "succeeded", status
@@ -99,8 +101,7 @@ async def test_kill_the_worker_running_a_plan_the_other_finishes(
         assert {e["trace_id"] for e in events} == {TRACE}
         assert {e["type"] for e in events} >= {"plan.running", "plan.succeeded", "step.succeeded"}
     finally:
-        for p in running:
-            procs.stop(p)
+        stop(*running)
     runs = executions(log)
     assert {r["ppid"] for r in runs if r["tool"] == "work_idem"} == {busy, survivor.pid}  # stdio: parent = worker
     assert {r["pid"] for r in runs if r["tool"] == "total"} == {survivor.pid}  # in-process upstream

@@ -17,7 +17,8 @@ from mcp.client.streamable_http import streamable_http_client
 from mcp.shared.exceptions import MCPError
 from sqlmodel import select
 
-from tests.integration.router.conftest import eventually, serve_router
+from tests.integration.router.conftest import serve_router
+from tests.polling import eventually
 from vsm_mcp.db import Database
 from vsm_mcp.models import Episode
 from vsm_mcp.tenants import create_api_key, ensure_tenant

@@ -4,23 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import uvicorn
 
 from router.app import create_app
 from router.fastlane.hot_protocol import HotLaneProtocol
 from router.upstreams.manifest import parse_manifest
+from tests.polling import eventually
 from tests.ports import free_port
+from tests.procs import stop, wait_listening
 from vsm_mcp import migrate
 from vsm_mcp.config import Settings, load_settings
 
@@ -35,17 +35,6 @@ def anyio_backend() -> str:
 
 def stdio_entry(name: str, **extra: Any) -> dict[str, Any]:
     return {"name": name, "kind": "stdio", "command": sys.executable, "args": [str(UPSTREAM), "--name", name], **extra}
-
-
-async def eventually(predicate: Callable[[], Any], timeout: float = 60, what: str = "condition") -> None:
-    """Poll until true; generous because the machine is shared and slow."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while loop.time() < deadline:
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 @pytest.fixture
@@ -66,22 +55,11 @@ def _upstream_process(transport: str, path: str) -> Iterator[str]:
         [sys.executable, str(UPSTREAM), "--transport", transport, "--port", str(port), "--name", "h"],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}{path}"
     try:
-        for _ in range(600):
-            try:
-                httpx.get(f"http://127.0.0.1:{port}/", timeout=1)
-                break
-            except httpx.HTTPError:
-                if proc.poll() is not None:
-                    raise RuntimeError("the HTTP upstream exited") from None
-                import time
-
-                time.sleep(0.1)
-        yield url
+        wait_listening(port, proc)  # uvicorn listens once the app has started
+        yield f"http://127.0.0.1:{port}{path}"
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(20)
+        stop(proc)
 
 
 def router_settings(**overrides: Any) -> Settings:

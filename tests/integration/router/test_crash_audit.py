@@ -20,6 +20,7 @@ import httpx
 import pytest
 
 from tests.ports import free_port
+from tests.procs import stop, wait_ready
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -37,29 +38,12 @@ def start(home: Path, port: int, manifest: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("VSM_") or k.startswith("VSM_TEST_")}
     env.update(VSM_HOME=str(home), PYTHONPATH=str(ROOT), HF_HUB_OFFLINE="1", LITELLM_LOCAL_MODEL_COST_MAP="True",
                VSM_EMBEDDER="hash")
-    return subprocess.Popen(
-        [sys.executable, "-c", "from vsm_mcp.cli import main; main()", "serve", "--port", str(port),
-         "--manifest", str(manifest)],
-        cwd=home.parent, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )
-
-
-async def wait_ready(base: str, proc: subprocess.Popen[bytes], timeout: float = 240) -> None:
-    loop = asyncio.get_running_loop()
-    deadline, last = loop.time() + timeout, ""
-    async with httpx.AsyncClient(timeout=5) as http:
-        while loop.time() < deadline:
-            if proc.poll() is not None:
-                raise AssertionError(f"router exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-            try:
-                r = await http.get(f"{base}/readyz")
-                if r.status_code == 200:
-                    return
-                last = r.text[:300]
-            except httpx.HTTPError as exc:
-                last = repr(exc)
-            await asyncio.sleep(0.2)
-    raise AssertionError(f"router did not become ready within {timeout:.0f}s: {last}")
+    with (home.parent / "router.log").open("ab") as log:  # both runs, for the message of a failed start-up
+        return subprocess.Popen(
+            [sys.executable, "-c", "from vsm_mcp.cli import main; main()", "serve", "--port", str(port),
+             "--manifest", str(manifest)],
+            cwd=home.parent, env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=log,
+        )
 
 
 @pytest.mark.timeout(900)
@@ -71,7 +55,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
     answered: list[str] = []
     failed = 0
     try:
-        await wait_ready(base, proc)
+        await wait_ready(base, proc, tmp_path / "router.log", timeout=240)
         print("router ready; calling", flush=True)
         queue = list(range(CALLS))
 
@@ -105,7 +89,7 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
         assert journals, "the killed router left no journal"
         # Restart: the journal of the dead process is replayed into the database.
         proc = start(home, port, manifest)
-        await wait_ready(base, proc)
+        await wait_ready(base, proc, tmp_path / "router.log", timeout=240)
         print("restarted router ready", flush=True)
         recorded: set[str] = set()
         async with httpx.AsyncClient(timeout=30) as http:
@@ -121,6 +105,4 @@ async def test_sigkill_during_1000_calls_loses_no_answered_episode(tmp_path: Pat
         print(f"answered {len(answered)}, failed {failed}, episodes {len(recorded)}, missing {len(missing)}")
         assert not missing, f"{len(missing)} of {len(answered)} answered calls have no episode"
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(30)
+        stop(proc, timeout=30)

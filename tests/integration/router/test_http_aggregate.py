@@ -117,7 +117,7 @@ async def _tenant_id(db, name: str) -> str:  # type: ignore[no-untyped-def]
 
 
 async def test_list_changed_refreshes_catalog_and_reaches_clients() -> None:
-    from tests.integration.router.conftest import eventually
+    from tests.polling import eventually
 
     seen: list[str] = []
 
@@ -148,7 +148,7 @@ async def test_legacy_sse_transport_serves_the_aggregate() -> None:
 async def test_cancellation_stops_a_call_in_flight(http_upstream: str) -> None:
     import anyio
 
-    from tests.integration.router.conftest import eventually
+    from tests.polling import eventually
 
     async with serve_router([{"name": "h", "kind": "http", "url": http_upstream}]) as (base, app):
         async with httpx.AsyncClient(base_url=base, timeout=60) as h:

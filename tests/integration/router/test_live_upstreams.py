@@ -22,7 +22,8 @@ from mcp.shared.exceptions import MCPError
 
 from router.runtime import RouterRuntime
 from tests.gate_helpers import admin_key, keyed_mcp
-from tests.integration.router.conftest import UPSTREAM, eventually, router_settings, serve_router, stdio_entry
+from tests.integration.router.conftest import UPSTREAM, router_settings, serve_router, stdio_entry
+from tests.polling import eventually
 from tests.ports import free_port
 from vsm_mcp.context import ServerContext
 from vsm_mcp.db import Database

@@ -14,7 +14,8 @@ from mcp.shared.exceptions import MCPError
 
 from router.upstreams.definitions import GLOBAL
 from tests.conftest import RABBITMQ_URL
-from tests.integration.router.conftest import eventually, serve_router, stdio_entry
+from tests.integration.router.conftest import serve_router, stdio_entry
+from tests.polling import eventually
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database

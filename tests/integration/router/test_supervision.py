@@ -13,7 +13,8 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.shared.exceptions import MCPError
 
-from tests.integration.router.conftest import UPSTREAM, children_of, eventually, serve_router, stdio_entry
+from tests.integration.router.conftest import UPSTREAM, children_of, serve_router, stdio_entry
+from tests.polling import eventually
 
 pytestmark = pytest.mark.anyio
 

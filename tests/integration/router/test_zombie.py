@@ -13,7 +13,8 @@ import httpx
 import pytest
 from typer.testing import CliRunner
 
-from tests.integration.router.conftest import eventually, serve_router, stdio_entry
+from tests.integration.router.conftest import serve_router, stdio_entry
+from tests.polling import eventually
 from vsm_mcp.cli import app as cli_app
 from vsm_mcp.errors import UpstreamUnavailable
 

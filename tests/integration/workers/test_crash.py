@@ -20,6 +20,7 @@ import pytest
 from tests.asgi_server import serve_asgi
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.workers.conftest import Env
+from tests.procs import kill
 from vsm_mcp.workers.notify import ledger
 from vsm_mcp.workers.notify.channels import ChannelStore
 
@@ -43,9 +44,7 @@ async def child(env_vars: dict[str, str], log: Path) -> AsyncIterator[subprocess
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        kill(proc)
 
 
 def alive(proc: subprocess.Popen[bytes], log: Path) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 
 import pytest
 
 from tests.integration.workers.conftest import Env
+from tests.polling import eventually
 from vsm_mcp.bus.events import Event
 from vsm_mcp.policy import PolicyRuntime, compile_policy
 from vsm_mcp.policy.store import PolicyStore
@@ -75,12 +75,6 @@ async def test_denied_calls_are_enforced_violations(sqlite_env: Env) -> None:
     assert await auditor.judge(call(env.a, "x", "tool_error")) == []
 
 
-async def until(predicate: Callable[[], bool]) -> None:
-    for _ in range(200):  # 10 s
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 async def test_worker_on_a_named_queue_publishes_and_reloads_on_change(env: Env) -> None:
@@ -90,9 +84,9 @@ async def test_worker_on_a_named_queue_publishes_and_reloads_on_change(env: Env)
     tasks = [asyncio.create_task(auditor.run(work)), asyncio.create_task(follow_changes(auditor, env.bus))]
     try:
         await env.bus.publish(call(env.a, "storage_delete"))  # no policy yet: nothing
-        await until(lambda: auditor.stats.events == 1 and env.a in auditor._cache)
+        await eventually(lambda: auditor.stats.events == 1 and env.a in auditor._cache, 10)
         await put(env, env.a, "nodelete", NO_DELETE)  # policy.changed drops the cached (empty) set
-        await until(lambda: env.a not in auditor._cache)
+        await eventually(lambda: env.a not in auditor._cache, 10)
         await env.bus.publish(call(env.a, "storage_delete"))
         got = await asyncio.wait_for(anext(aiter(seen)), 5)
         assert (got.topic, got.data["rule"], got.tenant) == (VIOLATION_TOPIC, "no_delete", env.a)

@@ -5,7 +5,7 @@ analyzer's schedule; one delivery per key however often the alert is raised."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +17,7 @@ from tests.asgi_server import serve_asgi
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.workers.conftest import Env
 from tests.integration.workers.test_analyzer import add_episodes, calls, states
+from tests.polling import eventually
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.durable import Spine
@@ -49,12 +50,6 @@ async def rig(sqlite_env: Env, tmp_path: Path) -> AsyncIterator[Rig]:
             yield Rig(sqlite_env, workers, tg)
 
 
-async def wait_for(predicate: Callable[[], bool]) -> None:
-    for _ in range(400):  # 20 s
-        if predicate():
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 async def test_episodes_to_alert_to_one_telegram_message_per_key(rig: Rig) -> None:
@@ -64,7 +59,7 @@ async def test_episodes_to_alert_to_one_telegram_message_per_key(rig: Rig) -> No
     context = {"interval_s": 60, "grace_s": 0}
     with SetWorkflowID("test-window-1"):
         await (await DBOS.start_workflow_async(jobs.analyze_window, T0 + timedelta(seconds=60), context)).get_result()
-    await wait_for(lambda: len(rig.telegram.sent) == 1)  # the upstream's alert (it covers its tool's)
+    await eventually(lambda: len(rig.telegram.sent) == 1, 20)  # the upstream's alert (it covers its tool's)
     assert [m["chat"]["id"] for m in rig.telegram.sent] == [42]
     assert rig.telegram.sent[0]["text"].splitlines()[0] == "[FIRING] error_rate on upstream:echo"
     assert set(await states(rig.env, a)) == {"upstream:echo", "tool:echo:ping"}
@@ -75,7 +70,7 @@ async def test_episodes_to_alert_to_one_telegram_message_per_key(rig: Rig) -> No
     before = router.routed
     with SetWorkflowID("test-window-1-again"):
         await (await DBOS.start_workflow_async(jobs.analyze_window, T0 + timedelta(seconds=60), context)).get_result()
-    await wait_for(lambda: router.routed == before + 1)
+    await eventually(lambda: router.routed == before + 1, 20)
     for key in [k for k in await _keys(rig.env, a)]:
         result = await (await DBOS.retrieve_workflow_async(f"notify:{key}")).get_result()
         assert result["state"] == "sent"

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 import uuid
@@ -20,6 +19,7 @@ from tests.conftest import RABBITMQ_URL
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.workers.conftest import Env
 from tests.integration.workers.test_policy_audit import NO_DELETE, call, put
+from tests.procs import stop
 from vsm_mcp.workers.notify.channels import ChannelStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
@@ -102,12 +102,7 @@ async def test_worker_process_judges_routes_and_delivers(pg_env: Env, pg_migrate
                 assert [m["chat"]["id"] for m in tg.sent] == [9], read(log)[-3000:]
                 assert tg.sent[0]["text"].startswith("[POLICY] nodelete/no_delete on storage_delete")
             finally:
-                os.killpg(proc.pid, signal.SIGTERM)
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(timeout=10)
+                stop(proc, timeout=30)
     finally:
         await bus.aclose()
         await drop_queues(*queues)
