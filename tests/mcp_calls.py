@@ -1,12 +1,31 @@
-"""Calling a capability server's tool as a tenant, the way the router does (tenant in ``_meta``)."""
+"""Calling a capability server's tool as a tenant, the way the router does (tenant in ``_meta``),
+and a server connected to an in-process MCP client."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 from mcp import Client
 
-from vsm_mcp.context import TENANT_META_KEY
+from vsm_mcp.bus import Bus
+from vsm_mcp.config import Settings
+from vsm_mcp.context import TENANT_META_KEY, ServerContext
+from vsm_mcp.db import Database
+
+
+@asynccontextmanager
+async def connected(build: Callable[[ServerContext], Any], settings: Settings,
+                    bus: Bus) -> AsyncIterator[tuple[ServerContext, Client]]:
+    """``build(ctx)`` on a database of its own and ``bus``, with an in-process MCP client; the
+    database is closed after the client."""
+    ctx = ServerContext(settings=settings, db=Database(settings), bus=bus)
+    try:
+        async with Client(build(ctx)) as client:
+            yield ctx, client
+    finally:
+        await ctx.db.aclose()
 
 
 async def call(c: Client, tenant: str, tool: str, **args: Any) -> dict[str, Any]:

@@ -4,23 +4,21 @@ they share one in-process bus, like replicas sharing RabbitMQ."""
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 
 from servers.beliefs.server import build, service_of
 from servers.beliefs.service import BeliefService
-from vsm_mcp import migrate
+from tests.integration.databases import copy_migrated
+from tests.mcp_calls import connected
 from vsm_mcp.bus import Bus, MemoryBus
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import TENANT_META_KEY, ServerContext
-from vsm_mcp.db import Database
 
 
 @pytest.fixture
@@ -57,14 +55,6 @@ class ToolFailed(Exception):
 NodeFactory = Callable[..., Any]
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One SQLite file migrated to heads; each node starts from a copy (migrating is slow)."""
-    path = tmp_path_factory.mktemp("beliefs-template") / "vsm.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
 @pytest.fixture
 def make_node(tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Any]:
     """``async with make_node("a", bus) as node`` — a fresh migrated database per home."""
@@ -77,15 +67,8 @@ def make_node(tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Any]:
             opts["database_url"] = db_url
         s = load_settings(**opts)
         if db_url is None and not (home / "vsm.db").exists():
-            home.mkdir(parents=True, exist_ok=True)
-            for suffix in ("", "-wal", "-shm"):
-                src = migrated_sqlite.with_name(migrated_sqlite.name + suffix)
-                if src.exists():
-                    shutil.copy(src, home / f"vsm.db{suffix}")
-        ctx = ServerContext(settings=s, db=Database(s), bus=bus)
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(ctx.db.aclose)
-            client = await stack.enter_async_context(Client(build(ctx)))
+            copy_migrated(migrated_sqlite, home)
+        async with connected(build, s, bus) as (ctx, client):
             yield Node(ctx, client)
 
     return factory
@@ -94,18 +77,6 @@ def make_node(tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Any]:
 @pytest.fixture
 def bus() -> MemoryBus:
     return MemoryBus()
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 30.0) -> None:
-    """Poll ``check`` (sync or async, truthy = done) until it holds; never a fixed sleep."""
-    with anyio.fail_after(timeout):
-        while True:
-            ok = check()
-            if hasattr(ok, "__await__"):
-                ok = await ok
-            if ok:
-                return
-            await anyio.sleep(0.05)
 
 
 def dump(node: Node, tenant: str) -> str:

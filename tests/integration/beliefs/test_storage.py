@@ -6,12 +6,12 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy import text
 from sqlmodel import select
 
 from servers.beliefs.store import BeliefStore
 from servers.beliefs.tables import BeliefLogRow
+from tests.integration.databases import table_names
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.crdt import Belief, Replica
@@ -20,23 +20,14 @@ from vsm_mcp.db import Database
 TABLES = {"belief_log", "belief_snapshots"}
 
 
-async def _tables(url: str) -> set[str]:
-    engine = create_async_engine(url)
-    try:
-        async with engine.connect() as conn:
-            return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-    finally:
-        await engine.dispose()
-
-
 def _up_and_down(url: str) -> None:
     migrate.upgrade(url)
-    assert TABLES <= asyncio.run(_tables(url))
+    assert TABLES <= asyncio.run(table_names(url))
     migrate.downgrade(url, "0006_beliefs@-1")
-    left = asyncio.run(_tables(url))
+    left = asyncio.run(table_names(url))
     assert not TABLES & left and "tenants" in left
     migrate.upgrade(url)
-    assert TABLES <= asyncio.run(_tables(url))
+    assert TABLES <= asyncio.run(table_names(url))
 
 
 def test_migration_upgrades_and_downgrades_cleanly_on_sqlite(tmp_path: Path) -> None:

@@ -2,54 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from vsm_mcp import migrate
+from tests.integration.databases import create_tenant_as_owner
 from vsm_mcp.bus.events import Event, EventLog
-from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.db import Database
-from vsm_mcp.models import Tenant
-from vsm_mcp.tenants import create_tenant as _create_tenant
 
 pytestmark = pytest.mark.anyio
 
-
-async def create_tenant(db: Database, name: str) -> Tenant:
-    """Tenants are created by the administrator (the owner role on PostgreSQL)."""
-    owner = Database(db.settings, db.settings.migration_database_url)
-    try:
-        return await _create_tenant(owner, name)
-    finally:
-        await owner.aclose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    """Migrated settings; on PostgreSQL the app connects as vsm_app so RLS applies."""
-    if request.param == "sqlite":
-        s = load_settings()
-    else:
-        owner = request.getfixturevalue("pg_owner_url")
-        s = load_settings(database_url=request.getfixturevalue("pg_app_url"), migration_database_url=owner)
-    migrate.upgrade(s.migration_database_url)
-    return s
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings)
-    try:
-        yield database
-    finally:
-        await database.aclose()
+# settings and db (SQLite, then PostgreSQL as vsm_app): tests/integration/conftest.py
 
 
 async def test_append_flush_replay_after_id(db: Database) -> None:
-    t1 = (await create_tenant(db, "one")).id
-    t2 = (await create_tenant(db, "two")).id
+    t1 = (await create_tenant_as_owner(db, "one")).id
+    t2 = (await create_tenant_as_owner(db, "two")).id
     log = EventLog(db, retention_hours=1, flush_ms=50)
     events = [Event(topic=f"tool.{'called' if i % 2 else 'failed'}", tenant=t1, data={"i": i}) for i in range(30)]
     other = Event(topic="tool.called", tenant=t2)
@@ -75,7 +43,7 @@ async def test_system_events_are_not_logged(db: Database) -> None:
 
 
 async def test_prune_removes_only_old_rows(db: Database) -> None:
-    t = (await create_tenant(db, "p")).id
+    t = (await create_tenant_as_owner(db, "p")).id
     log = EventLog(db, retention_hours=1, flush_ms=50)
     old, new = Event(topic="a", tenant=t), Event(topic="a", tenant=t)
     log.append(old)
@@ -89,7 +57,7 @@ async def test_prune_removes_only_old_rows(db: Database) -> None:
 async def test_writer_task_flushes_in_background(db: Database) -> None:
     import asyncio
 
-    t = (await create_tenant(db, "bg")).id
+    t = (await create_tenant_as_owner(db, "bg")).id
     log = EventLog(db, retention_hours=1, flush_ms=20)
     await log.start()
     try:
@@ -104,7 +72,7 @@ async def test_writer_task_flushes_in_background(db: Database) -> None:
 
 
 async def test_two_logs_on_one_database_never_fail_on_the_same_event(db: Database) -> None:
-    t = (await create_tenant(db, "dup")).id
+    t = (await create_tenant_as_owner(db, "dup")).id
     a = EventLog(db, retention_hours=1, flush_ms=50)
     b = EventLog(db, retention_hours=1, flush_ms=50)
     e = Event(topic="x", tenant=t)
@@ -120,7 +88,7 @@ async def test_overlapping_flushes_write_every_event_once(db: Database) -> None:
     were appended while the first one was writing."""
     import asyncio
 
-    t1 = (await create_tenant(db, "one")).id
+    t1 = (await create_tenant_as_owner(db, "one")).id
     log = EventLog(db, retention_hours=1, flush_ms=50)
     first = [Event(topic="tool.called", tenant=t1, data={"i": i}) for i in range(200)]
     for e in first:

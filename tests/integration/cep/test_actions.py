@@ -10,13 +10,11 @@ import anyio
 import pytest
 
 from router.runtime import RouterRuntime
-from router.upstreams.manifest import parse_manifest
+from tests.router_runtime import started_runtime
 from tests.unit.router import cache_upstream
-from vsm_mcp import migrate
 from vsm_mcp.auth import Principal
 from vsm_mcp.bus.events import Event
 from vsm_mcp.config import load_settings
-from vsm_mcp.context import ServerContext
 from vsm_mcp.tenants import ensure_tenant
 
 pytestmark = pytest.mark.anyio
@@ -35,20 +33,9 @@ def anyio_backend() -> str:
 
 @asynccontextmanager
 async def running() -> AsyncIterator[tuple[RouterRuntime, Principal]]:
-    s = load_settings(rate_limit=0, tool_cache=False)
-    await anyio.to_thread.run_sync(migrate.upgrade, s.migration_database_url)
-    ctx = ServerContext.create(s)
-    tenant = (await ensure_tenant(ctx.db, "acme")).id
-    owner = Principal(tenant_id=tenant, scopes=frozenset({"events:write", "search:read"}), key_id="k-owner")
-    rt = RouterRuntime(ctx, parse_manifest({"upstreams": ENTRIES}, "test.yaml"))
-    try:
-        async with anyio.create_task_group() as tg:
-            await rt.start(tg, wait=30)
-            yield rt, owner
-            await rt.aclose()
-            tg.cancel_scope.cancel()
-    finally:
-        await ctx.aclose()
+    async with started_runtime(load_settings(rate_limit=0, tool_cache=False), ENTRIES) as rt:
+        tenant = (await ensure_tenant(rt.ctx.db, "acme")).id
+        yield rt, Principal(tenant_id=tenant, scopes=frozenset({"events:write", "search:read"}), key_id="k-owner")
 
 
 async def test_a_match_calls_a_tool_as_the_rule_owner_with_values_from_the_match() -> None:

@@ -3,10 +3,9 @@ restart of the process that armed them."""
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +14,12 @@ import pytest
 from mcp import Client
 
 from servers.cep.server import build, runtime_of
-from vsm_mcp import migrate
+from tests.integration.databases import copy_migrated
+from tests.mcp_calls import connected
+from tests.polling import eventually
 from vsm_mcp.bus import Bus, Event, MemoryBus
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
-from vsm_mcp.db import Database
 
 pytestmark = pytest.mark.anyio
 
@@ -27,13 +27,6 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("cep-template") / "vsm.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
 
 
 class Node:
@@ -57,31 +50,14 @@ class Node:
 
 @pytest.fixture
 def make_node(tmp_path: Path, migrated_sqlite: Path) -> Callable[..., Any]:
-    home = tmp_path / "home"
-    home.mkdir()
-    shutil.copy(migrated_sqlite, home / "vsm.db")
+    home = copy_migrated(migrated_sqlite, tmp_path / "home")
 
     @asynccontextmanager
     async def factory(bus: Bus) -> AsyncIterator[Node]:
-        s = load_settings(home=home)
-        ctx = ServerContext(settings=s, db=Database(s), bus=bus)
-        async with AsyncExitStack() as stack:
-            stack.push_async_callback(ctx.db.aclose)
-            client = await stack.enter_async_context(Client(build(ctx)))
+        async with connected(build, load_settings(home=home), bus) as (ctx, client):
             yield Node(ctx, client)
 
     return factory
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 20.0) -> Any:
-    with anyio.fail_after(timeout):
-        while True:
-            ok = check()
-            if hasattr(ok, "__await__"):
-                ok = await ok
-            if ok:
-                return ok
-            await anyio.sleep(0.02)
 
 
 async def test_rule_tools_and_live_matching(make_node: Callable[..., Any]) -> None:

@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 
 from servers.cep.engine import rule_version
 from servers.cep.runtime import CepRuntime
 from servers.cep.store import CepStore, RuleDef
-from vsm_mcp import migrate
+from tests.integration.databases import create_tenant_as_owner
 from vsm_mcp.bus import MemoryBus
 from vsm_mcp.bus.events import Event
-from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.db import Database
-from vsm_mcp.tenants import create_tenant as _create_tenant
 
 pytestmark = pytest.mark.anyio
 
@@ -27,36 +24,11 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def settings(request: pytest.FixtureRequest) -> Settings:
-    if request.param == "sqlite":
-        s = load_settings()
-    else:
-        owner = request.getfixturevalue("pg_owner_url")
-        s = load_settings(database_url=request.getfixturevalue("pg_app_url"), migration_database_url=owner)
-    migrate.upgrade(s.migration_database_url)
-    return s
-
-
-@pytest.fixture
-async def db(settings: Settings) -> AsyncIterator[Database]:
-    database = Database(settings)
-    try:
-        yield database
-    finally:
-        await database.aclose()
-
-
-async def tenant(db: Database, name: str) -> str:
-    owner = Database(db.settings, db.settings.migration_database_url)  # tenants are the owner's to create
-    try:
-        return (await _create_tenant(owner, name)).id
-    finally:
-        await owner.aclose()
+# settings and db (SQLite, then PostgreSQL as vsm_app): tests/integration/conftest.py
 
 
 async def test_timers_are_written_behind_and_rearmed_after_a_restart(db: Database) -> None:
-    t1, t2 = await tenant(db, "one"), await tenant(db, "two")
+    t1, t2 = (await create_tenant_as_owner(db, "one")).id, (await create_tenant_as_owner(db, "two")).id
     store = CepStore(db)
     source = "job.started -> not job.finished for 1s by data.job"
     rule = RuleDef(t1, "stuck", source, rule_version(source))

@@ -10,12 +10,10 @@ from typing import Any
 
 import anyio
 import pytest
-import yaml
 
-from router.local import running_router
 from router.runtime import RouterRuntime
-from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
-from tests.integration.content.conftest import content_settings, prepare_database
+from tests.integration.content.conftest import content_settings, structured
+from tests.integration.content.conftest import open_stack as content_stack
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings
 
@@ -27,10 +25,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-class ToolFailed(Exception):
-    pass
-
-
 @dataclass
 class Stack:
     settings: Settings
@@ -38,10 +32,7 @@ class Stack:
 
     async def call(self, tool: str, tenant: str = "t-conn", **args: Any) -> Any:
         principal = Principal(tenant, frozenset(["*"]), "")
-        res = await self.runtime.dispatcher.call_tool(principal, tool, args, source="test")
-        if res.is_error:
-            raise ToolFailed(" ".join(getattr(c, "text", "") for c in res.content))
-        return res.structured_content
+        return structured(await self.runtime.dispatcher.call_tool(principal, tool, args, source="test"))
 
     async def sync(self, server: str, name: str, tenant: str = "t-conn", **args: Any) -> dict[str, Any]:
         """Run a sync to its end; the connector's status after it."""
@@ -52,21 +43,14 @@ class Stack:
         return dict(await self.call(f"{server}__connector_status", tenant, name=name))
 
 
-def entries() -> list[dict[str, Any]]:
-    ups = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] in SERVERS]
-    return ups
-
-
 def connector_settings(tmp_path: Path, **over: Any) -> Settings:
     return content_settings(tmp_path, **({"connector_backoff_s": 0.01, "connector_page_size": 100} | over))
 
 
 async def open_stack(settings: Settings, durable: bool = True) -> AsyncIterator[Stack]:
-    await prepare_database(settings)
-    specs = parse_manifest({"upstreams": entries()}, "connectors.yaml")
     kw: dict[str, Any] = {"durable_role": "test", "durable_queues": ["connectors"]} if durable else {}
-    async with running_router(settings, specs, **kw) as (runtime, _principal):
-        yield Stack(settings, runtime)
+    async for stack in content_stack(settings, SERVERS, Stack, **kw):
+        yield stack
 
 
 @pytest.fixture

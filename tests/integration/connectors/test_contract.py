@@ -29,7 +29,8 @@ from tests.fakes.cms_apis import (
     FakeStrapi,
     FakeWordPress,
 )
-from tests.integration.connectors.conftest import Stack, ToolFailed, connector_settings, open_stack
+from tests.integration.connectors.conftest import Stack, connector_settings, open_stack
+from tests.integration.content.conftest import ToolFailed
 
 pytestmark = pytest.mark.anyio
 N = 500

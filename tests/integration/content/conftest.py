@@ -7,7 +7,7 @@ dispatcher — so every index and search call passes grants, policy, limits and 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,13 @@ class ToolFailed(Exception):
     pass
 
 
+def structured(res: Any) -> Any:
+    """A tool result's structured content; ToolFailed with the error text when the tool failed."""
+    if res.is_error:
+        raise ToolFailed(" ".join(getattr(c, "text", "") for c in res.content))
+    return res.structured_content
+
+
 @dataclass
 class Stack:
     settings: Settings
@@ -52,10 +59,7 @@ class Stack:
 
     async def call(self, tool: str, tenant: str, scopes: list[str] | None = None, key: str = "", **args: Any) -> Any:
         """A content tool's structured result; ToolFailed with the error text when it failed."""
-        res = await self.raw(f"content__{tool}", tenant, scopes, key, **args)
-        if res.is_error:
-            raise ToolFailed(" ".join(getattr(c, "text", "") for c in res.content))
-        return res.structured_content
+        return structured(await self.raw(f"content__{tool}", tenant, scopes, key, **args))
 
     async def ingest(self, tool: str, tenant: str, **args: Any) -> Any:
         """Start an ingest job and follow it to its end (``wait`` answers after VSM_CONTENT_WAIT_S)."""
@@ -66,9 +70,10 @@ class Stack:
         return st
 
 
-def entries() -> list[dict[str, Any]]:
-    ups = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] in SERVERS]
-    assert {u["name"] for u in ups} == set(SERVERS), "manifests/default.yaml must mount content, search and storage"
+def entries(servers: tuple[str, ...] = SERVERS) -> list[dict[str, Any]]:
+    """The ``servers``' entries in manifests/default.yaml."""
+    ups = [u for u in yaml.safe_load(Path(DEFAULT_MANIFEST).read_text())["upstreams"] if u["name"] in servers]
+    assert {u["name"] for u in ups} == set(servers), f"manifests/default.yaml must mount {', '.join(servers)}"
     return ups
 
 
@@ -90,11 +95,14 @@ async def prepare_database(settings: Settings) -> None:
             await owner.aclose()
 
 
-async def open_stack(settings: Settings) -> AsyncIterator[Stack]:
+async def open_stack(settings: Settings, servers: tuple[str, ...] = SERVERS, stack: Callable[..., Any] = Stack,
+                     **durable: Any) -> AsyncIterator[Any]:
+    """``stack(settings, runtime)`` of a router on a prepared database, mounting ``servers``;
+    ``durable``: running_router's ``durable_role`` and ``durable_queues``."""
     await prepare_database(settings)
-    specs = parse_manifest({"upstreams": entries()}, "content.yaml")
-    async with running_router(settings, specs) as (runtime, _principal):
-        yield Stack(settings, runtime)
+    specs = parse_manifest({"upstreams": entries(servers)}, "default.yaml")
+    async with running_router(settings, specs, **durable) as (runtime, _principal):
+        yield stack(settings, runtime)
 
 
 @pytest.fixture

@@ -17,23 +17,18 @@ from typing import Any
 import pytest
 import yaml
 
-from router.local import running_router
-from router.upstreams.manifest import parse_manifest
 from servers.search.chunking import chunk_text
 from tests.content_site import Site, serve_site
-from tests.integration.content.conftest import Stack, ToolFailed, content_settings, entries, prepare_database
+from tests.integration.content.conftest import Stack, ToolFailed, content_settings, entries, open_stack
 
 pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[3]
 
 
 async def durable_stack(tmp_path: Path, **over: Any) -> AsyncIterator[Stack]:
-    settings = content_settings(tmp_path, **over)
-    await prepare_database(settings)
-    specs = parse_manifest({"upstreams": entries()}, "content.yaml")
-    async with running_router(settings, specs, durable_role="test", durable_queues=["ingest"]) as (runtime, _):
-        assert runtime.spine is not None, "the content server declares the 'ingest' queue"
-        yield Stack(settings, runtime)
+    async for stack in open_stack(content_settings(tmp_path, **over), durable_role="test", durable_queues=["ingest"]):
+        assert stack.runtime.spine is not None, "the content server declares the 'ingest' queue"
+        yield stack
 
 
 def check_store(db_file: Path, expected_sources: set[str]) -> dict[str, int]:

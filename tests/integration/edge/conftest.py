@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -12,14 +11,18 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
+from router.app import create_app
 from router.edge._auth import bearer
 from router.edge.assembly import Edge
+from router.upstreams.manifest import UpstreamSpec
+from tests.asgi_server import serve_asgi
 from tests.gate_helpers import gated
+from tests.polling import eventually
 from vsm_mcp import migrate
+from vsm_mcp.auth import Principal
 from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.context import ServerContext
 from vsm_mcp.keys import Authenticator
@@ -29,32 +32,6 @@ from vsm_mcp.tenants import create_api_key, create_tenant
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
-
-
-async def eventually(predicate: Callable[[], bool], timeout: float = 20, what: str = "condition") -> None:
-    """Poll ``predicate`` until true; fail after ``timeout`` seconds (generous: the machine is shared)."""
-    for _ in range(int(timeout / 0.01)):
-        if predicate():
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-@asynccontextmanager
-async def serve(app: Any) -> AsyncIterator[str]:
-    """Run ``app`` under uvicorn on a free loopback port; yields the base URL."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", timeout_graceful_shutdown=2)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        await eventually(lambda: server.started, 30, "uvicorn to start")
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
-        sock.close()
 
 
 @dataclass
@@ -96,12 +73,43 @@ async def edge_app(
             yield
 
     app = gated(Starlette(routes=edge.routes(), lifespan=lifespan, middleware=middleware), authenticator, settings)
-    async with serve(app) as url:
+    async with serve_asgi(app) as url:
         yield EdgeApp(url, edge, ctx, keys, ids, gate=app.state.gate)
     # Every stream took the write path the settings chose (uvicorn + httptools here, so the
     # direct path is reachable whenever it is enabled).
     hub = edge.hub
     assert not check_path or (hub.asgi_connections if settings.sse_direct_write else hub.direct_connections) == 0
+
+
+@dataclass
+class Running:
+    """The whole router app (router/app.py) served on 127.0.0.1, with the tenant "acme" and a key of it."""
+
+    url: str
+    app: Any
+    key: str
+    tenant_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    async def principal(self) -> Principal:
+        return await self.app.state.authenticator.authenticate(self.auth["Authorization"])  # type: ignore[no-any-return]
+
+
+@asynccontextmanager
+async def router_app(settings: Settings, specs: list[UpstreamSpec],
+                     scopes: tuple[str, ...] = ("events:read", "tools:call")) -> AsyncIterator[Running]:
+    """``create_app`` on a migrated database with ``specs`` mounted, once every upstream is ready."""
+    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)  # it runs its own loop
+    ctx = ServerContext.create(settings)
+    tenant = await create_tenant(ctx.db, "acme")
+    key, _ = await create_api_key(ctx.db, "acme", list(scopes))
+    app = create_app(settings, ctx, specs=specs)
+    async with serve_asgi(app) as url:
+        await eventually(lambda: app.state.runtime.readiness()["ok"], what=f"upstreams {[s.name for s in specs]}")
+        yield Running(url, app, key, tenant.id)
 
 
 @pytest.fixture(params=["direct", "asgi"])

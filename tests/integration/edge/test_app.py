@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -17,40 +16,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from router.app import create_app
 from router.upstreams.manifest import UpstreamSpec
-from tests.integration.edge.conftest import SseReader, eventually, serve
-from vsm_mcp import migrate
-from vsm_mcp.config import Settings, load_settings
-from vsm_mcp.context import ServerContext
-from vsm_mcp.tenants import create_api_key, create_tenant
+from tests.asgi_server import serve_asgi
+from tests.integration.edge.conftest import Running, SseReader, router_app
+from vsm_mcp.config import load_settings
 
 pytestmark = pytest.mark.anyio
 ECHO = UpstreamSpec(name="echo", kind="builtin", target="tests.integration.edge.echo_server:build")
-
-
-@dataclass
-class Running:
-    url: str
-    app: Any
-    key: str
-    tenant_id: str
-
-    @property
-    def auth(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.key}"}
-
-
-@asynccontextmanager
-async def router_app(settings: Settings) -> AsyncIterator[Running]:
-    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    tenant = await create_tenant(ctx.db, "acme")
-    key, _ = await create_api_key(ctx.db, "acme", ["events:read", "tools:call"])
-    app = create_app(settings, ctx, specs=[ECHO])
-    async with serve(app) as url:
-        await eventually(lambda: app.state.runtime.readiness()["ok"], what="the echo upstream")
-        yield Running(url, app, key, tenant.id)
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -61,12 +33,26 @@ def sample(text: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+async def metrics_after_echo_calls(r: Running, client: httpx.AsyncClient, n: int) -> str:
+    """/metrics once ``n`` calls of echo__echo (the same arguments each time) have been counted."""
+    principal = await r.principal()
+    for _ in range(n):
+        await r.app.state.dispatcher.call_tool(principal, "echo__echo", {"text": "hi"})
+    for _ in range(200):  # observers run off the call path, in the recorder's batches
+        text = (await client.get("/metrics")).text
+        if sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == n:
+            break
+        await asyncio.sleep(0.05)
+    assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == n
+    return text
+
+
 async def test_calls_move_metrics_and_publish_tool_events() -> None:
     settings = load_settings(allow_anonymous=False, tool_cache=True)
-    async with router_app(settings) as r, httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+    async with router_app(settings, [ECHO]) as r, httpx.AsyncClient(base_url=r.url, timeout=30) as client:
         text = (await client.get("/metrics")).text
         assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 0
-        principal = await r.app.state.authenticator.authenticate(r.auth["Authorization"])
+        principal = await r.principal()
         dispatcher = r.app.state.dispatcher
         async with client.stream("GET", "/v1/events", params={"topics": "tool.*"}, headers=r.auth) as resp:
             reader = SseReader(resp)
@@ -89,39 +75,24 @@ async def test_calls_move_metrics_and_publish_tool_events() -> None:
 
 async def test_cache_metrics_count_only_what_a_cache_did() -> None:
     # Regression: /metrics reported a miss for every cacheable call even with no cache at all.
-    async with router_app(load_settings(allow_anonymous=False, tool_cache=False)) as r, \
+    async with router_app(load_settings(allow_anonymous=False, tool_cache=False), [ECHO]) as r, \
             httpx.AsyncClient(base_url=r.url, timeout=30) as client:
-        principal = await r.app.state.authenticator.authenticate(r.auth["Authorization"])
-        for _ in range(2):
-            await r.app.state.dispatcher.call_tool(principal, "echo__echo", {"text": "hi"})
-        for _ in range(200):  # observers run off the call path, in the recorder's batches
-            text = (await client.get("/metrics")).text
-            if sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 2:
-                break
-            await asyncio.sleep(0.05)
-        assert sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 2
+        text = await metrics_after_echo_calls(r, client, 2)
         assert sample(text, "vsm_cache_requests_total", result="miss") == 0
 
 
 async def test_cache_metrics_count_hits_and_misses() -> None:
     # One app per test: the durable spine shuts the loop's default executor down with it.
-    async with router_app(load_settings(allow_anonymous=False, tool_cache=True)) as r, \
+    async with router_app(load_settings(allow_anonymous=False, tool_cache=True), [ECHO]) as r, \
             httpx.AsyncClient(base_url=r.url, timeout=30) as client:
-        principal = await r.app.state.authenticator.authenticate(r.auth["Authorization"])
-        for _ in range(3):
-            await r.app.state.dispatcher.call_tool(principal, "echo__echo", {"text": "hi"})
-        for _ in range(200):  # observers run off the call path, in the recorder's batches
-            text = (await client.get("/metrics")).text
-            if sample(text, "vsm_tool_calls_total", server="echo", tool="echo", outcome="ok") == 3:
-                break
-            await asyncio.sleep(0.05)
+        text = await metrics_after_echo_calls(r, client, 3)
         assert sample(text, "vsm_cache_requests_total", result="miss") == 1
         assert sample(text, "vsm_cache_requests_total", result="hit") == 2
         assert sample(text, "vsm_cache_entries", level="memory") == 1
 
 
 async def test_readyz_reports_database_bus_and_upstreams() -> None:
-    async with router_app(load_settings(allow_anonymous=False)) as r, httpx.AsyncClient(base_url=r.url) as client:
+    async with router_app(load_settings(allow_anonymous=False), [ECHO]) as r, httpx.AsyncClient(base_url=r.url) as client:
         assert (await client.get("/healthz")).json() == {"status": "ok"}
         ready = await client.get("/readyz")
         assert ready.status_code == 200, ready.text
@@ -136,7 +107,7 @@ async def test_readyz_reports_database_bus_and_upstreams() -> None:
 
 async def test_edge_rate_limit_per_client() -> None:
     settings = load_settings(allow_anonymous=False, edge_rate_per_s=0.5, edge_rate_burst=3)
-    async with router_app(settings) as r, httpx.AsyncClient(base_url=r.url) as client:
+    async with router_app(settings, [ECHO]) as r, httpx.AsyncClient(base_url=r.url) as client:
         # Without a key: refused, and the address's budget is spent by each attempt.
         codes = [(await client.get("/v1/tools")).status_code for _ in range(4)]
         assert codes == [401, 401, 401, 429]
@@ -161,7 +132,7 @@ async def fake_bot_api() -> AsyncIterator[tuple[str, list[dict[str, Any]]]]:
         return JSONResponse({"ok": True, "result": {"message_id": len(sent), "chat": {"id": body["chat_id"]}}})
 
     api = Starlette(routes=[Route("/bot{token}/sendMessage", send_message, methods=["POST"])])
-    async with serve(api) as url:
+    async with serve_asgi(api) as url:
         yield url, sent
 
 
@@ -175,7 +146,7 @@ async def test_telegram_webhook() -> None:
             allow_anonymous=False, telegram_secret="s3cret", telegram_bot_token="123:abc",
             telegram_api_base=api_url, telegram_chats="111=acme,222=acme", telegram_rate_per_min=6,
         )
-        async with router_app(settings) as r, httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+        async with router_app(settings, [ECHO]) as r, httpx.AsyncClient(base_url=r.url, timeout=30) as client:
             hook = "/v1/telegram/webhook"
             good = {"X-Telegram-Bot-Api-Secret-Token": "s3cret"}
             assert (await client.post(hook, json=update(111, "/status"))).status_code == 401
@@ -204,7 +175,7 @@ async def test_telegram_webhook() -> None:
 
 
 async def test_events_refuse_a_rebound_host_on_loopback() -> None:
-    async with router_app(load_settings(allow_anonymous=False)) as r, httpx.AsyncClient(base_url=r.url) as client:
+    async with router_app(load_settings(allow_anonymous=False), [ECHO]) as r, httpx.AsyncClient(base_url=r.url) as client:
         evil = {**r.auth, "Host": "evil.example"}
         assert (await client.get("/v1/events", headers=evil)).status_code == 403
         origin = {**r.auth, "Origin": "https://evil.example"}

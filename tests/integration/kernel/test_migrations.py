@@ -6,24 +6,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
-from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.integration.databases import table_names
 from vsm_mcp import migrate
 
 FOUNDATION_TABLES = {"tenants", "api_keys", "system_states", "episodes", "policies", "artifacts"}
 
 
 def _tables(url: str) -> set[str]:
-    async def go() -> set[str]:
-        engine = create_async_engine(url)
-        try:
-            async with engine.connect() as conn:
-                return set(await conn.run_sync(lambda c: inspect(c).get_table_names()))
-        finally:
-            await engine.dispose()
-
-    return asyncio.run(go())
+    return asyncio.run(table_names(url))
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

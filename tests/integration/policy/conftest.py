@@ -3,14 +3,13 @@ two tenants, and a settable clock for ``context.time``."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from vsm_mcp import migrate
+from tests.integration.databases import copy_migrated
 from vsm_mcp.bus import MemoryBus
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
@@ -40,13 +39,6 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("policy-template") / "vsm.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
 async def _env(ctx: ServerContext, owner: Database) -> Env:
     clock = Clock(1_764_151_200.0)  # 2025-11-26T10:00:00Z, a Wednesday inside working hours
     ctx.extras[CLOCK_KEY] = clock
@@ -57,21 +49,12 @@ async def _env(ctx: ServerContext, owner: Database) -> Env:
 
 @pytest.fixture
 async def sqlite_env(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Env]:
-    settings = load_settings(home=tmp_path / ".vsm")
-    (tmp_path / ".vsm").mkdir(exist_ok=True)
-    shutil.copy(migrated_sqlite, tmp_path / ".vsm" / "vsm.db")
+    settings = load_settings(home=copy_migrated(migrated_sqlite, tmp_path / ".vsm"))
     ctx = ServerContext(settings=settings, db=Database(settings), bus=MemoryBus())
     try:
         yield await _env(ctx, ctx.db)
     finally:
         await ctx.aclose()
-
-
-@pytest.fixture
-def pg_migrated(pg_owner_url: str, pg_app_url: str) -> tuple[str, str]:
-    """Migrated outside the event loop (Alembic's env runs its own loop)."""
-    migrate.upgrade(pg_owner_url)
-    return pg_owner_url, pg_app_url
 
 
 @pytest.fixture

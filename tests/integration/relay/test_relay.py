@@ -15,16 +15,14 @@ from starlette.requests import Request
 from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
-from router.app import create_app
 from router.upstreams.manifest import UpstreamSpec
-from tests.integration.edge.conftest import SseReader, eventually, serve
-from vsm_mcp import migrate
+from tests.asgi_server import serve_asgi
+from tests.integration.edge.conftest import SseReader, router_app
 from vsm_mcp.config import load_settings
-from vsm_mcp.context import ServerContext
-from vsm_mcp.tenants import create_api_key, create_tenant
 
 pytestmark = pytest.mark.anyio
 RELAY = UpstreamSpec(name="relay", kind="builtin", target="servers.relay.server:build")
+SCOPES = ("events:read", "events:write", "tools:call")
 ITEMS = [
     {"title": "European Central Bank raises interest rates", "text": "The central bank acted on inflation."},
     {"title": "Heavy snowfall closes mountain passes", "text": "Road authorities warn drivers."},
@@ -46,18 +44,11 @@ def source_app(queue: asyncio.Queue[str | None]) -> Starlette:
 
 async def test_live_items_reach_v1_events_with_key_phrases(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1/32"])
-    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    await create_tenant(ctx.db, "acme")
-    key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call"])
-    auth = {"Authorization": f"Bearer {key}"}
     queue: asyncio.Queue[str | None] = asyncio.Queue()
-    app = create_app(settings, ctx, specs=[RELAY])
-    async with serve(source_app(queue)) as src, serve(app) as url, \
-            httpx.AsyncClient(base_url=url, timeout=30) as client:
-        await eventually(lambda: app.state.runtime.readiness()["ok"], what="the relay upstream")
-        principal = await app.state.authenticator.authenticate(auth["Authorization"])
-        async with client.stream("GET", "/v1/events", params={"topics": "relay.news.*"}, headers=auth) as resp:
+    async with serve_asgi(source_app(queue)) as src, router_app(settings, [RELAY], SCOPES) as r, \
+            httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+        app, principal = r.app, await r.principal()
+        async with client.stream("GET", "/v1/events", params={"topics": "relay.news.*"}, headers=r.auth) as resp:
             reader = SseReader(resp)
             started = await app.state.dispatcher.call_tool(
                 principal, "relay__relay_start", {"stream": "news", "url": f"{src}/events"})
@@ -83,17 +74,11 @@ async def test_ws_source_items_reach_v1_events(tmp_path: Path) -> None:
     from tests.integration.relay.test_source import Source, ws_source
 
     settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1/32"])
-    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    await create_tenant(ctx.db, "acme")
-    key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call"])
-    auth = {"Authorization": f"Bearer {key}"}
     src = Source()
-    app = create_app(settings, ctx, specs=[RELAY])
-    async with ws_source(src) as port, serve(app) as url, httpx.AsyncClient(base_url=url, timeout=30) as client:
-        await eventually(lambda: app.state.runtime.readiness()["ok"], what="the relay upstream")
-        principal = await app.state.authenticator.authenticate(auth["Authorization"])
-        async with client.stream("GET", "/v1/events", params={"topics": "relay.live.*"}, headers=auth) as resp:
+    async with ws_source(src) as port, router_app(settings, [RELAY], SCOPES) as r, \
+            httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+        app, principal = r.app, await r.principal()
+        async with client.stream("GET", "/v1/events", params={"topics": "relay.live.*"}, headers=r.auth) as resp:
             reader = SseReader(resp)
             started = await app.state.dispatcher.call_tool(
                 principal, "relay__relay_start", {"stream": "live", "url": f"ws://127.0.0.1:{port}/feed"})
@@ -124,14 +109,8 @@ async def test_ws_source_items_reach_v1_events(tmp_path: Path) -> None:
 ])
 async def test_a_private_source_is_refused_without_the_allow_list(tmp_path: Path, url: str, problem: str) -> None:
     settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1:8765"])
-    await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
-    ctx = ServerContext.create(settings)
-    await create_tenant(ctx.db, "acme")
-    key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call"])
-    app = create_app(settings, ctx, specs=[RELAY])
-    async with serve(app):
-        await eventually(lambda: app.state.runtime.readiness()["ok"], what="the relay upstream")
-        principal = await app.state.authenticator.authenticate(f"Bearer {key}")
+    async with router_app(settings, [RELAY], SCOPES) as r:
+        app, principal = r.app, await r.principal()
         refused = await app.state.dispatcher.call_tool(principal, "relay__relay_start", {"stream": "x", "url": url})
         listed = await app.state.dispatcher.call_tool(principal, "relay__relay_list", {})
     assert refused.is_error
@@ -148,19 +127,12 @@ async def test_summarize_goes_through_the_llm_cdn(tmp_path: Path) -> None:
         models = {"models": [{"name": "m", "target": "openai/m", "api_base": base, "api_key": "k"}]}
         settings = load_settings(home=tmp_path / ".vsm", allow_anonymous=False, fetch_allow=["127.0.0.1/32"],
                                  llm_models=json.dumps(models))
-        await asyncio.to_thread(migrate.upgrade, settings.migration_database_url)
-        ctx = ServerContext.create(settings)
-        await create_tenant(ctx.db, "acme")
-        key, _ = await create_api_key(ctx.db, "acme", ["events:read", "events:write", "tools:call", "llm"])
-        auth = {"Authorization": f"Bearer {key}"}
         llm = UpstreamSpec(name="llm", kind="builtin", target="servers.llm_cdn.server:build", tags=["llm"])
         queue: asyncio.Queue[str | None] = asyncio.Queue()
-        app = create_app(settings, ctx, specs=[RELAY, llm])
-        async with serve(source_app(queue)) as src, serve(app) as url, \
-                httpx.AsyncClient(base_url=url, timeout=30) as client:
-            await eventually(lambda: app.state.runtime.readiness()["ok"], what="the upstreams")
-            principal = await app.state.authenticator.authenticate(auth["Authorization"])
-            async with client.stream("GET", "/v1/events", params={"topics": "relay.s.*"}, headers=auth) as resp:
+        async with serve_asgi(source_app(queue)) as src, router_app(settings, [RELAY, llm], (*SCOPES, "llm")) as r, \
+                httpx.AsyncClient(base_url=r.url, timeout=30) as client:
+            app, principal = r.app, await r.principal()
+            async with client.stream("GET", "/v1/events", params={"topics": "relay.s.*"}, headers=r.auth) as resp:
                 reader = SseReader(resp)
                 bad = await app.state.dispatcher.call_tool(
                     principal, "relay__relay_start", {"stream": "s", "url": f"{src}/events", "summarize": True})

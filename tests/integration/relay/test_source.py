@@ -24,7 +24,7 @@ from websockets.asyncio.server import ServerConnection
 from websockets.asyncio.server import serve as ws_serve
 
 from servers.relay.source import Backoff, SourceItem, check_source_url, read_source
-from tests.integration.edge.conftest import serve
+from tests.asgi_server import serve_asgi
 from vsm_mcp.errors import InvalidArguments
 from vsm_mcp.ssrf import AddressGuard, AllowList, FetchRefused, Target
 
@@ -103,7 +103,7 @@ async def take(items: AsyncIterator[SourceItem], n: int) -> list[SourceItem]:
 
 async def test_sse_items_arrive_over_the_pinned_address_with_the_name_in_host() -> None:
     src, calls, drops = Source(), list[str](), list[str]()
-    async with serve(sse_app(src)) as base:
+    async with serve_asgi(sse_app(src)) as base:
         port = int(base.rsplit(":", 1)[1])
         guard = pinned_to_loopback("feed.invalid", port, calls)
         url = f"http://feed.invalid:{port}/events"
@@ -148,7 +148,7 @@ async def test_a_rebinding_to_a_private_address_on_reconnect_ends_the_reading(sc
     async def resolver(name: str, _port: int) -> list[str]:
         return [next(answers)]
 
-    server = serve(sse_app(src)) if scheme == "http" else _ws_url(src)
+    server = serve_asgi(sse_app(src)) if scheme == "http" else _ws_url(src)
     async with server as base:
         port = int(base.rsplit(":", 1)[1].split("/")[0])
         guard = AddressGuard(AllowList.parse([f"127.0.0.1:{port}"]), resolver)
@@ -164,7 +164,7 @@ async def test_a_rebinding_to_a_private_address_on_reconnect_ends_the_reading(sc
 
 async def test_a_source_that_is_not_a_stream_is_reported_and_retried() -> None:
     src, drops = Source(), list[str]()
-    async with serve(sse_app(src)) as base:
+    async with serve_asgi(sse_app(src)) as base:
         port = int(base.rsplit(":", 1)[1])
         target = Target("127.0.0.1", port, ipaddress.ip_address("127.0.0.1"))
 

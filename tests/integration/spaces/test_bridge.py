@@ -27,9 +27,11 @@ from mcp import Client
 
 from router.app import create_app
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
+from tests.asgi_server import serve_asgi
 from tests.gate_helpers import admin_key, keyed_mcp
-from tests.integration.edge.conftest import SseReader, eventually, serve
+from tests.integration.edge.conftest import SseReader
 from tests.integration.spaces.speech import ESPEAK, Conversation, conversation, wer
+from tests.polling import eventually
 from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.context import ServerContext
@@ -86,7 +88,7 @@ async def bridge(tmp_path: Path, space: str, **over: Any) -> AsyncIterator[Bridg
     ctx = ServerContext.create(settings)
     key = await admin_key(ctx.db, "default", SCOPES)
     app = create_app(settings, ctx, specs=parse_manifest({"upstreams": entries}, "default.yaml"))
-    async with serve(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
+    async with serve_asgi(app) as url, httpx.AsyncClient(base_url=url, timeout=60) as http:
         await eventually(lambda: app.state.runtime.readiness()["ok"], 60, "the upstreams")
         async with http.stream("GET", "/v1/events", params={"topics": f"spaces.{space}.*"},
                                headers={"Authorization": f"Bearer {key}"}) as resp:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import time
@@ -13,8 +12,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.integration.databases import copy_migrated
 from tests.ports import free_port
-from vsm_mcp import migrate
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
 from vsm_mcp.storage import StorageService
@@ -80,22 +79,12 @@ def anyio_backend() -> str:
 
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A SQLite file migrated once per session; tests copy it (Alembic per test is slow here)."""
-    path = tmp_path_factory.mktemp("template") / "vsm.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
 @pytest.fixture
 async def storage_env(
     backend_url: str, tmp_path: Path, migrated_sqlite: Path
 ) -> AsyncIterator[tuple[StorageService, str, str]]:
     """(service, tenant a, tenant b) on a migrated SQLite database and the backend under test."""
-    settings = load_settings(home=tmp_path / ".vsm", storage_url=backend_url)
-    (tmp_path / ".vsm").mkdir(exist_ok=True)
-    shutil.copy(migrated_sqlite, tmp_path / ".vsm" / "vsm.db")
+    settings = load_settings(home=copy_migrated(migrated_sqlite, tmp_path / ".vsm"), storage_url=backend_url)
     db = Database(settings)
     svc = StorageService(settings, db)
     a = (await create_tenant(db, "alpha")).id

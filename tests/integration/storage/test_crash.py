@@ -13,6 +13,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.integration.databases import copy_migrated
 from vsm_mcp.config import load_settings
 from vsm_mcp.db import Database
 from vsm_mcp.models import utcnow
@@ -143,13 +144,9 @@ async def _close(svc: StorageService) -> None:
 
 @pytest.fixture
 def storage_env_file(tmp_path: Path, migrated_sqlite: Path) -> tuple[Path, Path, str]:
-    import shutil
-
     from vsm_mcp.tenants import create_tenant
 
-    home, root = tmp_path / ".vsm", tmp_path / "objects"
-    home.mkdir(exist_ok=True)
-    shutil.copy(migrated_sqlite, home / "vsm.db")
+    home, root = copy_migrated(migrated_sqlite, tmp_path / ".vsm"), tmp_path / "objects"
     settings = load_settings(home=home)
 
     async def make() -> str:

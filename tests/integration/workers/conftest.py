@@ -3,14 +3,13 @@ non-owner role vsm_app), a memory bus and two tenants."""
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from vsm_mcp import migrate
+from tests.integration.databases import copy_migrated
 from vsm_mcp.bus import MemoryBus
 from vsm_mcp.config import Settings, load_settings
 from vsm_mcp.db import Database
@@ -31,18 +30,9 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(scope="session")
-def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("workers-template") / "vsm.db"
-    migrate.upgrade(f"sqlite+aiosqlite:///{path}")
-    return path
-
-
 @pytest.fixture
 async def sqlite_env(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Env]:
-    (tmp_path / ".vsm").mkdir(exist_ok=True)
-    shutil.copy(migrated_sqlite, tmp_path / ".vsm" / "vsm.db")
-    settings = load_settings(home=tmp_path / ".vsm")
+    settings = load_settings(home=copy_migrated(migrated_sqlite, tmp_path / ".vsm"))
     db, bus = Database(settings), MemoryBus()
     try:
         a = (await create_tenant(db, "alpha")).id
@@ -51,12 +41,6 @@ async def sqlite_env(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Env
     finally:
         await bus.aclose()
         await db.aclose()
-
-
-@pytest.fixture
-def pg_migrated(pg_owner_url: str, pg_app_url: str) -> tuple[str, str]:
-    migrate.upgrade(pg_owner_url)
-    return pg_owner_url, pg_app_url
 
 
 @pytest.fixture

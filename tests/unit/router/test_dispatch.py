@@ -6,17 +6,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-import anyio
 import pytest
 from sqlmodel import select
 
 from router.registry.catalog import ToolEntry
 from router.runtime import RouterRuntime
-from router.upstreams.manifest import parse_manifest
-from vsm_mcp import migrate
+from tests.router_runtime import started_runtime
 from vsm_mcp.auth import Principal
 from vsm_mcp.config import load_settings
-from vsm_mcp.context import ServerContext
 from vsm_mcp.errors import (
     Forbidden,
     InvalidArguments,
@@ -36,20 +33,9 @@ TARGET = "tests.integration.router.upstream_server:build_builtin"
 
 @asynccontextmanager
 async def running(entries: list[dict[str, Any]], **settings: Any) -> AsyncIterator[tuple[RouterRuntime, Principal]]:
-    s = load_settings(**{"rate_limit": 0, **settings})
-    await anyio.to_thread.run_sync(migrate.upgrade, s.migration_database_url)
-    ctx = ServerContext.create(s)
-    tenant = await ensure_tenant(ctx.db, "acme")
-    principal = Principal(tenant_id=tenant.id, scopes=frozenset({"*"}), key_id="k1")
-    rt = RouterRuntime(ctx, parse_manifest({"upstreams": entries}, "test.yaml"))
-    try:
-        async with anyio.create_task_group() as tg:
-            await rt.start(tg, wait=30)
-            yield rt, principal
-            await rt.aclose()
-            tg.cancel_scope.cancel()
-    finally:
-        await ctx.aclose()
+    async with started_runtime(load_settings(**{"rate_limit": 0, **settings}), entries) as rt:
+        tenant = await ensure_tenant(rt.ctx.db, "acme")
+        yield rt, Principal(tenant_id=tenant.id, scopes=frozenset({"*"}), key_id="k1")
 
 
 class Recorder:

@@ -19,13 +19,11 @@ from hypothesis import strategies as st
 
 from router.runtime import RouterRuntime
 from router.tool_cache import DiskBackend, RedisBackend, ToolCache
-from router.upstreams.manifest import parse_manifest
+from tests.router_runtime import started_runtime
 from tests.unit.router import cache_upstream
-from vsm_mcp import migrate
 from vsm_mcp.auth import Principal
 from vsm_mcp.bus import MemoryBus
 from vsm_mcp.config import load_settings
-from vsm_mcp.context import ServerContext
 from vsm_mcp.hooks import CallInfo
 from vsm_mcp.tenants import ensure_tenant
 
@@ -41,20 +39,10 @@ ENTRIES: list[dict[str, Any]] = [
 
 @asynccontextmanager
 async def running(**opts: Any) -> AsyncIterator[tuple[RouterRuntime, Principal, Principal]]:
-    s = load_settings(**{"rate_limit": 0, "tool_cache": True, **opts})
-    await anyio.to_thread.run_sync(migrate.upgrade, s.migration_database_url)
-    ctx = ServerContext.create(s)
-    a = Principal(tenant_id=(await ensure_tenant(ctx.db, "a")).id, scopes=frozenset({"*"}), key_id="ka")
-    b = Principal(tenant_id=(await ensure_tenant(ctx.db, "b")).id, scopes=frozenset({"*"}), key_id="kb")
-    rt = RouterRuntime(ctx, parse_manifest({"upstreams": ENTRIES}, "test.yaml"))
-    try:
-        async with anyio.create_task_group() as tg:
-            await rt.start(tg, wait=30)
-            yield rt, a, b
-            await rt.aclose()
-            tg.cancel_scope.cancel()
-    finally:
-        await ctx.aclose()
+    async with started_runtime(load_settings(**{"rate_limit": 0, "tool_cache": True, **opts}), ENTRIES) as rt:
+        a = Principal(tenant_id=(await ensure_tenant(rt.ctx.db, "a")).id, scopes=frozenset({"*"}), key_id="ka")
+        b = Principal(tenant_id=(await ensure_tenant(rt.ctx.db, "b")).id, scopes=frozenset({"*"}), key_id="kb")
+        yield rt, a, b
 
 
 def text(result: mt.CallToolResult) -> str:
