@@ -19,6 +19,10 @@ What it never does, and why:
   into a no-match.
 * **change scores.** Each tool keeps its calibrated probability; after a rerank the order follows
   the model, so scores need not decrease down the list (``reranked: true`` says so).
+* **load the model's client on a search's clock.** The in-process llm server imports litellm
+  (~2.8 s, more than the default budget) before its first provider call; ``warm_up`` has that
+  done at router start (router/runtime.py waits for it as for the upstreams), so the first
+  search is reranked within its budget.
 
 The request is deterministic (temperature 0, seed 0, the same prompt for the same query and
 candidates), so the LLM-CDN's exact cache answers a repeated query without a provider call. The
@@ -32,9 +36,11 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
+
+import anyio
 
 from router.registry.catalog import Catalog
 from router.registry.index import Rerank, SearchHit, SearchResult
@@ -46,6 +52,7 @@ from vsm_mcp.hooks import ToolCaller
 log = logging.getLogger(__name__)
 
 RERANK_TOOL = "llm__llm_complete"
+ENGINE_KEY = "llm_cdn"  # ctx.extras: the in-process llm server's engine (router/edge/openai.py finds it so too)
 LINE_CHARS = 160  # one line of description per candidate: enough to tell tools apart, few tokens
 
 SYSTEM = (
@@ -125,6 +132,23 @@ class Reranker:
         self.model = model
         self.candidates = candidates
         self.timeout_s = timeout_s
+        self.warmed = False  # warm_up has loaded the in-process llm server's provider library
+
+    async def warm_up(self, extras: Mapping[str, Any]) -> None:
+        """Load, off the request path, what the first rerank call would otherwise load inside its
+        budget: the in-process llm server's provider library (its engine's blocking ``warm_up``,
+        on a worker thread). An llm server in another process warms itself: nothing to do here."""
+        warm = getattr(extras.get(ENGINE_KEY), "warm_up", None)
+        if warm is None:
+            return
+        try:
+            # abandoned on cancel: a router stopped while starting does not wait for an import
+            await anyio.to_thread.run_sync(warm, abandon_on_cancel=True)
+        except Exception as exc:  # the first rerank meets the same problem and reports it
+            log.warning("tool search rerank: loading %s's provider library failed (%s: %s)",
+                        RERANK_TOOL, type(exc).__name__, exc)
+            return
+        self.warmed = True
 
     def permitted(self, principal: Principal) -> bool:
         """The caller's tenant sees the LLM tool and the caller's scopes grant it (policy is the

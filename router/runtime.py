@@ -148,6 +148,7 @@ class RouterRuntime:
         for up in list(self.upstreams.values()):
             await up.start(tg)
         await self.live.start(tg)  # the registry's upstreams start now, with the manifests'
+        warm = self._warm_rerank(tg)  # builtins are built: an in-process llm server is in ctx.extras
         budget = self.ctx.settings.upstream_start_wait if wait is None else wait
         if budget > 0:
             with anyio.move_on_after(budget):
@@ -155,8 +156,28 @@ class RouterRuntime:
                     for up in list(self.upstreams.values()):
                         if up.spec.enabled:
                             waits.start_soon(up.wait_ready, budget)
+                    if warm is not None:
+                        waits.start_soon(warm.wait)
         await self._start_spine()
         self.started = True
+
+    def _warm_rerank(self, tg: TaskGroup) -> anyio.Event | None:
+        """With a rerank model set, its client is loaded in the background from now on, and
+        start-up waits for it (within the same budget) as for the upstreams: the first search
+        must not spend its short rerank budget importing a library (router/rerank.py)."""
+        reranker = self.tool_search.reranker
+        if reranker is None:
+            return None
+        done = anyio.Event()
+
+        async def warm() -> None:
+            try:
+                await reranker.warm_up(self.ctx.extras)
+            finally:
+                done.set()
+
+        tg.start_soon(warm, name="rerank warm-up")
+        return done
 
     async def _start_spine(self) -> None:
         # One spine per process: a second runtime in the same process (tests) uses the first's.

@@ -23,7 +23,7 @@ from servers.llm_cdn.events import EventPublisher
 from servers.llm_cdn.fingerprint import fingerprint
 from servers.llm_cdn.live import StreamOutcome
 from servers.llm_cdn.models_config import load_models
-from servers.llm_cdn.providers import Providers, warm_up
+from servers.llm_cdn.providers import Providers, preload, warm_up
 from servers.llm_cdn.singleflight import SingleFlight
 from servers.llm_cdn.stats import Stats
 from vsm_mcp.bus import Bus
@@ -102,6 +102,13 @@ class Engine:
         return cls(s, ctx.bus, backend, Providers(table, s), semantic=index)
 
     # --- public API ------------------------------------------------------------------------
+
+    def warm_up(self) -> None:
+        """Have the provider library loaded when this returns (blocking: run it on a worker thread).
+        The router calls it at start when tool search's rerank asks this server (router/rerank.py),
+        so the first rerank does not spend its short budget on importing litellm (~2.8 s)."""
+        if self.providers.table.models:
+            preload()
 
     def cacheable(self, request: dict[str, Any]) -> bool:
         mode = self.settings.llm_cache_mode

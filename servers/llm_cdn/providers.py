@@ -51,6 +51,11 @@ def warm_up() -> None:
     threading.Thread(target=_litellm, name="litellm-import", daemon=True).start()
 
 
+def preload() -> None:
+    """Import litellm now, blocking (at once when it is loaded; waits for an import in progress)."""
+    _litellm()
+
+
 class _Retryable(Exception):
     """429 or 5xx from a provider: worth another attempt after a pause."""
 

@@ -10,6 +10,7 @@ import importlib.util
 import json
 import logging
 import re
+import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,7 @@ from router.local import running_router
 from router.meta_tools import ToolSearch, result_json
 from router.registry.index import SearchResult
 from router.upstreams.manifest import DEFAULT_MANIFEST, parse_manifest
+from servers.llm_cdn.engine import Engine
 from tests.integration.llm_cdn.fake_openai import FakeState, fake_openai
 from tests.integration.router.conftest import router_settings, serve_router
 from vsm_mcp.auth import Principal
@@ -113,6 +115,29 @@ async def test_off_by_default_no_model_call(fake: tuple[str, FakeState]) -> None
         found = await runtime.tool_search.find(principal, QUERY, limit=3)
     assert not found.reranked and found.rerank is None and "rerank" not in result_json(found)
     assert result_json(found)["reranked"] is False and fake[1].total == 0
+
+
+async def test_the_model_client_is_loaded_at_start_when_rerank_is_set_and_only_then(
+    fake: tuple[str, FakeState], monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The first rerank of a process used to spend its 2 s budget importing litellm (~2.8 s) in
+    the llm server and time out; the router now has it loaded by the time start-up returns."""
+    warmed: list[str] = []
+    warm_up = Engine.warm_up
+
+    def counted(engine: Engine) -> None:
+        warm_up(engine)
+        warmed.append("litellm" if "litellm" in sys.modules else "nothing")
+
+    monkeypatch.setattr(Engine, "warm_up", counted)
+    on = await asyncio.to_thread(settings_for, fake[0], tool_search_rerank_model="rank")
+    async with running_router(on, parse_manifest({"upstreams": entries()}, "test.yaml")) as (runtime, _):
+        reranker = runtime.tool_search.reranker
+        assert reranker is not None and reranker.warmed and warmed == ["litellm"]  # done before start returned
+    off = await asyncio.to_thread(settings_for, fake[0])  # the same models, no rerank
+    async with running_router(off, parse_manifest({"upstreams": entries()}, "test.yaml")) as (runtime, _):
+        assert runtime.tool_search.reranker is None
+    assert warmed == ["litellm"]  # not warmed again by the router without a rerank model
 
 
 async def test_the_model_order_wins_and_a_repeat_is_served_by_the_llm_cache(
