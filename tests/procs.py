@@ -24,10 +24,19 @@ def tail(log: Path | None, chars: int = 3000) -> str:
     return log.read_text(errors="replace")[-chars:] if log is not None and log.exists() else ""
 
 
+def _signal(proc: subprocess.Popen[bytes] | subprocess.Popen[str], sig: int) -> None:
+    """``sig`` to the process group; to the process alone when it leads no group (started without
+    a session of its own), so that a stop never waits for a process nobody signalled."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        if proc.poll() is None:
+            proc.send_signal(sig)
+
+
 def kill(proc: subprocess.Popen[bytes] | subprocess.Popen[str]) -> None:
     """SIGKILL the process group; reap the process."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    _signal(proc, signal.SIGKILL)
     proc.wait()
 
 
@@ -35,8 +44,7 @@ def stop(*procs: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float
     """SIGTERM each process group (a clean shutdown, all at once); SIGKILL what still runs after
     ``timeout`` seconds."""
     for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
+        _signal(proc, signal.SIGTERM)
     for proc in procs:
         try:
             proc.wait(timeout)

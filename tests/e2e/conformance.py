@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import re
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.procs import wait_listening
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFORMANCE = ROOT / ".tools" / "node_modules" / ".bin" / "conformance"
@@ -23,19 +23,6 @@ class SuiteResult:
 
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise TimeoutError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
-
-
 def start_fixture(port: int) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen(
         [sys.executable, "-m", "examples.conformance.server", "--transport", "http", "--port", str(port)],
@@ -43,7 +30,7 @@ def start_fixture(port: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    wait_for_port(port, proc)
+    wait_listening(port, proc)
     return proc
 
 

@@ -60,7 +60,9 @@ def test_same_checks_pass_through_the_router(tmp_path: Path) -> None:
     import subprocess
     import sys
 
-    from .conformance import ROOT, wait_for_port
+    from tests.procs import wait_listening
+
+    from .conformance import ROOT
 
     fixture_port, router_port = free_port(), free_port()
     manifest = tmp_path / "conformance.yaml"
@@ -85,7 +87,7 @@ def test_same_checks_pass_through_the_router(tmp_path: Path) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_port(router_port, router, timeout=120)
+        wait_listening(router_port, router, timeout=120)
         base = f"http://127.0.0.1:{router_port}"
         _wait_ready(base, ["conf_http", "conf_stdio", "conf_stdio_pc"])
         results = {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +18,7 @@ import pytest
 from mcp import Client
 
 from servers.beliefs.store import BeliefStore
+from tests import procs
 from tests.conftest import RABBITMQ_URL
 from tests.ports import free_port
 from vsm_mcp import migrate
@@ -64,7 +64,7 @@ class Router:
         log = open(self.home / "serve.log", "ab")  # noqa: SIM115  (closed with the process)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "vsm_mcp.cli", "serve"], env=self.env, cwd=self.home,
-            stdout=log, stderr=subprocess.STDOUT,
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         )
         log.close()
 
@@ -93,17 +93,12 @@ class Router:
             await db.aclose()
 
     def log_tail(self) -> str:
-        p = self.home / "serve.log"
-        return p.read_text(errors="replace")[-3000:] if p.exists() else ""
+        return procs.tail(self.home / "serve.log")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+    def kill(self) -> None:
+        """SIGKILL, as a crash: the router and whatever it started."""
+        if self.proc is not None:
+            procs.kill(self.proc)
 
 
 async def call(router: Router, tool: str, **args: Any) -> dict[str, Any]:
@@ -152,7 +147,7 @@ def cluster(pg_owner_url: str, pg_app_url: str, tmp_path: Path) -> Any:
 
     yield make
     for r in routers:
-        r.stop(signal.SIGKILL)
+        r.kill()
 
 
 @pytest.mark.timeout(300)
@@ -193,7 +188,7 @@ async def _scenario(cluster: Any) -> None:
 
     task = asyncio.create_task(writer())
     await asyncio.wait_for(enough.wait(), timeout=120)
-    a.stop(signal.SIGKILL)
+    a.kill()
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     loaded = await a.durable_state()
