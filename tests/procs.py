@@ -5,15 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+
+from tests.polling import eventually
 
 # The console script of this virtualenv, for the tests that run the CLI as users do.
 VSM = Path(sys.executable).with_name("vsm-mcp")
@@ -52,8 +57,24 @@ def stop(*procs: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float
             kill(proc)
 
 
-def _exited(proc: subprocess.Popen[bytes], log: Path | None) -> AssertionError:
-    return AssertionError(f"process exited with {proc.returncode} during start-up:\n{tail(log)}")
+def _exited(proc: subprocess.Popen[bytes], log: Path | None, when: str = "during start-up") -> AssertionError:
+    return AssertionError(f"process exited with {proc.returncode} {when}:\n{tail(log)}")
+
+
+async def until(check: Callable[[], Any], proc: subprocess.Popen[bytes], log: Path | None = None, *,
+                timeout: float = 60, what: str = "condition", interval: float = 0.05) -> None:
+    """:func:`tests.polling.eventually` for a condition a process brings about: fail at once, with
+    its log, when the process exits meanwhile."""
+
+    async def check_while_alive() -> bool:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if not value and proc.poll() is not None:
+            raise _exited(proc, log, "while the test waited for " + what)
+        return bool(value)
+
+    await eventually(check_while_alive, timeout, what, interval)
 
 
 async def wait_ready(url: str, proc: subprocess.Popen[bytes], log: Path | None = None, *, timeout: float = 90,

@@ -14,7 +14,7 @@ import pytest
 from dbos import DBOS
 
 from tests.integration.kernel.durable_flows import executions, fan, hold, runners
-from tests.procs import VSM, kill
+from tests.procs import VSM, kill, until
 from vsm_mcp import durable
 from vsm_mcp.config import load_settings
 from vsm_mcp.errors import ConfigError, DatabaseUnavailable
@@ -76,12 +76,8 @@ def _spawn(target: str, executor: str, log: Path) -> subprocess.Popen[bytes]:
 
 
 async def _wait_lines(log: Path, n: int, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(600):
-        if len(executions(str(log))) >= n:
-            return
-        assert proc.poll() is None, f"child exited: see {log.parent / 'child.err'}"
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"child did not reach {n} step executions")
+    await until(lambda: len(executions(str(log))) >= n, proc, log.parent / "child.err", timeout=30,
+                what=f"{n} step executions")
 
 
 async def _result_of_only_workflow() -> list[str]:

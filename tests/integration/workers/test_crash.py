@@ -11,7 +11,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pytest
 from tests.asgi_server import serve_asgi
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.workers.conftest import Env
-from tests.procs import kill
+from tests.procs import kill, until
 from vsm_mcp.workers.notify import ledger
 from vsm_mcp.workers.notify.channels import ChannelStore
 
@@ -47,28 +47,12 @@ async def child(env_vars: dict[str, str], log: Path) -> AsyncIterator[subprocess
         kill(proc)
 
 
-def alive(proc: subprocess.Popen[bytes], log: Path) -> None:
-    if proc.poll() is not None:
-        raise AssertionError(f"child exited {proc.returncode}: {log.read_text()[-2000:]}")
-
-
-async def until(predicate: Callable[[], bool], proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(600):  # 30 s
-        if predicate():
-            return
-        alive(proc, log)
-        await asyncio.sleep(0.05)
-    raise AssertionError("timed out")
-
-
 async def until_state(env: Env, key: str, state: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    for _ in range(300):  # 30 s
+    async def reached() -> bool:
         row = await ledger.get(env.db, env.a, key)
-        if row is not None and row.state == state:
-            return
-        alive(proc, log)
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"the delivery never became {state}")
+        return row is not None and row.state == state
+
+    await until(reached, proc, log, timeout=30, what=f"the delivery to become {state}", interval=0.1)
 
 
 async def setup(env: Env, tmp_path: Path, tg: FakeTelegram, url: str, **settings: str) -> tuple[dict[str, str], str]:
@@ -89,7 +73,7 @@ async def test_killed_during_the_backoff_wait_sends_once_after_restart(sqlite_en
         env_vars, key = await setup(sqlite_env, tmp_path, tg, url, VSM_NOTIFY_BACKOFF_S="3")
         log = tmp_path / "child.log"
         async with child(env_vars, log) as proc:
-            await until(lambda: len(tg.calls) == 1, proc, log)  # the 503: now it sleeps 3 s, durably
+            await until(lambda: len(tg.calls) == 1, proc, log, timeout=30)  # the 503: now it sleeps 3 s, durably
             await asyncio.sleep(0.3)
             os.killpg(proc.pid, signal.SIGKILL)
         row = await ledger.get(sqlite_env.db, sqlite_env.a, key)
@@ -109,7 +93,7 @@ async def test_killed_after_the_message_left_is_never_sent_twice(sqlite_env: Env
         env_vars, key = await setup(sqlite_env, tmp_path, tg, url, VSM_NOTIFY_TIMEOUT_S="0.5")
         log = tmp_path / "child.log"
         async with child(env_vars, log) as proc:
-            await until(lambda: len(tg.sent) == 1, proc, log)
+            await until(lambda: len(tg.sent) == 1, proc, log, timeout=30)
             os.killpg(proc.pid, signal.SIGKILL)
         tg.hold.set()
         async with child(env_vars, log) as proc:  # recovery: the step runs again, finds the row 'sending' …

@@ -19,7 +19,7 @@ from tests.conftest import RABBITMQ_URL
 from tests.fakes.telegram_api import FakeTelegram
 from tests.integration.workers.conftest import Env
 from tests.integration.workers.test_policy_audit import NO_DELETE, call, put
-from tests.procs import stop
+from tests.procs import stop, until
 from vsm_mcp.workers.notify.channels import ChannelStore
 
 pytestmark = [pytest.mark.anyio, pytest.mark.postgres, pytest.mark.rabbitmq, pytest.mark.slow]
@@ -37,16 +37,6 @@ def start_worker(env_vars: dict[str, str], log: Path) -> subprocess.Popen[bytes]
 
 def read(log: Path) -> str:
     return log.read_text(errors="replace")
-
-
-async def wait_log(proc: subprocess.Popen[bytes], log: Path, needle: str, timeout_s: float = 90) -> None:
-    for _ in range(int(timeout_s * 10)):
-        if needle in read(log):
-            return
-        if proc.poll() is not None:
-            raise AssertionError(f"worker exited {proc.returncode}: {read(log)[-3000:]}")
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"worker not ready: {read(log)[-3000:]}")
 
 
 async def drop_queues(*names: str) -> None:
@@ -92,7 +82,8 @@ async def test_worker_process_judges_routes_and_delivers(pg_env: Env, pg_migrate
                 "VSM_TELEGRAM_API_BASE": url, "VSM_TELEGRAM_BOT_TOKEN": tg.token,
             }, log)
             try:
-                await wait_log(proc, log, "vsm-mcp worker")
+                await until(lambda: "vsm-mcp worker" in read(log), proc, log, timeout=90, what="the worker's banner",
+                            interval=0.1)
                 await bus.publish(call(env.a, "storage_get"))  # allowed: nothing to say
                 await bus.publish(call(env.a, "storage_delete"))  # the router let it through; policy says no
                 for _ in range(600):
