@@ -243,7 +243,9 @@ class RouterRuntime:
             self._draining.discard(up)
 
     async def aclose(self) -> None:
-        """Stop the supervisors (stdio process groups are killed) and flush the recorder."""
+        """Stop the supervisors (stdio process groups are killed) and flush the recorder — every
+        background user of the database stops here, before the caller cancels the task group."""
+        await self.live.aclose()  # first: it would reconcile the upstreams being stopped below
         if self.workers is not None:
             await self.workers.aclose()
             self.workers = None

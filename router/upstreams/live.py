@@ -79,7 +79,8 @@ class LiveUpstreams:
         self.registry_error = ""
         self.applied = 0  # reconciliations done (tests and /readyz read it)
         self._not_started: set[tuple[str, str]] = set()
-        self._lock = anyio.Lock()
+        self._lock = anyio.Lock()  # one registry read or reconciliation at a time
+        self._closed = False  # aclose() ran: no more reads of the registry, no reconciliations
         self._manifest_sig = self._signature() if manifest_paths is not None else ()
         self.guard = AddressGuard(AllowList.parse(ctx.settings.fetch_allow))
         self.admin = UpstreamAdmin(
@@ -105,9 +106,20 @@ class LiveUpstreams:
         if self.manifest_paths is not None and self.watch_s > 0:
             tg.start_soon(self._watch_manifests)
 
+    async def aclose(self) -> None:
+        """Stop following, before the runtime's task group is cancelled: a registry read or a
+        reconciliation in flight is waited for (cancelled, its transaction's rollback was cut
+        short and SQLAlchemy's pool logged it, at the end of CLI runs) and none starts after."""
+        self._closed = True
+        with anyio.move_on_after(10):  # a hung database must not hang the shutdown
+            async with self._lock:
+                pass
+
     async def refresh(self, *, quiet: bool = False) -> None:
         """Read the registry table, merge it, and apply the result."""
         async with self._lock:
+            if self._closed:
+                return
             try:
                 rows = await self.store.load()
             except Exception as exc:  # no table yet (not migrated) or the database is down: keep running
@@ -123,12 +135,16 @@ class LiveUpstreams:
     async def _poll(self) -> None:
         while True:
             await anyio.sleep(self.poll_s)
-            try:
-                fingerprint = await self.store.fingerprint()
-            except Exception as exc:
-                log.debug("registry poll failed: %s", exc)
-                continue
-            if fingerprint != self.state.fingerprint():
+            async with self._lock:  # so that aclose() waits for this read instead of cutting it short
+                if self._closed:
+                    return
+                try:
+                    fingerprint = await self.store.fingerprint()
+                except Exception as exc:
+                    log.debug("registry poll failed: %s", exc)
+                    continue
+                changed = fingerprint != self.state.fingerprint()
+            if changed:
                 await self.refresh()
 
     async def _listen(self) -> None:
@@ -177,6 +193,8 @@ class LiveUpstreams:
             return False
         self.manifest_error = ""
         async with self._lock:
+            if self._closed:
+                return False
             self.manifest_specs = specs
             await self._apply()
         log.info("manifests reloaded: %d upstreams", len(specs))

@@ -265,3 +265,38 @@ async def test_rest_routes_are_admin_tool_calls() -> None:
             assert r.json()["overrides"][0]["description"] == "Echo for acme."
             r = await h.delete("/v1/upstreams/nope", headers=admin)
             assert r.status_code == 400 and "no upstream 'nope'" in r.json()["error"]["message"]
+
+
+async def test_closing_waits_for_a_registry_read_in_flight_and_starts_none_after() -> None:
+    """Cancelling the runtime's task group used to cut the poll's database read short (the pool
+    logged the cancelled rollback at the end of CLI runs); the runtime now closes the follower
+    first, and that waits for the read."""
+    from router.local import running_router
+
+    settings = await asyncio.to_thread(router_settings, embedder="hash", upstreams_poll_s=0.001)
+    async with running_router(settings, []) as (runtime, _principal):
+        live = runtime.live
+        events: list[str] = []
+        gate = anyio.Event()
+        read = live.store.fingerprint
+
+        async def gated() -> tuple[int, int]:
+            events.append("read")
+            await gate.wait()
+            out = await read()
+            events.append("read done")
+            return out
+
+        live.store.fingerprint = gated  # type: ignore[method-assign]
+        await eventually(lambda: events == ["read"], 30, "a poll's read to start")
+
+        async def close() -> None:
+            await live.aclose()
+            events.append("closed")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(close)
+            await anyio.sleep(0.1)
+            gate.set()
+        await anyio.sleep(0.05)
+    assert events == ["read", "read done", "closed"]  # waited for, not cut short; no read after
