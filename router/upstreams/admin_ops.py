@@ -210,8 +210,8 @@ class UpstreamAdmin:
         if missing:
             name = sorted(missing)[0]
             raise InvalidArguments(f"no stored secret {name!r}: set it first (upstreams secret-set {name})")
-        if spec.kind == "http" and owner != GLOBAL and self.guard is not None:
-            await check_upstream_url(self.guard, spec.url)  # before the probe: nothing is sent to a refused address
+        if self.guard is not None:
+            await check_upstream_url(self.guard, owner, spec)  # before the probe: nothing is sent to a refused address
         if not self.probe or not spec.enabled:
             return
         if spec.kind == "stdio" and shutil.which(spec.command, path=None) is None:

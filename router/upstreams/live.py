@@ -211,8 +211,7 @@ class LiveUpstreams:
                 continue
             try:
                 spec = parse_definition({"name": row.name, **row.body}, owner=row.owner, where=f"upstream {row.name!r}")
-                if spec.kind == "http" and row.owner != GLOBAL:
-                    await check_upstream_url(self.guard, spec.url)  # its name may resolve elsewhere by now
+                await check_upstream_url(self.guard, row.owner, spec)  # its name may resolve elsewhere by now
                 refs = secret_refs(spec)
                 if refs:
                     spec = resolve_secrets(spec, await self.store.secrets(row.owner, refs))

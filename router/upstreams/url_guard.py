@@ -15,13 +15,19 @@ hook for it).
 
 from __future__ import annotations
 
+from typing import Any
+
+from router.upstreams.definitions import GLOBAL
 from vsm_mcp.ssrf import WEB_PORTS, AddressGuard, split_url
 
 
-async def check_upstream_url(guard: AddressGuard, url: str) -> None:
-    """Raise ``FetchRefused`` (or ``InvalidArguments``) when a tenant may not use ``url``."""
+async def check_upstream_url(guard: AddressGuard, owner: str, spec: Any) -> None:
+    """Raise ``FetchRefused`` (or ``InvalidArguments``) when ``owner`` may not use ``spec``'s URL:
+    a tenant's http upstream only; stdio, builtin and the operator's (``GLOBAL``) pass unchecked."""
+    if spec.kind != "http" or owner == GLOBAL:
+        return
     _scheme, host, port = split_url(
-        url, WEB_PORTS, wanted="an http upstream needs an http:// or https:// url",
+        spec.url, WEB_PORTS, wanted="an http upstream needs an http:// or https:// url",
         credentials="give credentials in headers or auth as ${VAR} or ${secret:NAME}", where="url",
     )
-    await guard.check(url, host, port)
+    await guard.check(spec.url, host, port)

@@ -40,9 +40,9 @@ OWNER_KEY = "connectors.owner"
 def connector_server(ctx: ServerContext, name: str, types: Sequence[str], instructions: str,
                      tool_errors: ErrorWrapper, label: str = "") -> MCPServer:
     """The MCP server ``name`` (``cms``, ``drive``): the connector tools for ``types``, read tools
-    named ``<name>_get`` / ``<name>_search``, ``label`` in their titles (see ``register_tools``). The servers of one context share one SyncEngine
-    (``sync.engine_of``); the first one built owns it and closes it when its lifespan ends (the
-    others leave it alone, so it is closed once)."""
+    named ``<name>_get`` / ``<name>_search``, ``label`` in their titles (see ``register_tools``).
+    The servers of one context share one SyncEngine (``sync.engine_of``); the first one built owns
+    it and closes it when its lifespan ends (the others leave it alone, so it is closed once)."""
     holder: list[sync.SyncEngine] = []
 
     @asynccontextmanager
