@@ -63,7 +63,7 @@ async def answers(queries: list[dict[str, Any]], home: Path) -> list[dict[str, A
             unknown = [t for t in q.get("relevant", []) if t not in known]
             if unknown:
                 raise SystemExit(f"query {q['id']}: unknown tool {unknown[0]!r} (not in the default aggregate)")
-            found = await runtime.tool_search.find(principal, q["query"], limit=10)
+            found = await runtime.tool_search.find(principal, q["query"], limit=q.get("limit", 10))
             out.append({**q, "ranked": [h.record.public_name for h in found.hits], "no_match": found.no_match,
                         "scores": [round(h.score, 4) for h in found.hits]})
     return out
