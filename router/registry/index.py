@@ -503,10 +503,9 @@ class ToolRegistry:
         return vec
 
     def _embed_input(self, query: str) -> str:
-        """What ``query`` is embedded as: itself, then the types of thing it names by shape
-        ("what's inside main.go (file)", router/registry/lexicon.py ``entity_words``)."""
-        words = self.lexicon.glosses(query) + self.lexicon.entity_words(query)
-        return f"{query} ({', '.join(words)})" if words else query
+        """What ``query`` is embedded as: the things it names by shape replaced by their type
+        ("what's inside a file"), its action's gloss added (router/registry/lexicon.py)."""
+        return self.lexicon.embed_text(query)
 
     def has_query(self, query: str) -> bool:
         """True when ``query``'s embedding is cached (searching it runs no model)."""
@@ -637,9 +636,14 @@ class ToolRegistry:
             hit = self._analysis.get(query)
             if hit is not None:
                 return hit
-        own = tokenize(query)
+        # A named thing's words ("db.yaml", "'npm run build'") weigh like lexicon words: they
+        # name something, the rest of the query says what to do with it.
+        intent = self.lexicon.intent(query)
+        own = tokenize(intent)
         terms, actions = self.lexicon.expand(query, dict.fromkeys(own, 1.0), self.lexicon_weight)
-        out = (terms, self.lexicon.related_in(query, own), actions)
+        for t in tokenize(query):
+            terms.setdefault(t, self.lexicon_weight)
+        out = (terms, self.lexicon.related_in(intent, own), actions)
         with self._query_lock:
             self._analysis[query] = out
             while len(self._analysis) > self._query_cache_size:

@@ -15,8 +15,15 @@ rule, not the tool's job: in "block deletes" the query's own "delete" weighs as 
 ``entities`` types the things a query names by their shape — ``main.go`` is a file,
 ``1.1.1.1`` an IP address, ``localhost:5432`` a host and port — and gives the words for those
 types (``[[entity]]`` tables: a regular expression and its words). They join the query's terms
-at the lexicon's weight and, in parentheses, the text the query is embedded as: MiniLM does not
-know that "what's inside main.go" is about a file.
+at the lexicon's weight and take the place of the thing in the text the query is embedded as
+("what's inside a file"): MiniLM does not know that main.go is a file, and reads "video.mp4" as
+a video.
+
+A named thing (and quoted text: "click 'Add to cart'", "commit with message 'update docs'") is
+a *literal*: its words name something, they do not say what to do. ``intent`` is the query
+without its literals; the lexicon, the query's action and its own full-weight terms come from
+it, and a literal's words count at the lexicon's weight only (``db.yaml`` is not a database
+task, "notes.log" not a log query).
 
 Why data and not code: the groups are general API vocabulary, reviewed and extended as such,
 and measured as a whole (``vsm-mcp bench retrieval --cv`` with and without it), never edited to
@@ -27,7 +34,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -37,11 +44,28 @@ from vsm_mcp.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
 
+# Text in quotes that open after a non-word and close before one ("'npm run build'"); an
+# apostrophe inside a word ("we'll") neither opens nor closes.
+_QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
+
 Phrase = tuple[str, ...]  # stems, in order
 
 
 def _stems(text: str) -> Phrase:
     return tuple(stem(w) for w in split_identifier(text))
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1] in "aeiou" else "a"
+
+
+_BE = frozenset("is are was were be been being get got gets".split())
+
+
+def _passive(raw: Sequence[str], pos: int) -> bool:
+    """The word at ``pos`` is a participle after a form of "be" ("was it created", "is
+    deleted"): the query describes a state, the verb is not what it asks for."""
+    return raw[pos].endswith(("ed", "en")) and not _BE.isdisjoint(raw[max(pos - 2, 0) : pos])
 
 
 @dataclass(frozen=True)
@@ -135,9 +159,12 @@ class Lexicon:
         actions: set[str] = set()
         first: int | None = None
         governs = False
-        words = _stems(query)
+        raw = split_identifier(self.intent(query))
+        words = tuple(stem(w) for w in raw)
         for pos, gi in self._matches(words):
             group = self.groups[gi]
+            if group.action and _passive(raw, pos):
+                continue  # "when was it created" asks about a state, it does not ask to create
             if group.action and first is not None and pos != first:
                 # A later verb is the object of the first ("block deletes"): not expanded.
                 if governs and out.get(words[pos], 0.0) > weight:
@@ -159,11 +186,43 @@ class Lexicon:
     def glosses(self, query: str) -> list[str]:
         """What the query's first action word means when its group says (``gloss``): "block
         deletes" asks for a policy rule, which MiniLM cannot tell from the words."""
-        for _, gi in self._matches(_stems(query)):
+        for _, gi in self._matches(_stems(self.intent(query))):
             group = self.groups[gi]
             if group.action:
                 return [group.gloss] if group.gloss else []
         return []
+
+    def literals(self, query: str) -> list[tuple[int, int, tuple[str, ...]]]:
+        """(start, end, type words) of each thing ``query`` names: a typed thing (``main.go``,
+        with its type's words) or quoted text (no words). Overlapping spans are merged."""
+        spans = [(m.start(), m.end(), e.words) for e in self.entities for m in e.pattern.finditer(query)]
+        spans += [(m.start(), m.end(), ()) for m in _QUOTED.finditer(query)]
+        merged: list[tuple[int, int, tuple[str, ...]]] = []
+        for start, end, words in sorted(spans):
+            if merged and start < merged[-1][1]:
+                s0, e0, w0 = merged[-1]
+                merged[-1] = (s0, max(e0, end), w0 + tuple(w for w in words if w not in w0))
+            else:
+                merged.append((start, end, words))
+        return merged
+
+    def _replaced(self, query: str, by: Callable[[str, tuple[str, ...]], str]) -> str:
+        parts, last = [], 0
+        for start, end, words in self.literals(query):
+            parts += [query[last:start], by(query[start:end], words)]
+            last = end
+        return "".join([*parts, query[last:]])
+
+    def intent(self, query: str) -> str:
+        """``query`` without the things it names: what it asks to do."""
+        return self._replaced(query, lambda _text, _words: " ")
+
+    def embed_text(self, query: str) -> str:
+        """What ``query`` is embedded as: each typed thing replaced by its type ("how big is
+        video.mp4" → "how big is a file"; quoted text stays), then the gloss of its action."""
+        text = self._replaced(query, lambda raw, words: f"{_article(words[0])} {' '.join(words)}" if words else raw)
+        glosses = self.glosses(query)
+        return f"{text} ({', '.join(glosses)})" if glosses else text
 
     def entity_words(self, query: str) -> list[str]:
         """The words for the types of thing ``query`` names by shape (``main.go`` → file)."""
