@@ -39,7 +39,7 @@ from router.registry.bm25 import BM25Index, FieldCounts, field_counts
 from router.registry.embedding_store import EmbeddingStore, MemoryEmbeddingStore, content_key
 from router.registry.lexicon import Lexicon, default_lexicon
 from router.registry.ranker import POOL, QueryEvidence, Ranker, default_ranker
-from router.registry.tool_text import embedding_text, field_tokens, tokenize
+from router.registry.tool_text import embedding_text, field_tokens, plural_stems, tokenize
 from router.registry.vector_scan import Int8Scan, int8_scan_available
 from vsm_mcp.embeddings import Embedder, blas_limit
 from vsm_mcp.errors import InvalidArguments
@@ -193,6 +193,7 @@ class _Snapshot:
     name_stems: tuple[frozenset[str], ...]  # per record: the stems of its name (ranker evidence)
     name_actions: tuple[frozenset[str], ...]  # per record: the lexicon actions its name says
     server_stems: tuple[frozenset[str], ...]  # per record: the stems of its server id
+    name_number: tuple[dict[str, bool], ...]  # per record: its name's stems, each plural or not
     scan: Int8Scan | None = None
 
 
@@ -465,6 +466,8 @@ class ToolRegistry:
         cover = np.empty(len(idx))
         action = np.zeros(len(idx))
         named = np.zeros(len(idx))
+        number = np.zeros(len(idx))
+        query_number = plural_stems(self.lexicon.intent(query))
         for j, i in enumerate(idx):
             stems = snap.name_stems[i]
             cover[j] = sum(terms.get(t, 0.0) for t in stems) / max(len(stems), 1)
@@ -472,6 +475,8 @@ class ToolRegistry:
             if actions and tool_actions:
                 action[j] = 1.0 if actions & tool_actions else -1.0
             named[j] = 1.0 if not snap.server_stems[i].isdisjoint(own) else 0.0
+            agree = [1.0 if query_number[w] == plural else -1.0 for w, plural in snap.name_number[i].items() if w in query_number]
+            number[j] = sum(agree) / len(agree) if agree else 0.0
         # A query word the catalog never uses still counts as known when a word of its lexicon
         # group occurs ("remember" for a catalog that says "assert"): the lexicon bridges it.
         known = sum(1 for related in own.values() if any(r in snap.bm25 for r in related)) / max(len(own), 1)
@@ -485,6 +490,7 @@ class ToolRegistry:
             max_cos=max_cos,
             max_bm25=float(bm.max(where=mask, initial=0.0)),
             known_terms=known,
+            number=number,
         )
 
     def embed_query(self, query: str) -> Vector:
@@ -710,7 +716,9 @@ class ToolRegistry:
         stems = {n: frozenset(tokenize(n)) for n in {r.name for r in records}}
         acts = {n: self.lexicon.tool_actions(n) for n in stems}
         server_stems = {s: frozenset(tokenize(s)) for s in by_server}
+        numbers = {n: plural_stems(n) for n in stems}
         return _Snapshot(
+            name_number=tuple(numbers[r.name] for r in records),
             name_stems=tuple(stems[r.name] for r in records),
             name_actions=tuple(acts[r.name] for r in records),
             server_stems=tuple(server_stems[r.server] for r in records),

@@ -43,7 +43,9 @@ Matrix = npt.NDArray[np.float64]
 # cosine of in-scope queries is 0.07-0.14, on the dev set 0.4-0.7 — so a model that trusted
 # absolute cosines declared "no match" for every built-in tool. Measured on held-out folds,
 # dropping them (and the absolute BM25 score) cost nothing (benchmarks/RESULTS.md, issue 26).
-TOOL_FEATURES = ("cos_gap", "bm25_share", "name_cover", "action", "server_named", "fused")
+# number: whether the tool name says the words it shares with the query in the same number
+# ("list alerts" → get_alerts, not get_alert_details; "a trace and its spans" → get_trace_details).
+TOOL_FEATURES = ("cos_gap", "bm25_share", "name_cover", "action", "server_named", "fused", "number")
 # Per query, for the "no tool" alternative; the first is a constant (its bias).
 # cos_spread: how far the best tool's cosine stands above the pool's median — relative again, so
 # it travels between catalogs (on the built-in servers it cut in-scope queries turned away from
@@ -67,12 +69,14 @@ class QueryEvidence:
     max_cos: float  # over every eligible tool, not just the candidates
     max_bm25: float
     known_terms: float  # share of the query's words that some tool's text uses (or a lexicon synonym of them)
+    number: Vector | None = None  # +1 the shared name words agree in number (plural/singular), -1 not, 0 none shared
 
     def tool_matrix(self) -> Matrix:
         max_bm = self.max_bm25
         share = self.bm25 / max_bm if max_bm > 0 else np.zeros_like(self.bm25)
         return np.column_stack([
             self.cos - self.max_cos, share, self.name_cover, self.action, self.server_named, self.fused,
+            self.number if self.number is not None else np.zeros_like(self.cos),
         ]).astype(np.float64)
 
     def null_vector(self) -> Vector:

@@ -113,6 +113,17 @@ def tokenize(text: str) -> list[str]:
     return [stem(w) for w in split_identifier(text) if w not in STOPWORDS]
 
 
+def plural_stems(text: str) -> dict[str, bool]:
+    """Each content stem of ``text`` and whether the text says it in the plural ("alerts")."""
+    out: dict[str, bool] = {}
+    for w in split_identifier(text):
+        if w in STOPWORDS:
+            continue
+        s = stem(w)
+        out[s] = out.get(s, False) or (len(w) > 3 and w.isalpha() and w.endswith("s") and not w.endswith(("ss", "us", "is")))
+    return out
+
+
 def iter_params(schema: Mapping[str, Any], prefix: str = "", depth: int = 0) -> Iterator[tuple[str, str]]:
     """(parameter path, description) for each property of a JSON schema, nested objects included."""
     props = schema.get("properties") if isinstance(schema, Mapping) else None
