@@ -47,6 +47,8 @@ DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
 # Text in quotes that open after a non-word and close before one ("'npm run build'"); an
 # apostrophe inside a word ("we'll") neither opens nor closes.
 _QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
+# What follows "called" or "named" is a name ("a folder called reports/2024").
+_NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
 
 Phrase = tuple[str, ...]  # stems, in order
 
@@ -197,6 +199,7 @@ class Lexicon:
         with its type's words) or quoted text (no words). Overlapping spans are merged."""
         spans = [(m.start(), m.end(), e.words) for e in self.entities for m in e.pattern.finditer(query)]
         spans += [(m.start(), m.end(), ()) for m in _QUOTED.finditer(query)]
+        spans += [(m.start(1), m.end(1), ()) for m in _NAMED.finditer(query)]
         merged: list[tuple[int, int, tuple[str, ...]]] = []
         for start, end, words in sorted(spans):
             if merged and start < merged[-1][1]:
