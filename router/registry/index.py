@@ -647,6 +647,8 @@ class ToolRegistry:
         intent = self.lexicon.intent(query)
         own = tokenize(intent)
         terms, actions = self.lexicon.expand(query, dict.fromkeys(own, 1.0), self.lexicon_weight)
+        if "read" in actions and any(plural_stems(intent).values()):
+            actions = actions | {"list"}
         for t in tokenize(query):
             terms.setdefault(t, self.lexicon_weight)
         out = (terms, self.lexicon.related_in(intent, own), actions)
