@@ -48,6 +48,9 @@ DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
 # apostrophe inside a word ("we'll") neither opens nor closes.
 _QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
 # What follows "called" or "named" is a name ("a folder called reports/2024").
+# A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
+# the snapshot.
+_PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?]*")
 _NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
 
 Phrase = tuple[str, ...]  # stems, in order
@@ -200,6 +203,7 @@ class Lexicon:
         spans = [(m.start(), m.end(), e.words) for e in self.entities for m in e.pattern.finditer(query)]
         spans += [(m.start(), m.end(), ()) for m in _QUOTED.finditer(query)]
         spans += [(m.start(1), m.end(1), ()) for m in _NAMED.finditer(query)]
+        spans += [(m.start(), m.end(), ("",)) for m in _PURPOSE.finditer(query)]
         merged: list[tuple[int, int, tuple[str, ...]]] = []
         for start, end, words in sorted(spans):
             if merged and start < merged[-1][1]:
@@ -223,7 +227,7 @@ class Lexicon:
     def embed_text(self, query: str) -> str:
         """What ``query`` is embedded as: each typed thing replaced by its type ("how big is
         video.mp4" → "how big is a file"; quoted text stays), then the gloss of its action."""
-        text = self._replaced(query, lambda raw, words: f"{_article(words[0])} {' '.join(words)}" if words else raw)
+        text = self._replaced(query, lambda raw, words: (f"{_article(words[0])} {' '.join(words)}" if words[0] else "") if words else raw)
         glosses = self.glosses(query)
         return f"{text} ({', '.join(glosses)})" if glosses else text
 
