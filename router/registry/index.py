@@ -717,12 +717,17 @@ class ToolRegistry:
         # Names repeat across servers mounted twice: analyse each distinct name once.
         stems = {n: frozenset(tokenize(n)) for n in {r.name for r in records}}
         acts = {n: self.lexicon.tool_actions(n) for n in stems}
+        first_verb = {}
+        for r in records:
+            if not acts[r.name] and r.description:
+                first = r.description.strip().split(None, 1)[0] if r.description.strip() else ""
+                first_verb[(r.server, r.name)] = self.lexicon.tool_actions(first)
         server_stems = {s: frozenset(tokenize(s)) for s in by_server}
         numbers = {n: plural_stems(n) for n in stems}
         return _Snapshot(
             name_number=tuple(numbers[r.name] for r in records),
             name_stems=tuple(stems[r.name] for r in records),
-            name_actions=tuple(acts[r.name] for r in records),
+            name_actions=tuple(acts[r.name] or first_verb.get((r.server, r.name), frozenset()) for r in records),
             server_stems=tuple(server_stems[r.server] for r in records),
             scan=scan,
             records=records,
