@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -197,6 +197,15 @@ class _Snapshot:
     scan: Int8Scan | None = None
 
 
+class _Reading(NamedTuple):
+    """What the text of one query says, as search uses it (``ToolRegistry._analysed``)."""
+
+    terms: dict[str, float]  # BM25 query terms and their weights
+    related: dict[str, frozenset[str]]  # each own stem and its lexicon relatives
+    actions: frozenset[str]  # the query's action(s)
+    number: dict[str, bool]  # each own stem: said in the plural?
+
+
 def _doc_key(rec: ToolRecord) -> tuple[str, str, str, str, str, str]:
     return (rec.server, rec.name, rec.title, rec.description, rec.schema_hash, rec.server_text)
 
@@ -295,7 +304,7 @@ class ToolRegistry:
         self._write_lock = threading.Lock()
         self._snapshot = self._build(())
         self._query_cache: OrderedDict[str, Vector] = OrderedDict()
-        self._analysis: OrderedDict[str, tuple[dict[str, float], dict[str, frozenset[str]], frozenset[str]]] = OrderedDict()
+        self._analysis: OrderedDict[str, _Reading] = OrderedDict()
         self._query_cache_size = query_cache_size
         self._query_lock = threading.Lock()
         self.embedded_count = 0  # texts sent to the embedder (tools and queries)
@@ -467,7 +476,7 @@ class ToolRegistry:
         action = np.zeros(len(idx))
         named = np.zeros(len(idx))
         number = np.zeros(len(idx))
-        query_number = plural_stems(self.lexicon.intent(query))
+        query_number = self._analysed(query).number
         for j, i in enumerate(idx):
             stems = snap.name_stems[i]
             cover[j] = sum(terms.get(t, 0.0) for t in stems) / max(len(stems), 1)
@@ -629,29 +638,27 @@ class ToolRegistry:
 
     def _query_terms(self, query: str) -> dict[str, float]:
         """The query's own stems (weight 1) and the lexicon's words for them (``lexicon_weight``)."""
-        return self._analysed(query)[0]
+        return self._analysed(query).terms
 
     def _query_words(self, query: str) -> tuple[dict[str, frozenset[str]], frozenset[str]]:
         """The query's own stems, each with its lexicon relatives, and the query's action(s)."""
-        _, own, actions = self._analysed(query)
-        return own, actions
+        reading = self._analysed(query)
+        return reading.related, reading.actions
 
-    def _analysed(self, query: str) -> tuple[dict[str, float], dict[str, frozenset[str]], frozenset[str]]:
+    def _analysed(self, query: str) -> _Reading:
         # Memoised like the query's embedding: a repeated query costs no text processing.
         with self._query_lock:
             hit = self._analysis.get(query)
             if hit is not None:
                 return hit
-        # A named thing's words ("db.yaml", "'npm run build'") weigh like lexicon words: they
-        # name something, the rest of the query says what to do with it.
+        # A literal's words ("db.yaml", "'npm run build'") weigh like lexicon words: they name
+        # something, the rest of the query says what to do with it (router/registry/lexicon.py).
         intent = self.lexicon.intent(query)
         own = tokenize(intent)
         terms, actions = self.lexicon.expand(query, dict.fromkeys(own, 1.0), self.lexicon_weight)
-        if "read" in actions and any(plural_stems(intent).values()):
-            actions = actions | {"list"}
         for t in tokenize(query):
             terms.setdefault(t, self.lexicon_weight)
-        out = (terms, self.lexicon.related_in(intent, own), actions)
+        out = _Reading(terms, self.lexicon.related_in(intent, own), actions, plural_stems(intent))
         with self._query_lock:
             self._analysis[query] = out
             while len(self._analysis) > self._query_cache_size:
@@ -717,17 +724,15 @@ class ToolRegistry:
         # Names repeat across servers mounted twice: analyse each distinct name once.
         stems = {n: frozenset(tokenize(n)) for n in {r.name for r in records}}
         acts = {n: self.lexicon.tool_actions(n) for n in stems}
-        first_verb = {}
-        for r in records:
-            if not acts[r.name] and r.description:
-                first = r.description.strip().split(None, 1)[0] if r.description.strip() else ""
-                first_verb[(r.server, r.name)] = self.lexicon.tool_actions(first)
+        # A name that says no action takes its description's (analysed per record, as two
+        # servers' same-named tools may be described differently).
+        actions = tuple(acts[r.name] or self.lexicon.tool_actions(r.name, r.description) for r in records)
         server_stems = {s: frozenset(tokenize(s)) for s in by_server}
         numbers = {n: plural_stems(n) for n in stems}
         return _Snapshot(
             name_number=tuple(numbers[r.name] for r in records),
             name_stems=tuple(stems[r.name] for r in records),
-            name_actions=tuple(acts[r.name] or first_verb.get((r.server, r.name), frozenset()) for r in records),
+            name_actions=actions,
             server_stems=tuple(server_stems[r.server] for r in records),
             scan=scan,
             records=records,

@@ -6,8 +6,10 @@ the tool that does it is the one that writes a rule. The lexicon is a list of gr
 terms, the other words of every group the query uses, at a lower weight (BM25 sees them; the
 embedding sees the query as written), and names the query's *action*: the canonical action of
 its first action word ("block" → create; a later verb is its object and is not expanded).
-``tool_actions`` gives the actions a tool's name
-says (``policy_put`` → create, update, store); the ranker compares the two
+A participle after "be" is no action ("when was it created" asks about a state).
+``tool_actions`` gives the actions a tool's name says (``policy_put`` → create, update, store),
+or, when the name says none (``port_forward``), its description's first word; the ranker
+compares the two
 (router/registry/ranker.py), with a weight fitted on the dev set. A group that *governs* other
 actions (block, deny, allow: what a policy does) makes the actions after it the subject of the
 rule, not the tool's job: in "block deletes" the query's own "delete" weighs as a lexicon word.
@@ -19,11 +21,12 @@ at the lexicon's weight and take the place of the thing in the text the query is
 ("what's inside a file"): MiniLM does not know that main.go is a file, and reads "video.mp4" as
 a video.
 
-A named thing (and quoted text: "click 'Add to cart'", "commit with message 'update docs'") is
-a *literal*: its words name something, they do not say what to do. ``intent`` is the query
-without its literals; the lexicon, the query's action and its own full-weight terms come from
-it, and a literal's words count at the lexicon's weight only (``db.yaml`` is not a database
-task, "notes.log" not a log query).
+A typed thing, quoted text ("click 'Add to cart'", "commit with message 'update docs'"), a
+name after "called" and a purpose clause ("… so I can click things") are *literals*: their
+words name something or say why, not what to do. ``intent`` is the query without its
+literals; the lexicon, the query's action and its own full-weight terms come from it, and a
+literal's words count at the lexicon's weight only (``db.yaml`` is not a database task,
+"notes.log" not a log query, the "click" of "so I can click things" not the task).
 
 Why data and not code: the groups are general API vocabulary, reviewed and extended as such,
 and measured as a whole (``vsm-mcp bench retrieval --cv`` with and without it), never edited to
@@ -38,8 +41,9 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
-from router.registry.tool_text import STOPWORDS, split_identifier, stem
+from router.registry.tool_text import STOPWORDS, plural_stems, split_identifier, stem
 from vsm_mcp.errors import ConfigError
 
 DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
@@ -48,10 +52,19 @@ DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
 # apostrophe inside a word ("we'll") neither opens nor closes.
 _QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
 # What follows "called" or "named" is a name ("a folder called reports/2024").
-# A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
-# the snapshot.
-_PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?]*")
 _NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
+# A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
+# the snapshot. It runs to the end of its sentence.
+_PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?]*")
+
+
+class Span(NamedTuple):
+    """A literal of a query: a stretch that names something or says why, not what to do."""
+
+    start: int
+    end: int
+    words: tuple[str, ...]  # a typed thing's type ("file"); empty for the other kinds
+    kind: str  # thing | quote | name | purpose
 
 Phrase = tuple[str, ...]  # stems, in order
 
@@ -182,6 +195,8 @@ class Lexicon:
             if weight > 0:
                 for term in self._terms[gi] | (self._action_terms.get(group.action, frozenset()) if group.governs else frozenset()):
                     out.setdefault(term, weight)
+        if "read" in actions and any(plural_stems(self.intent(query)).values()):
+            actions.add("list")  # reading things in the plural is listing them ("show the alerts")
         if weight > 0:
             for word in self.entity_words(query):
                 for term in _stems(word):
@@ -197,37 +212,48 @@ class Lexicon:
                 return [group.gloss] if group.gloss else []
         return []
 
-    def literals(self, query: str) -> list[tuple[int, int, tuple[str, ...]]]:
-        """(start, end, type words) of each thing ``query`` names: a typed thing (``main.go``,
-        with its type's words) or quoted text (no words). Overlapping spans are merged."""
-        spans = [(m.start(), m.end(), e.words) for e in self.entities for m in e.pattern.finditer(query)]
-        spans += [(m.start(), m.end(), ()) for m in _QUOTED.finditer(query)]
-        spans += [(m.start(1), m.end(1), ()) for m in _NAMED.finditer(query)]
-        spans += [(m.start(), m.end(), ("",)) for m in _PURPOSE.finditer(query)]
-        merged: list[tuple[int, int, tuple[str, ...]]] = []
-        for start, end, words in sorted(spans):
-            if merged and start < merged[-1][1]:
-                s0, e0, w0 = merged[-1]
-                merged[-1] = (s0, max(e0, end), w0 + tuple(w for w in words if w not in w0))
+    def literals(self, query: str) -> list[Span]:
+        """The spans of ``query`` that do not say what to do, in order, overlaps merged: typed
+        things (``main.go``), quoted text, names after "called", purpose clauses."""
+        spans = [Span(m.start(), m.end(), e.words, "thing") for e in self.entities for m in e.pattern.finditer(query)]
+        spans += [Span(m.start(), m.end(), (), "quote") for m in _QUOTED.finditer(query)]
+        spans += [Span(m.start(1), m.end(1), (), "name") for m in _NAMED.finditer(query)]
+        spans += [Span(m.start(), m.end(), (), "purpose") for m in _PURPOSE.finditer(query)]
+        merged: list[Span] = []
+        for span in sorted(spans):
+            if merged and span.start < merged[-1].end:
+                last = merged[-1]
+                kind = "purpose" if "purpose" in (last.kind, span.kind) else last.kind
+                words = last.words + tuple(w for w in span.words if w not in last.words)
+                merged[-1] = Span(last.start, max(last.end, span.end), words, kind)
             else:
-                merged.append((start, end, words))
+                merged.append(span)
         return merged
 
-    def _replaced(self, query: str, by: Callable[[str, tuple[str, ...]], str]) -> str:
+    def _replaced(self, query: str, by: Callable[[Span, str], str]) -> str:
         parts, last = [], 0
-        for start, end, words in self.literals(query):
-            parts += [query[last:start], by(query[start:end], words)]
-            last = end
+        for span in self.literals(query):
+            parts += [query[last : span.start], by(span, query[span.start : span.end])]
+            last = span.end
         return "".join([*parts, query[last:]])
 
     def intent(self, query: str) -> str:
-        """``query`` without the things it names: what it asks to do."""
-        return self._replaced(query, lambda _text, _words: " ")
+        """``query`` without its literals: what it asks to do."""
+        return self._replaced(query, lambda _span, _text: " ")
 
     def embed_text(self, query: str) -> str:
         """What ``query`` is embedded as: each typed thing replaced by its type ("how big is
-        video.mp4" → "how big is a file"; quoted text stays), then the gloss of its action."""
-        text = self._replaced(query, lambda raw, words: (f"{_article(words[0])} {' '.join(words)}" if words[0] else "") if words else raw)
+        video.mp4" → "how big is a file"), purpose clauses left out, quotes and names kept as
+        written; then the gloss of its action."""
+
+        def told(span: Span, text: str) -> str:
+            if span.kind == "purpose":
+                return ""
+            if span.words:
+                return f"{_article(span.words[0])} {' '.join(span.words)}"
+            return text
+
+        text = self._replaced(query, told).strip()
         glosses = self.glosses(query)
         return f"{text} ({', '.join(glosses)})" if glosses else text
 
@@ -260,9 +286,14 @@ class Lexicon:
                             out[w] = out[w] | self._terms[gi]
         return out
 
-    def tool_actions(self, name: str) -> frozenset[str]:
-        """The canonical actions the words of a tool's name say (``get_file_info`` → read)."""
-        return frozenset(a for _, gi in self._matches(_stems(name)) if (a := self.groups[gi].action))
+    def tool_actions(self, name: str, description: str = "") -> frozenset[str]:
+        """The canonical actions the words of a tool's name say (``get_file_info`` → read);
+        for a name that says none (``port_forward``), those of its description's first word
+        ("Forward a local port …"), which states what the tool does."""
+        acts = frozenset(a for _, gi in self._matches(_stems(name)) if (a := self.groups[gi].action))
+        if acts or not description.strip():
+            return acts
+        return self.tool_actions(description.split(None, 1)[0])
 
 
 def _entities(path: Path, raw: object) -> list[Entity]:
