@@ -51,13 +51,24 @@ def test_a_governing_verb_makes_the_later_verb_what_the_rule_is_about() -> None:
         ("write to bob@example.com", ["email", "address"]),
         ("delete the key session:123 from Redis", []),
         ("create a table", []),
+        ("tell me about AS13335", ["autonomous system", "asn"]),
+        ("ping fe80::1ff:fe23:4567:890a", ["ip", "address"]),
+        ("block 10.0.0.0/8", ["ip", "address", "prefix"]),
+        ("show commit 3f2a9c1", ["commit"]),
+        ("tag it as v1.2.0", ["version"]),
+        ("logs since 2024-05-01", ["date"]),
+        ("resize the viewport to 1280x720", ["size", "width", "height"]),
+        ("is CVE-2024-3094 fixed", ["vulnerability", "issue"]),
+        ("resolve issue WEB-123", ["issue"]),
+        ("meet at 10:30:00", []),
+        ("the version 1.1.1.1 is an address, not a version", ["ip", "address"]),
     ],
 )
 def test_things_named_by_shape_bring_their_type(query: str, words: list[str]) -> None:
     lex = default_lexicon()
     assert sorted(lex.entity_words(query)) == sorted(words)
     terms, _ = lex.expand(query, {}, 0.3)
-    assert all(terms[stem(w)] == 0.3 for w in words)
+    assert all(terms[stem(part)] == 0.3 for w in words for part in w.split())
 
 
 def test_a_word_of_a_phrase_is_related_to_the_phrase_group() -> None:
@@ -78,6 +89,51 @@ def test_tool_names_say_their_actions() -> None:
     assert lex.tool_actions("get_file_info") == {"read"}
     assert {"create", "update", "store"} <= lex.tool_actions("policy_put")
     assert lex.tool_actions("maintenance_on") == frozenset()
+    # a name that says no action takes its description's first word; a name that says one keeps it
+    assert lex.tool_actions("port_forward", "Forward a local port") == frozenset()
+    assert lex.tool_actions("pod_files", "List the files of a pod") == {"list"}
+    assert lex.tool_actions("get_pod", "Delete nothing, read a pod") == {"read"}
+
+
+@pytest.mark.parametrize(
+    ("query", "intent", "embedded"),
+    [
+        ("how big is video.mp4?", "how big is  ?", "how big is a file?"),
+        ("run 'npm run build' in a terminal", "run   in a terminal", "run 'npm run build' in a terminal"),
+        ("make a folder called reports/2024 locally", "make a folder called   locally", "make a folder called reports/2024 locally"),
+        ("take a snapshot so I can click things", "take a snapshot  ", "take a snapshot"),
+        ("read /etc/hosts.conf now", "read   now", "read a path file now"),
+        ("look up 1.1.1.1", "look up  ", "look up an ip address"),
+        ("put up a 'we'll be right back' page", "put up a 'we'll be right back' page", "put up a 'we'll be right back' page"),
+        ("create a table", "create a table", "create a table"),
+    ],
+)
+def test_literals_name_things_and_do_not_say_what_to_do(query: str, intent: str, embedded: str) -> None:
+    lex = default_lexicon()
+    assert lex.intent(query) == intent
+    assert lex.embed_text(query) == embedded
+
+
+def test_a_literal_s_words_give_no_action_and_weigh_as_lexicon_words() -> None:
+    lex = default_lexicon()
+    _, actions = lex.expand("click the 'Add to cart' button", {}, 0.3)
+    assert actions == frozenset()  # "Add" is the button's label, not the task
+    _, actions = lex.expand("capture a snapshot so I can delete things", {}, 0.3)
+    assert "delete" not in actions
+
+
+def test_a_participle_after_be_is_no_action() -> None:
+    lex = default_lexicon()
+    assert lex.expand("when was it created", {}, 0.3)[1] == {"read"}  # "when was" asks to read
+    assert lex.expand("the file is deleted", {}, 0.3)[1] == frozenset()
+    assert lex.expand("was it deleted", {}, 0.3)[1] == frozenset()
+    assert lex.expand("create the file", {}, 0.3)[1] == {"create"}
+
+
+def test_reading_things_in_the_plural_is_listing_them() -> None:
+    lex = default_lexicon()
+    assert lex.expand("show the alerts of the repo", {}, 0.3)[1] == {"read", "list"}
+    assert lex.expand("show the alert", {}, 0.3)[1] == {"read"}
 
 
 def test_related_words_share_a_group() -> None:

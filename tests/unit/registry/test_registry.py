@@ -170,7 +170,7 @@ def test_a_query_is_embedded_with_the_types_of_what_it_names(registry: ToolRegis
     reg.search("what's inside main.go", mode="embedding")
     reg.search("block deletes at night", mode="embedding")
     reg.search("read a file", mode="embedding")
-    assert seen[0] == "what's inside main.go (file)"
+    assert seen[0] == "what's inside a file"  # the thing replaced by its type
     assert seen[1].startswith("block deletes at night (") and seen[2] == "read a file"
     # the cache is keyed on the query as asked, so asking again embeds nothing
     reg.search("what's inside main.go", mode="embedding")
@@ -248,3 +248,22 @@ def test_the_upstream_description_is_evidence(tmp_path: Path) -> None:
     reg = ToolRegistry(HashEmbedder(64))
     reg.replace_server("gw", [told])
     assert reg._snapshot.bm25.scores({"gateway": 1.0})[0] > 0  # the upstream field is indexed
+
+
+def test_the_ranker_sees_whether_a_name_says_the_query_s_words_in_the_same_number() -> None:
+    reg = ToolRegistry(HashEmbedder(64))
+    reg.replace_server("sec", [
+        rec("sec", "get_alerts", "Alerts of a repository."),
+        rec("sec", "get_alert_details", "One alert of a repository."),
+        rec("sec", "get_repo", "A repository."),
+    ])
+    for query, expect in (
+        ("list the alerts", {"get_alerts": 1.0, "get_alert_details": -1.0, "get_repo": 0.0}),
+        ("show one alert", {"get_alerts": -1.0, "get_alert_details": 1.0, "get_repo": 0.0}),
+    ):
+        hits, ev = reg.candidates(query, limit=3)
+        assert ev is not None and ev.number is not None
+        assert {h.record.name: float(n) for h, n in zip(hits, ev.number, strict=True)} == expect
+    # a quoted or named thing's words say nothing about number ("a file called alerts")
+    hits, ev = reg.candidates("a file called alerts", limit=3)
+    assert ev is not None and ev.number is not None and not ev.number.any()
