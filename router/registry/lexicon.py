@@ -39,7 +39,7 @@ import re
 import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
@@ -133,6 +133,9 @@ class Lexicon:
         for entries in index.values():
             entries.sort(key=lambda e: -len(e[0]))  # the longest phrase at a position wins
         self._index = index
+        # One query is read several times (terms, action, gloss, embedded text): scan it once.
+        self._literals = lru_cache(maxsize=4096)(self._find_literals)
+        self._intent_of = lru_cache(maxsize=4096)(self._intent)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_PATH) -> Lexicon:
@@ -212,9 +215,12 @@ class Lexicon:
                 return [group.gloss] if group.gloss else []
         return []
 
-    def literals(self, query: str) -> list[Span]:
+    def literals(self, query: str) -> tuple[Span, ...]:
         """The spans of ``query`` that do not say what to do, in order, overlaps merged: typed
         things (``main.go``), quoted text, names after "called", purpose clauses."""
+        return self._literals(query)
+
+    def _find_literals(self, query: str) -> tuple[Span, ...]:
         spans = [Span(m.start(), m.end(), e.words, "thing") for e in self.entities for m in e.pattern.finditer(query)]
         spans += [Span(m.start(), m.end(), (), "quote") for m in _QUOTED.finditer(query)]
         spans += [Span(m.start(1), m.end(1), (), "name") for m in _NAMED.finditer(query)]
@@ -228,7 +234,7 @@ class Lexicon:
                 merged[-1] = Span(last.start, max(last.end, span.end), words, kind)
             else:
                 merged.append(span)
-        return merged
+        return tuple(merged)
 
     def _replaced(self, query: str, by: Callable[[Span, str], str]) -> str:
         parts, last = [], 0
@@ -239,6 +245,9 @@ class Lexicon:
 
     def intent(self, query: str) -> str:
         """``query`` without its literals: what it asks to do."""
+        return self._intent_of(query)
+
+    def _intent(self, query: str) -> str:
         return self._replaced(query, lambda _span, _text: " ")
 
     def embed_text(self, query: str) -> str:
