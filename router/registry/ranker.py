@@ -4,7 +4,7 @@ The first stage (router/registry/index.py) fuses cosine and BM25F scores and kee
 ``POOL`` tools. This stage scores each of them with a linear model over a few general
 features (how far its embedding is behind the best tool's; how much of the lexical evidence it
 has; whether the query's action agrees with the tool name's; whether the query names its
-server) and adds one more alternative, "no tool", whose score depends on how strong the
+server; whether the name says the query's words in the same number) and adds one more alternative, "no tool", whose score depends on how strong the
 lexical evidence of the whole query is, how much of its vocabulary the catalog knows and how far
 the best tool's embedding stands out from the other candidates'. A softmax over the pool and that alternative
 gives each tool the probability that it is the tool asked for, and the no-tool alternative
@@ -15,7 +15,7 @@ Why a model instead of a fixed formula: min-max normalised scores always give th
 the no-match threshold are fitted on the tool-retrieval dev set and its out-of-scope queries,
 and their quality is only ever reported on servers that were held out of the fit
 (``vsm-mcp bench retrieval --cv``); the shipped weights (``ranker.json``) are the fit on all
-of it. Eleven numbers (and a temperature) fitted on 253 queries: too few to overfit single
+of it. Twelve numbers (and a temperature) fitted on 253 queries: too few to overfit single
 queries, enough to turn scores into probabilities.
 """
 
