@@ -5,9 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from router.registry.index import ToolRegistry
 from router.registry.lexicon import Lexicon, default_lexicon
-from router.registry.tool_text import stem
+from router.registry.tool_text import stem, tokenize
+from vsm_mcp.embeddings import HashEmbedder
 from vsm_mcp.errors import ConfigError
 
 
@@ -155,3 +159,24 @@ def test_a_bad_lexicon_file_is_named(tmp_path: Path) -> None:
     bad.write_text('[[group]]\nwords = ["a"]\ngoverns = "yes"\n')
     with pytest.raises(ConfigError, match=r"group 1: 'governs' must be true or false"):
         Lexicon.load(bad)
+
+
+_PIECES = st.sampled_from([
+    "read", "the", "file", "main.go", "'npm run build'", "called", "reports/2024", "so I can",
+    "click", "things", ";", "1.1.1.1", "AS13335", "v1.2.3", "1280x720", "WEB-12", "and", "then",
+    "\"quoted text\"", "https://x.dev/a", "in order to", "delete", "was", "created", "alerts", "it's",
+])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_PIECES, max_size=14).map(" ".join))
+def test_literal_spans_are_ordered_disjoint_and_lose_no_word(query: str) -> None:
+    lex = default_lexicon()
+    spans = lex.literals(query)
+    assert all(0 <= s.start < s.end <= len(query) for s in spans)
+    assert all(a.end <= b.start for a, b in zip(spans, spans[1:], strict=False))
+    # every word of the query still reaches BM25: a literal's words are demoted, never dropped
+    reg = ToolRegistry(HashEmbedder(8))
+    terms = reg._query_terms(query)
+    assert set(tokenize(query)) <= set(terms)
+    assert all(w > 0 for w in terms.values())
