@@ -79,6 +79,11 @@ def split_identifier(name: str) -> list[str]:
     return words
 
 
+# Words whose "-ed" belongs to the root (the -eed words are caught by rule): without this
+# "embed" stemmed to "emb" while "embedding" and "embedded" stemmed to "embed".
+_ED_ROOTS = frozenset({"embed", "shred", "imbed"})
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix stemmer: conflates plural, -ing, -ed, -ion and a final -e.
@@ -96,6 +101,8 @@ def stem(word: str) -> str:
     elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
         w = w[:-1]
     for suffix in ("ing", "ed"):
+        if suffix == "ed" and (w.endswith("eed") or w in _ED_ROOTS):
+            break  # "speed", "proceed", "embed": the -ed is the root's, not a past tense
         if w.endswith(suffix) and len(w) - len(suffix) >= 3:
             w = w[: -len(suffix)]
             if len(w) > 3 and w[-1] == w[-2] and w[-1] not in "lsz":

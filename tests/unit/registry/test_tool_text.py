@@ -31,6 +31,11 @@ def test_stem_conflates_inflections_but_keeps_distinct_tool_words() -> None:
     assert stem("running") == stem("run")
     assert stem("server") != stem("serve")
     assert stem("status") == "status"
+    # an -ed that belongs to the root stays: every form of "embed", "speed", "proceed" meets
+    assert stem("embed") == stem("embeds") == stem("embedding") == stem("embedded") == "embed"
+    assert stem("speed") == stem("speeding") == stem("speeds")
+    assert stem("proceed") == stem("proceeded") == stem("proceeding")
+    assert stem("listed") == stem("list") and stem("seeded") == stem("seed")
 
 
 def test_tokenize_drops_stopwords() -> None:
