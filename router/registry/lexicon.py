@@ -55,7 +55,7 @@ _QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
 _NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
 # A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
 # the snapshot. It runs to the end of its sentence.
-_PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?]*")
+_PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?,]*")
 
 
 class Span(NamedTuple):
