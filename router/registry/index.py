@@ -489,6 +489,14 @@ class ToolRegistry:
         # A query word the catalog never uses still counts as known when a word of its lexicon
         # group occurs ("remember" for a catalog that says "assert"): the lexicon bridges it.
         known = sum(1 for related in own.values() if any(r in snap.bm25 for r in related)) / max(len(own), 1)
+        # A product or place the catalog never mentions ("on Slack", "to YouTube") is the
+        # strongest sign that no tool here does the task.
+        unknown_name = 0.0
+        for name in self.lexicon.proper_names(query):
+            stems = tokenize(name)
+            if stems and not any(r in snap.bm25 for t in stems for r in self.lexicon.related(t)):
+                unknown_name = 1.0
+                break
         return QueryEvidence(
             cos=cos.astype(np.float64),
             bm25=bm[idx].astype(np.float64),
@@ -499,6 +507,7 @@ class ToolRegistry:
             max_cos=max_cos,
             max_bm25=float(bm.max(where=mask, initial=0.0)),
             known_terms=known,
+            unknown_name=unknown_name,
             number=number,
         )
 

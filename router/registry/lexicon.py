@@ -250,6 +250,17 @@ class Lexicon:
     def _intent(self, query: str) -> str:
         return self._replaced(query, lambda _span, _text: " ")
 
+    def proper_names(self, query: str) -> list[str]:
+        """The capitalised words of ``query``'s intent that do not open a sentence ("post in
+        the Slack channel" → Slack): products, places, people."""
+        out = []
+        previous = ""
+        for word in self.intent(query).split():
+            if previous and previous[-1] not in ".!?:;" and word[:1].isupper():
+                out.append(word.strip(".,;:!?()'\"`"))
+            previous = word
+        return out
+
     def embed_text(self, query: str) -> str:
         """What ``query`` is embedded as: each typed thing replaced by its type ("how big is
         video.mp4" → "how big is a file"), purpose clauses left out, quotes and names kept as

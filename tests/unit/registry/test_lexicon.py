@@ -180,3 +180,17 @@ def test_literal_spans_are_ordered_disjoint_and_lose_no_word(query: str) -> None
     terms = reg._query_terms(query)
     assert set(tokenize(query)) <= set(terms)
     assert all(w > 0 for w in terms.values())
+
+
+@pytest.mark.parametrize(
+    ("query", "names"),
+    [
+        ("post a message in the #general Slack channel", ["Slack"]),
+        ("Upload this video to YouTube", ["YouTube"]),  # the first word opens the sentence
+        ("were there outages in Iran? Show me", ["Iran"]),
+        ("open https://Example.com in Chrome", ["Chrome"]),  # a URL is a literal
+        ("create a table", []),
+    ],
+)
+def test_proper_names_are_capitalised_words_that_do_not_open_a_sentence(query: str, names: list[str]) -> None:
+    assert default_lexicon().proper_names(query) == names

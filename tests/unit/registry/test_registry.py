@@ -267,3 +267,15 @@ def test_the_ranker_sees_whether_a_name_says_the_query_s_words_in_the_same_numbe
     # a quoted or named thing's words say nothing about number ("a file called alerts")
     hits, ev = reg.candidates("a file called alerts", limit=3)
     assert ev is not None and ev.number is not None and not ev.number.any()
+
+
+def test_a_name_the_catalog_never_uses_is_evidence_for_no_tool(registry: ToolRegistry) -> None:
+    def unknown(query: str) -> float:
+        _, ev = registry.candidates(query, limit=3)
+        assert ev is not None
+        return ev.unknown_name
+
+    assert unknown("post the file to Slack") == 1.0
+    assert unknown("read the File from disk") == 0.0  # the catalog says "file"
+    assert unknown("show the Git log") == 0.0  # a server's name is the catalog's word
+    assert unknown("read a file") == 0.0
