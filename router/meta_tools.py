@@ -27,7 +27,16 @@ from router.aggregate import LocalTool
 from router.dispatch import Dispatcher
 from router.registry.catalog import ToolEntry
 from router.registry.embedding_store import default_store
-from router.registry.index import Mode, SearchHit, SearchResult, ToolRecord, ToolRegistry, record_from_tool
+from router.registry.index import (
+    MAX_QUERY_CHARS,
+    Mode,
+    SearchHit,
+    SearchResult,
+    ToolRecord,
+    ToolRegistry,
+    check_query,
+    record_from_tool,
+)
 from router.rerank import Reranker
 from vsm_mcp.auth import Principal, grants
 from vsm_mcp.config import Settings
@@ -122,6 +131,7 @@ class ToolSearch:
     ) -> SearchResult:
         """The best tools for ``query`` that ``principal`` may call (others are never returned),
         with calibrated scores and ``no_match`` (router/registry/ranker.py)."""
+        check_query(query)  # before any work: a long query costs time on the event loop
         await self.refresh()
         if server is not None and self.visible_keys is not None:
             # A tenant's own upstream, or its variant of an overridden one, is indexed as server@tenant.
@@ -168,7 +178,7 @@ def install_meta_tools(aggregate: Any, search: ToolSearch, dispatcher: Dispatche
 FIND_TOOLS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "query": {"type": "string", "minLength": 1, "description": "What you want to do, in plain words."},
+        "query": {"type": "string", "minLength": 1, "maxLength": MAX_QUERY_CHARS, "description": "What you want to do, in plain words."},
         "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 5, "description": "How many tools."},
         "server": {"type": "string", "description": "Only tools of this upstream server."},
         "tags": {"type": "array", "items": {"type": "string"}, "description": "Only tools with all these capability tags."},
@@ -206,6 +216,10 @@ def parse_find_args(arguments: dict[str, Any]) -> tuple[str, int, str | None, li
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidArguments("find_tools: 'query' must be a non-empty string", data={"field": "query"})
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidArguments(
+            f"find_tools: 'query' is {len(query):,} characters, at most {MAX_QUERY_CHARS:,}", data={"field": "query"}
+        )
     limit = arguments.get("limit", 5)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidArguments(f"find_tools: 'limit' must be an integer 1..{MAX_LIMIT}", data={"field": "limit"})

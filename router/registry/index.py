@@ -68,6 +68,9 @@ EMBED_BATCH = 256
 # the few that can rank first with the float32 ones (router/registry/vector_scan.py, _reranked_scores):
 # below it the exact matvec is already about as cheap as the bookkeeping.
 SCAN_MIN_TOOLS = 2048
+# A task said in words is short; the encoder reads 256 tokens at most, and reading a query (the
+# lexicon's patterns) costs ~3 µs per character, on the caller's event loop.
+MAX_QUERY_CHARS = 4096
 RERANK_POOL = 256  # fewer eligible tools than 4x this (filters): the exact scan
 
 
@@ -242,13 +245,23 @@ def _rrf(x: Vector, mask: npt.NDArray[np.bool_], k: float, positive_only: bool) 
     return out
 
 
+def check_query(query: str) -> None:
+    """InvalidArguments for a query search cannot take: empty, or longer than ``MAX_QUERY_CHARS``."""
+    if not query.strip():
+        raise InvalidArguments("query must not be empty")
+    if len(query) > MAX_QUERY_CHARS:
+        raise InvalidArguments(
+            f"query is {len(query):,} characters; tool search takes at most {MAX_QUERY_CHARS:,} "
+            "(say in a sentence or two what you want to do)"
+        )
+
+
 def _check(query: str, limit: int, mode: str) -> None:
     if mode not in MODES:
         raise InvalidArguments(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
     if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
         raise InvalidArguments("limit must be a positive integer")
-    if not query.strip():
-        raise InvalidArguments("query must not be empty")
+    check_query(query)
 
 
 def fuse(
@@ -513,6 +526,7 @@ class ToolRegistry:
 
     def embed_query(self, query: str) -> Vector:
         """The query's embedding, from an LRU cache when it was asked before."""
+        check_query(query)
         with self._query_lock:
             cached = self._query_cache.get(query)
             if cached is not None:

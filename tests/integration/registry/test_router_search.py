@@ -58,6 +58,9 @@ async def test_search_mode_meta_tools_and_the_full_pipeline() -> None:
             with pytest.raises(MCPError) as bad:
                 await c.call_tool("find_tools", {"query": "x", "limit": 0})
             assert bad.value.code == -32602 and "limit" in bad.value.message
+            with pytest.raises(MCPError) as long:  # refused before any work: reading it costs time
+                await c.call_tool("find_tools", {"query": "a." * 40_000})
+            assert long.value.code == -32602 and "80,000 characters" in long.value.message, long.value.message
             codes = []
             for _ in range(8):  # burst 4 at 2/s: the pipeline's rate limit must trip
                 try:
@@ -125,6 +128,8 @@ async def test_a_denied_tool_is_never_returned_over_mcp_and_rest() -> None:
             assert {t["server"] for t in r.json()["tools"]} == {"dyn"}
             r = await h.get("/v1/tools", params={"q": "x", "limit": "0"}, headers={"Authorization": f"Bearer {key}"})
             assert r.status_code == 400 and "limit" in r.json()["error"]["message"]
+            r = await h.get("/v1/tools", params={"q": "x " * 3000}, headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 400 and "at most 4,096" in r.json()["error"]["message"], r.text
             r = await h.get("/v1/tools", params={"q": "x"})
             assert r.status_code == 401
 

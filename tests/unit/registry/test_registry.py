@@ -279,3 +279,13 @@ def test_a_name_the_catalog_never_uses_is_evidence_for_no_tool(registry: ToolReg
     assert unknown("read the File from disk") == 0.0  # the catalog says "file"
     assert unknown("show the Git log") == 0.0  # a server's name is the catalog's word
     assert unknown("read a file") == 0.0
+
+
+def test_a_query_longer_than_search_takes_is_refused_with_its_length(registry: ToolRegistry) -> None:
+    from router.registry.index import MAX_QUERY_CHARS
+
+    with pytest.raises(InvalidArguments, match=r"query is 5,000 characters; tool search takes at most 4,096"):
+        registry.search("x" * 5000)
+    with pytest.raises(InvalidArguments, match="at most"):
+        registry.embed_query("x" * (MAX_QUERY_CHARS + 1))
+    assert registry.search("y" * MAX_QUERY_CHARS, mode="bm25") == []
