@@ -84,6 +84,20 @@ def split_identifier(name: str) -> list[str]:
 _ED_ROOTS = frozenset({"embed", "shred", "imbed"})
 
 
+def _singular(w: str) -> str:
+    """``w`` without a plural ending (``directories`` → directory, ``boxes`` → box); the stemmer's
+    first step, and what says whether a word is plural (``plural_stems``)."""
+    if len(w) <= 3 or not w.isalpha():
+        return w
+    if w.endswith("ies") and len(w) > 4:
+        return w[:-3] + "y"
+    if w.endswith(("sses", "shes", "ches", "xes", "zes")):
+        return w[:-2]
+    if w.endswith("s") and not w.endswith(("ss", "us", "is")):
+        return w[:-1]
+    return w
+
+
 @lru_cache(maxsize=65536)
 def stem(word: str) -> str:
     """A light suffix stemmer: conflates plural, -ing, -ed, -ion and a final -e.
@@ -91,15 +105,9 @@ def stem(word: str) -> str:
     Light on purpose: it must map "creating", "created", "creation", "create" together, but an
     aggressive stemmer merges unrelated tool words ("server"/"serve", "user"/"use").
     """
-    w = word
-    if len(w) <= 3 or not w.isalpha():
-        return w
-    if w.endswith("ies") and len(w) > 4:
-        w = w[:-3] + "y"
-    elif w.endswith(("sses", "shes", "ches", "xes", "zes")):
-        w = w[:-2]
-    elif w.endswith("s") and not w.endswith(("ss", "us", "is")):
-        w = w[:-1]
+    if len(word) <= 3 or not word.isalpha():
+        return word
+    w = _singular(word)
     for suffix in ("ing", "ed"):
         if suffix == "ed" and (w.endswith("eed") or w in _ED_ROOTS):
             break  # "speed", "proceed", "embed": the -ed is the root's, not a past tense
@@ -127,7 +135,7 @@ def plural_stems(text: str) -> dict[str, bool]:
         if w in STOPWORDS:
             continue
         s = stem(w)
-        out[s] = out.get(s, False) or (len(w) > 3 and w.isalpha() and w.endswith("s") and not w.endswith(("ss", "us", "is")))
+        out[s] = out.get(s, False) or _singular(w) != w
     return out
 
 
