@@ -280,9 +280,8 @@ class Lexicon:
     def entity_words(self, query: str) -> list[str]:
         """The words for the types of thing ``query`` names by shape (``main.go`` → file)."""
         out: list[str] = []
-        for entity in self.entities:
-            if entity.pattern.search(query):
-                out.extend(w for w in entity.words if w not in out)
+        for span in self.literals(query):  # the typed things, found once per query
+            out.extend(w for w in span.words if w not in out)
         return out
 
     def related(self, stem: str) -> frozenset[str]:
