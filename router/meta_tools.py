@@ -216,10 +216,10 @@ def parse_find_args(arguments: dict[str, Any]) -> tuple[str, int, str | None, li
     query = arguments.get("query")
     if not isinstance(query, str) or not query.strip():
         raise InvalidArguments("find_tools: 'query' must be a non-empty string", data={"field": "query"})
-    if len(query) > MAX_QUERY_CHARS:
-        raise InvalidArguments(
-            f"find_tools: 'query' is {len(query):,} characters, at most {MAX_QUERY_CHARS:,}", data={"field": "query"}
-        )
+    try:
+        check_query(query)  # the registry's own rule, named as this tool's field
+    except InvalidArguments as exc:
+        raise InvalidArguments(f"find_tools: {exc}", data={"field": "query"}) from None
     limit = arguments.get("limit", 5)
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_LIMIT:
         raise InvalidArguments(f"find_tools: 'limit' must be an integer 1..{MAX_LIMIT}", data={"field": "limit"})
