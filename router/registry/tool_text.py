@@ -35,6 +35,18 @@ STOPWORDS = frozenset(
 )
 
 
+# "what's", "page's", "we'll": the ending is a word of its own (a stop word: "what is", "we
+# will"); split off as it was, it became a term "s" of every query that said "what's".
+_CONTRACTION = re.compile(r"(?i)(?<=[a-z])(n['’]t|['’](?:s|ll|re|ve|d|m))\b")
+_EXPANDED = {"n't": " not", "'s": " is", "'ll": " will", "'re": " are", "'ve": " have", "'d": " would", "'m": " am"}
+
+
+def _uncontract(text: str) -> str:
+    if "'" not in text and "’" not in text:
+        return text
+    return _CONTRACTION.sub(lambda m: _EXPANDED[m.group(1).lower().replace("’", "'")], text)
+
+
 def _fold(text: str) -> str:
     """Accents dropped (``résumé`` → ``resume``) so accented and plain spellings meet."""
     if text.isascii():
@@ -71,7 +83,7 @@ def split_identifier(name: str) -> list[str]:
     Non-ASCII words are accent-folded and kept whole; Chinese/Japanese/Korean runs become bigrams.
     """
     words: list[str] = []
-    for chunk in _WORDISH.findall(_fold(name)):
+    for chunk in _WORDISH.findall(_uncontract(_fold(name))):
         if chunk.isascii():
             words.extend(part.lower() for part in _CAMEL.findall(chunk))
         else:
@@ -128,6 +140,11 @@ def tokenize(text: str) -> list[str]:
     return [stem(w) for w in split_identifier(text) if w not in STOPWORDS]
 
 
+def is_plural(word: str) -> bool:
+    """``word`` (lower case) ends as a plural does ("files", "directories")."""
+    return _singular(word) != word
+
+
 def plural_stems(text: str) -> dict[str, bool]:
     """Each content stem of ``text`` and whether the text says it in the plural ("alerts")."""
     out: dict[str, bool] = {}
@@ -135,7 +152,7 @@ def plural_stems(text: str) -> dict[str, bool]:
         if w in STOPWORDS:
             continue
         s = stem(w)
-        out[s] = out.get(s, False) or _singular(w) != w
+        out[s] = out.get(s, False) or is_plural(w)
     return out
 
 

@@ -134,6 +134,22 @@ def test_a_participle_after_be_is_no_action() -> None:
     assert lex.expand("create the file", {}, 0.3)[1] == {"create"}
 
 
+def test_an_action_word_after_a_determiner_is_a_noun() -> None:
+    lex = default_lexicon()
+    # "the build" is a thing, not a request to build; "show" is what the query asks
+    assert lex.expand("the build is eating my terminal; show me the processes", {}, 0.3)[1] == {"read", "list"}
+    assert lex.expand("build the project", {}, 0.3)[1] == {"create"}
+
+
+def test_what_before_things_in_the_plural_asks_which_ones() -> None:
+    lex = default_lexicon()
+    assert lex.expand("what files are in my Downloads folder?", {}, 0.3)[1] == {"list"}
+    assert lex.expand("which files are in my Downloads folder?", {}, 0.3)[1] == {"list"}
+    assert lex.expand("what is in the file", {}, 0.3)[1] == {"read"}
+    assert lex.expand("what's in the file", {}, 0.3)[1] == {"read"}
+    assert lex.expand("what does this field mean", {}, 0.3)[1] == frozenset()
+
+
 def test_reading_things_in_the_plural_is_listing_them() -> None:
     lex = default_lexicon()
     assert lex.expand("show the alerts of the repo", {}, 0.3)[1] == {"read", "list"}

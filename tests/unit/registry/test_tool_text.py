@@ -23,6 +23,14 @@ def test_split_identifier_handles_camel_snake_kebab_and_acronyms() -> None:
     assert split_identifier("read_multiple_files") == ["read", "multiple", "files"]
 
 
+def test_a_contraction_s_ending_is_its_word_not_a_term() -> None:
+    # split at the apostrophe, "what's" gave every such query a term "s"
+    assert split_identifier("what's running") == ["what", "is", "running"]
+    assert split_identifier("the page’s input; we'll see; don't") == ["the", "page", "is", "input", "we", "will", "see", "do", "not"]
+    assert tokenize("what's still running") == [stem("still"), stem("running")]
+    assert split_identifier("'npm run build' on S3") == ["npm", "run", "build", "on", "s", "3"]
+
+
 def test_stem_conflates_inflections_but_keeps_distinct_tool_words() -> None:
     assert stem("creating") == stem("created") == stem("create") == stem("creation") == stem("creates")
     assert stem("deleting") == stem("deletion") == stem("delete")
