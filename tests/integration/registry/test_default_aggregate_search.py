@@ -99,7 +99,7 @@ def test_the_right_built_in_tool_is_found(figures: dict[str, dict[str, float]], 
     s = figures[split]
     assert s["n"] == 66
     assert s["recall@5"] >= 0.94, s
-    assert s["recall@1"] >= 0.70, s
+    assert s["recall@1"] >= 0.75, s
 
 
 def test_tasks_no_built_in_tool_does_are_no_match(figures: dict[str, dict[str, float]]) -> None:
@@ -107,4 +107,4 @@ def test_tasks_no_built_in_tool_does_are_no_match(figures: dict[str, dict[str, f
     assert s["out_of_scope"] == 12
     assert s["out_of_scope_no_match"] >= 0.9, s
     # a right tool first but turned away is the ranker's error on this catalog: kept in view
-    assert s["in_scope_no_match"] <= 0.22, s
+    assert s["in_scope_no_match"] <= 0.18, s

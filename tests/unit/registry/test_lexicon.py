@@ -95,6 +95,7 @@ def test_phrases_match_as_a_whole() -> None:
 def test_tool_names_say_their_actions() -> None:
     lex = default_lexicon()
     assert lex.tool_actions("get_file_info") == {"read"}
+    assert lex.tool_actions("storage_stat") == lex.tool_actions("cache_stats") == {"read"}  # stat(2): read metadata
     assert {"create", "update", "store"} <= lex.tool_actions("policy_put")
     assert lex.tool_actions("maintenance_on") == frozenset()
     # a name that says no action takes its description's first word; a name that says one keeps it
