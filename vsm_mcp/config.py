@@ -27,6 +27,11 @@ class Settings(BaseSettings):
 
     # --- core -------------------------------------------------------------------------
     home: Path = Field(Path(".vsm"), description="Directory for the embedded SQLite file, caches and indexes.")
+    runtime_dir: str = Field(
+        "",
+        description="Where `vsm-mcp serve` leaves a note of its address and data folder for `vsm-mcp connect` run "
+        "elsewhere. Empty = $XDG_STATE_HOME/vsm-mcp/gateways (~/.local/state/vsm-mcp/gateways).",
+    )
     database_url: str = Field(
         "",
         description="SQLAlchemy async URL. Empty = sqlite+aiosqlite:///<home>/vsm.db; "

@@ -1,8 +1,10 @@
 """``vsm-mcp connect opencode | mcp-json``: connect a client to this gateway in one step.
 
-Each command creates a fresh API key for the tenant (in the database ``vsm-mcp serve`` uses:
-run it where the server keeps its data — the same ``VSM_HOME`` — or pass ``--database-url``),
-checks that the gateway answers at ``--url`` with that key, and writes the client's configuration
+Each command creates a fresh API key for the tenant in the database ``vsm-mcp serve`` uses. It
+finds that database as the server left word of it (vsm_mcp/serving_note.py: the note of the
+gateway serving ``--url``) when neither ``VSM_HOME``, ``VSM_DATABASE_URL``, ``--database-url`` nor
+a ``./.vsm`` with a database here says where it is — so it runs from the project's folder. It
+then checks that the gateway answers at ``--url`` with that key, and writes the client's configuration
 into the current folder, merging with a file that exists (entries of ours are replaced, the rest
 is kept). The key is written to a file beside the configuration with mode 0600 and referenced
 from it (``{file:…}`` for OpenCode), so the JSON itself can be shared or committed.
@@ -44,6 +46,33 @@ TenantOpt = Annotated[str, typer.Option("--tenant", help="Tenant of the new key.
 ScopesOpt = Annotated[str, typer.Option("--scopes", help="Scopes of the new key (comma-separated).")]
 DEFAULT_SCOPES = "tools:call,events:read,llm:call,search:read,storage:read"
 KEY_FILE = ".vsm-api-key"
+_NO_DATABASE = (
+    "no vsm-mcp database at {url} and no running gateway at --url left word of its data: start it "
+    "with `vsm-mcp serve` (or pass the --url it serves on), or set VSM_HOME to its data folder (or pass --database-url)"
+)
+
+
+def _find_gateway_data(url: str, database_url: str | None) -> None:
+    """Point this process at the data of the gateway serving ``url`` (its serving note) when
+    nothing here says where the data is."""
+    from vsm_mcp import serving_note
+
+    if database_url:
+        return
+    here = settings_from()  # the environment and a .env here may say it
+    if here.home != Path(".vsm") or here.database_url != f"sqlite+aiosqlite:///{(here.home / 'vsm.db').as_posix()}":
+        return
+    # The gateway at --url says where its data is: a key minted in any other database (a ./.vsm
+    # another command left here) would be refused by it.
+    note = serving_note.find(here, url)
+    if note is None:
+        return  # _new_key says what to do when the default home holds no database
+    os.environ["VSM_HOME"] = str(note.home)
+    if note.database_url:
+        os.environ["VSM_DATABASE_URL"] = note.database_url
+    if note.migration_database_url:
+        os.environ["VSM_MIGRATION_DATABASE_URL"] = note.migration_database_url
+    err.print(f"the gateway at {url} keeps its data in {note.home} (from {note.path})")
 
 
 def _new_key(database_url: str | None, tenant: str, scopes: str) -> str:
@@ -53,6 +82,9 @@ def _new_key(database_url: str | None, tenant: str, scopes: str) -> str:
 
     scope_list = validate_scopes(scopes.split(","))
     settings = settings_from(database_url)
+    sqlite_file = settings.migration_database_url.split("///", 1)[-1] if settings.migration_database_url.startswith("sqlite") else ""
+    if sqlite_file and not Path(sqlite_file).exists():
+        raise VsmError(_NO_DATABASE.format(url=redact(settings.migration_database_url)))  # and do not create one here
     check_reachable(settings, settings.migration_database_url)
 
     async def go() -> str:
@@ -64,10 +96,7 @@ def _new_key(database_url: str | None, tenant: str, scopes: str) -> str:
                 text = str(getattr(exc, "message", exc))
                 if isinstance(exc, VsmError) and "no such table" not in text and "does not exist" not in text:
                     raise
-                raise VsmError(
-                    f"no vsm-mcp database at {redact(settings.migration_database_url)}; run this where "
-                    "`vsm-mcp serve` keeps its data (the same VSM_HOME) or pass --database-url"
-                ) from None
+                raise VsmError(_NO_DATABASE.format(url=redact(settings.migration_database_url))) from None
             key, _row = await create_api_key(db, tenant, scope_list, "connect")
             return key
         finally:
@@ -137,6 +166,7 @@ def opencode(
 ) -> None:
     """Write opencode.json here: vsm-mcp as MCP server (remote and local) and as LLM provider."""
     url = url.rstrip("/")
+    _find_gateway_data(url, database_url)
     key = _new_key(database_url, tenant, scopes)
     models = _probe(url, key)
     folder = Path.cwd()
@@ -177,6 +207,7 @@ def mcp_json(
 ) -> None:
     """Write .mcp.json here (Claude-style mcpServers, as oh-my-opencode reads it)."""
     url = url.rstrip("/")
+    _find_gateway_data(url, database_url)
     key = _new_key(database_url, tenant, scopes)
     _probe(url, key)
     folder = Path.cwd()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -44,6 +45,7 @@ def serve(
     from router.edge.sse_direct import engaged as sse_direct_engaged
     from router.fastlane.hot_protocol import http_protocol
     from vsm_mcp import migrate as m
+    from vsm_mcp import serving_note
     from vsm_mcp.cli.common import DEBUG
     from vsm_mcp.cli.startup import bind_socket, check_bus, run_server
 
@@ -67,15 +69,29 @@ def serve(
         for name in ("mcp", "httpx", "LiteLLM"):
             logging.getLogger(name).setLevel(logging.WARNING)
     sse_direct_engaged()  # logs one line now, at start-up, if SSE direct writes are off
+    url = f"{'https' if settings.ssl_certfile else 'http'}://{settings.host}:{settings.port}"
     banner = (
-        f"vsm-mcp serving on {'https' if settings.ssl_certfile else 'http'}://{settings.host}:{settings.port}  "
+        f"vsm-mcp serving on {url}  "
         f"(MCP: /mcp · health: /healthz · readiness: /readyz · database: {redact(settings.database_url)})"
     )
+    notes: list[Path] = []
+
+    def ready() -> None:
+        # Where this gateway keeps its data, for `vsm-mcp connect` run in another folder.
+        try:
+            notes.append(serving_note.leave(settings, url))
+        except OSError as exc:
+            logging.getLogger(__name__).warning("no serving note for vsm-mcp connect (%s); connect needs VSM_HOME", exc)
+
     # HotLaneProtocol: uvicorn's httptools protocol with a shorter road for POST /mcp (router/fastlane/hot_protocol.py).
     # The banner is printed once uvicorn listens and the lifespan has run (vsm_mcp/cli/startup.py).
+    def stopped() -> None:
+        for path in notes:
+            serving_note.remove(path)
+
     run_server(
         asgi, sock, settings, banner, lambda text: err.print(text, markup=False, soft_wrap=True, highlight=False),
-        http=http_protocol(settings.hot_lane), debug=DEBUG.on,
+        http=http_protocol(settings.hot_lane), debug=DEBUG.on, on_ready=ready, on_stop=stopped,
     )
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import anyio
@@ -100,19 +101,40 @@ class _OneLine(logging.Filter):
 class BannerServer(uvicorn.Server):
     """uvicorn's server that prints the banner once it listens and the lifespan is done."""
 
-    def __init__(self, config: uvicorn.Config, banner: str, say: Any) -> None:
+    def __init__(
+        self, config: uvicorn.Config, banner: str, say: Any,
+        on_ready: Callable[[], None] | None = None, on_stop: Callable[[], None] | None = None,
+    ) -> None:
         super().__init__(config)
         self.banner = banner
         self.say = say
+        self.on_ready = on_ready
+        self.on_stop = on_stop
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         await super().startup(sockets=sockets)
         if not self.should_exit:
             self.say(self.banner)
+            if self.on_ready is not None:
+                self.on_ready()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        # Here and not after run(): uvicorn re-raises a captured SIGTERM/SIGINT once it has
+        # stopped, which ends the process before any code after run() would execute.
+        try:
+            await super().shutdown(sockets=sockets)
+        finally:
+            if self.on_stop is not None:
+                self.on_stop()
 
 
-def run_server(app: Any, sock: socket.socket, settings: Settings, banner: str, say: Any, *, http: Any, debug: bool) -> None:
-    """Serve ``app`` on the bound ``sock``; a lifespan failure becomes one VsmError line."""
+def run_server(
+    app: Any, sock: socket.socket, settings: Settings, banner: str, say: Any, *, http: Any, debug: bool,
+    on_ready: Callable[[], None] | None = None, on_stop: Callable[[], None] | None = None,
+) -> None:
+    """Serve ``app`` on the bound ``sock``; a lifespan failure becomes one VsmError line.
+    ``on_ready`` runs once it listens and the lifespan is done, after the banner; ``on_stop``
+    when it shuts down."""
     # ws="none": no route speaks WebSocket and the gate checks HTTP requests only, so an Upgrade
     # stays a plain HTTP request (uvicorn picks a WebSocket protocol whenever the `websockets`
     # package is installed, and the relay's WebSocket sources need it installed).
@@ -123,7 +145,7 @@ def run_server(app: Any, sock: socket.socket, settings: Settings, banner: str, s
     one_line = _OneLine()
     if not debug:
         logging.getLogger("uvicorn.error").addFilter(one_line)
-    server = BannerServer(config, banner, say)
+    server = BannerServer(config, banner, say, on_ready, on_stop)
     try:
         server.run(sockets=[sock])
     finally:
