@@ -81,6 +81,15 @@ def _cause(text: str) -> str:
     return " ".join(text.split())[:300] or "unknown error"
 
 
+class _ShortName(logging.Filter):
+    """uvicorn logs its start, stop and failures as "uvicorn.error": named so, an INFO line about a
+    start-up reads like an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.name = record.name.replace("uvicorn.error", "uvicorn")
+        return True
+
+
 class _OneLine(logging.Filter):
     """On uvicorn's error logger: keep the failure's message, drop its traceback (``--debug`` keeps it)."""
 
@@ -138,10 +147,16 @@ def run_server(
     # ws="none": no route speaks WebSocket and the gate checks HTTP requests only, so an Upgrade
     # stays a plain HTTP request (uvicorn picks a WebSocket protocol whenever the `websockets`
     # package is installed, and the relay's WebSocket sources need it installed).
+    # log_config=None: uvicorn's records go to the CLI's one handler, in our format ("12:00:01
+    # INFO    uvicorn: Application startup complete."), not in a second format of its own.
     config = uvicorn.Config(
-        app, log_level=settings.log_level, lifespan="on", http=http, ws="none",
+        app, log_level=settings.log_level, lifespan="on", http=http, ws="none", log_config=None,
         ssl_certfile=settings.ssl_certfile or None, ssl_keyfile=settings.ssl_keyfile or None,  # VSM_SSL_*: HTTPS
     )
+    for name in ("uvicorn.error", "uvicorn.access"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _ShortName) for f in logger.filters):
+            logger.addFilter(_ShortName())
     one_line = _OneLine()
     if not debug:
         logging.getLogger("uvicorn.error").addFilter(one_line)

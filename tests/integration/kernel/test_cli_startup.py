@@ -6,6 +6,7 @@ fresh home (SQLite is migrated) and says to run ``vsm-mcp migrate`` on an empty 
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from tests.procs import stop
 
 VSM = [sys.executable, "-c", "from vsm_mcp.cli import main; main()"]
 ROOT = Path(__file__).resolve().parents[3]
+LOG_LINE = re.compile(r"^\d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR|CRITICAL) +[\w.]+: ")
 
 
 
@@ -62,11 +64,16 @@ def test_banner_comes_after_the_port_is_bound(tmp_path: Path) -> None:
         assert proc.stderr is not None
         deadline = time.monotonic() + 120
         line = ""
+        before: list[str] = []
         while time.monotonic() < deadline:
             line = proc.stderr.readline()
             if "serving on" in line or not line:
                 break
+            before.append(line)
         assert "vsm-mcp serving on" in line, line
+        # uvicorn's lines in the CLI's one format, not in a second one of its own ("INFO:     …")
+        assert any(" uvicorn: Application startup complete." in ln for ln in before), before
+        assert all(LOG_LINE.match(ln) or ln.startswith("warning:") for ln in before), before
         assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200  # no retry: bound already
     finally:
         stop(proc, timeout=30)
