@@ -72,7 +72,7 @@ def _find_gateway_data(url: str, database_url: str | None) -> None:
         os.environ["VSM_DATABASE_URL"] = note.database_url
     if note.migration_database_url:
         os.environ["VSM_MIGRATION_DATABASE_URL"] = note.migration_database_url
-    err.print(f"the gateway at {url} keeps its data in {note.home} (from {note.path})")
+    err.print(f"the gateway at {url} keeps its data in {note.home} (from {note.path})", soft_wrap=True)
 
 
 def _new_key(database_url: str | None, tenant: str, scopes: str) -> str:
@@ -193,8 +193,9 @@ def opencode(
         update["model"] = f"vsm/{models[0]}"
     _merge_write(config, update)
     out.print(f"wrote {folder / 'opencode.json'} (MCP: vsm, vsm-local"
-              + (f"; provider vsm with {', '.join(models)}" if models else "") + ")")
-    err.print(f"the key for tenant {tenant} ({scopes}) is in {folder / KEY_FILE} (mode 600; keep it out of git)")
+              + (f"; provider vsm with {', '.join(models)}" if models else "") + ")", soft_wrap=True)
+    err.print(f"the key for tenant {tenant} ({scopes}) is in {folder / KEY_FILE} (mode 600; keep it out of git)",
+              soft_wrap=True)
 
 
 @connect_app.command("mcp-json")
@@ -220,7 +221,7 @@ def mcp_json(
     path = folder / ".mcp.json"
     _merge_write(path, update)
     os.chmod(path, 0o600)
-    out.print(f"wrote {path} (MCP: vsm, vsm-local; mode 600: it holds the key)")
+    out.print(f"wrote {path} (MCP: vsm, vsm-local; mode 600: it holds the key)", soft_wrap=True)
 
 
 def _local_env() -> dict[str, str]:
