@@ -56,6 +56,19 @@ _NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
 # A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
 # the snapshot. It runs to the end of its sentence.
 _PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?,]*")
+# What a verb of knowing or saying reports is content, not the task: in "remember that the user
+# prefers dark mode" the task is to remember a fact; "tell the team that the deploy is done" sends
+# a message. The content counts as that type of thing, as a typed thing does. Only right after
+# the verb (after its addressee for tell, notify …): "the file that I uploaded" is a relative
+# clause and stays. Not after "report" or "confirm": what "report that my step failed" reports
+# says which tool it needs.
+_CONTENT = (
+    (re.compile(r"(?i)\b(?:remember|memori[sz]e|note|record|learn|assert|write down)\s+that\s+([^.;!?]{1,400})"), ("fact",)),
+    (re.compile(
+        r"(?i)\b(?:(?:announce|post|tweet)\s+that|"
+        r"(?:tell|notify|inform|remind|warn)\s+(?:\S+\s+){1,3}?that)\s+([^.;!?]{1,400})"
+    ), ("message",)),
+)
 
 
 class Span(NamedTuple):
@@ -64,7 +77,7 @@ class Span(NamedTuple):
     start: int
     end: int
     words: tuple[str, ...]  # a typed thing's type ("file"); empty for the other kinds
-    kind: str  # thing | quote | name | purpose
+    kind: str  # thing | quote | name | purpose | content
 
 Phrase = tuple[str, ...]  # stems, in order
 
@@ -245,6 +258,7 @@ class Lexicon:
         spans += [Span(m.start(), m.end(), (), "quote") for m in _QUOTED.finditer(query)]
         spans += [Span(m.start(1), m.end(1), (), "name") for m in _NAMED.finditer(query)]
         spans += [Span(m.start(), m.end(), (), "purpose") for m in _PURPOSE.finditer(query)]
+        spans += [Span(m.start(1), m.end(1), words, "content") for pattern, words in _CONTENT for m in pattern.finditer(query)]
         merged: list[Span] = []
         for span in sorted(spans):
             if merged and span.start < merged[-1].end:

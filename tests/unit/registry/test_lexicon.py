@@ -115,6 +115,10 @@ def test_tool_names_say_their_actions() -> None:
         ("look up 1.1.1.1", "look up  ", "look up an ip address"),
         ("put up a 'we'll be right back' page", "put up a 'we'll be right back' page", "put up a 'we'll be right back' page"),
         ("create a table", "create a table", "create a table"),
+        ("remember that the user prefers dark mode", "remember that  ", "remember that a fact"),
+        ("tell the team that the deploy is done", "tell the team that  ", "tell the team that a message"),
+        ("remember the file that I uploaded", "remember the file that I uploaded", "remember the file that I uploaded"),
+        ("report that my step failed", "report that my step failed", "report that my step failed"),
     ],
 )
 def test_literals_name_things_and_do_not_say_what_to_do(query: str, intent: str, embedded: str) -> None:
