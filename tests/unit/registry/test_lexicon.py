@@ -66,6 +66,8 @@ def test_a_governing_verb_makes_the_later_verb_what_the_rule_is_about() -> None:
         ("ask GPT-4 about UTF-8 and SHA-256", []),
         ("meet at 10:30:00", []),
         ("the version 1.1.1.1 is an address, not a version", ["ip", "address"]),
+        ("crawl docs.example.com and make it searchable", ["domain", "site", "url"]),
+        ("read README.md and main.py", ["file"]),  # .md and .py are top-level domains too, but not ours
         ("I want leaderboard ranks 1 to 10", ["range", "start", "end"]),
         ("read lines 20-40 and pages 3–5 and items 0..9", ["range", "start", "end"]),
         ("logs for 2024-12 or call 555-1234", []),  # a year and month, a phone number
