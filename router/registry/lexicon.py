@@ -53,6 +53,9 @@ DEFAULT_PATH = Path(__file__).with_name("lexicon.toml")
 _QUOTED = re.compile(r"""(?<![\w'"`])(['"`])[^'"`\n]{1,120}?\1(?![\w'"`])""")
 # What follows "called" or "named" is a name ("a folder called reports/2024").
 _NAMED = re.compile(r"(?i)\b(?:called|named|titled)\s+(?!['\"`])(\S+)")
+# A participle right after a noun says which thing ("approve the plan waiting for me": the plan
+# to approve is the waiting one), not what to do: a reduced relative clause, weighed as a literal.
+_MODIFIER = re.compile(r"(?i)\b(?:the|a|an|my|our|your|its|their|this|that|these|those|every|each|all)\s+[a-z]{2,30}\s+([a-z]{2,30}ing)\b")
 # A purpose clause says why, not what: in "take a snapshot so I can click things" the task is
 # the snapshot. It runs to the end of its sentence.
 _PURPOSE = re.compile(r"(?i)\b(?:so(?: that)? (?:i|we|you|it|they) (?:can|could|may|will)|in order to)\b[^.;!?,]*")
@@ -77,7 +80,7 @@ class Span(NamedTuple):
     start: int
     end: int
     words: tuple[str, ...]  # a typed thing's type ("file"); empty for the other kinds
-    kind: str  # thing | quote | name | purpose | content
+    kind: str  # thing | quote | name | purpose | content | modifier
 
 Phrase = tuple[str, ...]  # stems, in order
 
@@ -257,6 +260,7 @@ class Lexicon:
         spans = [Span(m.start(), m.end(), e.words, "thing") for e in self.entities for m in e.pattern.finditer(query)]
         spans += [Span(m.start(), m.end(), (), "quote") for m in _QUOTED.finditer(query)]
         spans += [Span(m.start(1), m.end(1), (), "name") for m in _NAMED.finditer(query)]
+        spans += [Span(m.start(1), m.end(1), (), "modifier") for m in _MODIFIER.finditer(query)]
         spans += [Span(m.start(), m.end(), (), "purpose") for m in _PURPOSE.finditer(query)]
         spans += [Span(m.start(1), m.end(1), words, "content") for pattern, words in _CONTENT for m in pattern.finditer(query)]
         merged: list[Span] = []

@@ -121,6 +121,8 @@ def test_tool_names_say_their_actions() -> None:
         ("tell the team that the deploy is done", "tell the team that  ", "tell the team that a message"),
         ("remember the file that I uploaded", "remember the file that I uploaded", "remember the file that I uploaded"),
         ("report that my step failed", "report that my step failed", "report that my step failed"),
+        ("approve the plan waiting for me", "approve the plan   for me", "approve the plan waiting for me"),
+        ("the build is eating my terminal", "the build is eating my terminal", "the build is eating my terminal"),
     ],
 )
 def test_literals_name_things_and_do_not_say_what_to_do(query: str, intent: str, embedded: str) -> None:
