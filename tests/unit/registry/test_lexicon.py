@@ -32,6 +32,13 @@ def test_the_first_verb_is_the_action_and_a_later_verb_its_object() -> None:
     assert stem("policy") in terms and stem("remove") not in terms  # "deletes" is what is blocked
 
 
+def test_asking_to_be_told_when_something_happens_asks_for_an_alert_rule() -> None:
+    lex = default_lexicon()
+    terms, actions = lex.expand("alert me when a login fails three times", {}, 0.3)
+    assert actions == {"create"} and terms[stem("monitor")] == 0.3 and terms[stem("watch")] == 0.3
+    assert lex.glosses("let me know when plan 4 finishes") == ["create an alert rule that watches for events"]
+
+
 def test_a_governing_verb_makes_the_later_verb_what_the_rule_is_about() -> None:
     own = {stem(w): 1.0 for w in ("block", "deletes", "business", "hours")}
     terms, actions = default_lexicon().expand("block deletes outside business hours", own, 0.3)
