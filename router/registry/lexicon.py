@@ -79,7 +79,7 @@ class Span(NamedTuple):
 
     start: int
     end: int
-    words: tuple[str, ...]  # a typed thing's type ("file"); empty for the other kinds
+    words: tuple[str, ...]  # the type of a typed thing or of content ("file", "fact"); empty for the rest
     kind: str  # thing | quote | name | purpose | content | modifier
 
 Phrase = tuple[str, ...]  # stems, in order
