@@ -2,8 +2,9 @@
 
 Found by a new user (issue 19): the README's ``policy explain hours.policy`` failed (the file was
 not shipped) and ``tenants create`` on a fresh home said ``no such table: tenants``. Commands
-that serve until stopped (serve, stdio, server, worker) are left to their own tests; every other
-one is run, each fenced block on a fresh VSM_HOME of its own and its commands in order
+that serve until stopped (serve, stdio, server, worker) and ``connect``, which needs a gateway
+serving (tests/e2e/test_connect_from_project.py, test_opencode.py run it against one), are left
+to their own tests; every other one is run, each fenced block on a fresh VSM_HOME of its own and its commands in order
 (``keys create --tenant acme`` needs the ``tenants create acme`` before it), from a scratch
 directory that sees the repository's examples/ and manifests/.
 """
@@ -22,6 +23,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 LONG_RUNNING = {"serve", "stdio", "server", "worker"}
+NEEDS_A_GATEWAY = {"connect"}
 _FENCE = re.compile(r"^```[^\n]*\n(.*?)^```", re.S | re.M)
 _CMD = re.compile(r"^(?:\$ )?(?:\.venv/bin/)?vsm-mcp (.+)$")
 
@@ -36,7 +38,7 @@ def doc_commands() -> list[tuple[int, str, list[str]]]:
             if not m:
                 continue
             argv = shlex.split(m.group(1), comments=True)
-            if argv and argv[0] not in LONG_RUNNING:
+            if argv and argv[0] not in LONG_RUNNING | NEEDS_A_GATEWAY:
                 out.append((n, f"{doc.name}: vsm-mcp {m.group(1).split('  #')[0].strip()}", argv))
     return out
 
