@@ -8,7 +8,7 @@ one small JSON file per listening address — the pattern of Jupyter's runtime f
 ``~/.local/state/vsm-mcp/gateways``), readable by its user only (it may hold a database URL
 with a password, as ``~/.pgpass`` does), and removes it when it stops. ``connect`` reads the
 note of the gateway at ``--url`` when nothing says where the data is. A note whose process is
-gone (a killed server) is ignored.
+gone (a killed server) is ignored, and so is a note another user owns.
 """
 
 from __future__ import annotations
@@ -105,6 +105,8 @@ def find(settings: Settings, url: str) -> ServingNote | None:
         return None
     for path in sorted(folder.glob("*.json")):
         try:
+            if path.stat().st_uid != os.getuid():
+                continue  # another user's note (a shared VSM_RUNTIME_DIR) would point us at their data
             body = json.loads(path.read_text(encoding="utf-8"))
             note = ServingNote(str(body["url"]), Path(body["home"]), str(body.get("database_url", "")),
                                str(body.get("migration_database_url", "")), int(body["pid"]), path)

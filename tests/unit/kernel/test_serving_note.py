@@ -64,3 +64,11 @@ def test_files_that_are_not_notes_are_skipped(tmp_path: Path) -> None:
     assert serving_note.find(settings, "http://127.0.0.1:8765") is None
     serving_note.leave(settings, "http://127.0.0.1:8765")
     assert serving_note.find(settings, "http://127.0.0.1:8765") is not None
+
+
+@pytest.mark.skipif(os.getuid() != 0, reason="giving a file to another user needs root")
+def test_another_users_note_is_not_trusted(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    path = serving_note.leave(settings, "http://127.0.0.1:8765")
+    os.chown(path, 4242, -1)  # planted in a shared runtime folder by someone else
+    assert serving_note.find(settings, "http://127.0.0.1:8765") is None
