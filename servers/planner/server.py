@@ -139,7 +139,8 @@ def build(ctx: ServerContext) -> MCPServer:
     @server.tool(title="Status of a plan and each of its steps", annotations=READ)
     @tool_errors
     async def plan_status(plan_id: str, mcp_ctx: Context) -> dict[str, Any]:
-        """The plan's state and every step's state, attempts, start/end times and error."""
+        """The plan's state and every step's state, attempts, start/end times and error: how far
+        it got, what happened to it and which step failed."""
         tenant = (await ctx.principal_of(mcp_ctx)).tenant_id
         return status_json(await store.plan(tenant, plan_id), await store.steps(tenant, plan_id))
 
