@@ -199,12 +199,21 @@ class Lexicon:
         return cls(groups, _entities(path, data.get("entity", [])))
 
     def _matches(self, words: Phrase) -> list[tuple[int, int]]:
-        """(position, group) of every group phrase found in ``words``, in order of position."""
+        """(position, group) of the group phrases found in ``words``, in order of position. Of
+        the action phrases at one position only the longest counts, with every group that has it:
+        "set up" creates and does not also set, "keep an eye on" does not keep; "put", in three
+        groups, brings all three. Groups without an action all count ("how much space")."""
         found: list[tuple[int, int]] = []
         for pos, word in enumerate(words):
-            for phrase, gi in self._index.get(word, ()):
-                if words[pos : pos + len(phrase)] == phrase:
-                    found.append((pos, gi))
+            longest = 0
+            for phrase, gi in self._index.get(word, ()):  # longest first
+                if words[pos : pos + len(phrase)] != phrase:
+                    continue
+                if self.groups[gi].action:
+                    if len(phrase) < longest:
+                        continue
+                    longest = len(phrase)
+                found.append((pos, gi))
         return found
 
     def expand(self, query: str, terms: Mapping[str, float], weight: float) -> tuple[dict[str, float], frozenset[str]]:

@@ -94,6 +94,15 @@ def test_a_word_of_a_phrase_is_related_to_the_phrase_group() -> None:
     assert default_lexicon().related_in("my business", [stem("business")]) == {stem("business"): {stem("business")}}
 
 
+def test_of_the_action_phrases_at_one_place_the_longest_counts() -> None:
+    lex = default_lexicon()
+    assert lex.expand("set up a database", {}, 0.3)[1] == {"create"}  # not also "set"
+    assert lex.expand("keep an eye on the deploys", {}, 0.3)[1] == {"create"}  # an alert rule, not "keep"
+    assert lex.expand("put the file", {}, 0.3)[1] == {"create", "update", "store"}  # one phrase, three groups
+    terms, actions = lex.expand("how much space is left", {}, 0.3)
+    assert actions == {"read"} and terms[stem("size")] == 0.3  # a group without an action still counts
+
+
 def test_phrases_match_as_a_whole() -> None:
     terms, _ = default_lexicon().expand("ask a language model", {}, 0.3)
     assert "llm" in terms
