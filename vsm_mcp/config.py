@@ -537,7 +537,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _fill_defaults(self) -> Settings:
         if not self.database_url:
-            self.database_url = f"sqlite+aiosqlite:///{(self.home / 'vsm.db').as_posix()}"
+            self.database_url = default_database_url(self.home)
         if not self.migration_database_url:
             self.migration_database_url = self.database_url
         return self
@@ -549,6 +549,19 @@ class Settings(BaseSettings):
     @property
     def is_loopback(self) -> bool:
         return self.host in {"127.0.0.1", "localhost", "::1"}
+
+
+def default_database_url(home: Path) -> str:
+    """The embedded database of a home: its SQLite file, when VSM_DATABASE_URL says nothing."""
+    return f"sqlite+aiosqlite:///{(home / 'vsm.db').as_posix()}"
+
+
+def sqlite_file(url: str) -> str:
+    """The file a SQLite URL names; empty for an in-memory one or another database."""
+    if not url.startswith("sqlite"):
+        return ""
+    path = url.split("///", 1)[-1]
+    return "" if path == ":memory:" else path
 
 
 def load_settings(**overrides: object) -> Settings:

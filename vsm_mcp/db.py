@@ -25,7 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import ORMExecuteState, Session, with_loader_criteria
 from sqlalchemy.pool import NullPool
 
-from vsm_mcp.config import Settings
+from vsm_mcp.config import Settings, sqlite_file
 from vsm_mcp.errors import DatabaseUnavailable, Forbidden, InvalidArguments
 from vsm_mcp.models import TenantOwned
 from vsm_mcp.sqlite_conn import sqlite_creator
@@ -62,10 +62,9 @@ def _sqlite_pragmas(dbapi_conn: sqlite3.Connection, _record: Any) -> None:
 def make_engine(url: str, settings: Settings) -> AsyncEngine:
     """An async engine with pooling and timeouts set from settings."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = sqlite_file(url)
+        if path:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-        if path and path != ":memory:":
             engine = create_async_engine(url, async_creator=sqlite_creator(path, timeout=5))
         else:
             engine = create_async_engine(url, connect_args={"timeout": 5})

@@ -10,6 +10,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 
+from vsm_mcp.config import sqlite_file
 from vsm_mcp.errors import ConfigError
 
 APP_ROLE = "vsm_app"  # the non-owner role migration 0001 creates; the application connects as it
@@ -29,10 +30,9 @@ def alembic_config(url: str) -> Config:
 
 def upgrade(url: str, revision: str = "heads") -> None:
     """Upgrade to ``revision`` (all branch heads by default). Synchronous: runs its own loop."""
-    if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_file(url)
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
     with one_migrator(url):
         command.upgrade(alembic_config(url), revision)
         if url.startswith("postgresql"):

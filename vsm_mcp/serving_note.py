@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from vsm_mcp.config import Settings
+from vsm_mcp.config import Settings, default_database_url
 
 _LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1", "0.0.0.0", "::"})
 
@@ -63,7 +63,7 @@ def _absolute(url: str, default: str) -> str:
 def leave(settings: Settings, url: str) -> Path:
     """Write the note of the gateway serving ``url`` with ``settings``; its path."""
     home = settings.home.resolve()
-    default = f"sqlite+aiosqlite:///{(settings.home / 'vsm.db').as_posix()}"
+    default = default_database_url(settings.home)
     database_url = _absolute(settings.database_url, default)
     migration = _absolute(settings.migration_database_url, default)
     body = {"url": url, "home": str(home), "database_url": database_url,

@@ -36,6 +36,7 @@ from vsm_mcp.cli.common import (
     run_async,
     settings_from,
 )
+from vsm_mcp.config import default_database_url, sqlite_file
 from vsm_mcp.errors import VsmError
 
 connect_app = typer.Typer(help="Connect a client (OpenCode, Claude-style .mcp.json) to this gateway in one step.",
@@ -60,7 +61,7 @@ def _find_gateway_data(url: str, database_url: str | None) -> None:
     if database_url:
         return
     here = settings_from()  # the environment and a .env here may say it
-    if here.home != Path(".vsm") or here.database_url != f"sqlite+aiosqlite:///{(here.home / 'vsm.db').as_posix()}":
+    if here.home != Path(".vsm") or here.database_url != default_database_url(here.home):
         return
     # The gateway at --url says where its data is: a key minted in any other database (a ./.vsm
     # another command left here) would be refused by it.
@@ -82,8 +83,8 @@ def _new_key(database_url: str | None, tenant: str, scopes: str) -> str:
 
     scope_list = validate_scopes(scopes.split(","))
     settings = settings_from(database_url)
-    sqlite_file = settings.migration_database_url.split("///", 1)[-1] if settings.migration_database_url.startswith("sqlite") else ""
-    if sqlite_file and not Path(sqlite_file).exists():
+    path = sqlite_file(settings.migration_database_url)
+    if path and not Path(path).exists():
         raise VsmError(_NO_DATABASE.format(url=redact(settings.migration_database_url)))  # and do not create one here
     check_reachable(settings, settings.migration_database_url)
 

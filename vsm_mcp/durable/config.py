@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 
-from vsm_mcp.config import Settings
+from vsm_mcp.config import Settings, sqlite_file
 from vsm_mcp.errors import DatabaseUnavailable
 
 APP_NAME = "vsm-mcp"
@@ -79,8 +79,8 @@ def probe(url: str, timeout: float = 5.0) -> None:
     """One round trip to the system database, so an unreachable one is one clear line at start
     instead of DBOS's connection retries (which go on for minutes)."""
     if url.startswith("sqlite"):
-        path = url.split("///", 1)[-1]
-        if path and path != ":memory:":
+        path = sqlite_file(url)
+        if path:
             os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         connect_args: dict[str, Any] = {"timeout": timeout}
     else:

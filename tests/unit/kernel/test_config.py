@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vsm_mcp.config import Settings, load_settings
+from vsm_mcp.config import Settings, default_database_url, load_settings, sqlite_file
 from vsm_mcp.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -41,3 +41,11 @@ def test_bad_value_names_the_setting(monkeypatch: pytest.MonkeyPatch, env: str, 
         load_settings()
     assert needle in info.value.message
     assert "\n" not in info.value.message
+
+
+def test_the_sqlite_file_of_a_url() -> None:
+    assert sqlite_file("sqlite+aiosqlite:///.vsm/vsm.db") == ".vsm/vsm.db"
+    assert sqlite_file("sqlite:////abs/dbos.sqlite") == "/abs/dbos.sqlite"
+    assert sqlite_file("sqlite+aiosqlite:///:memory:") == ""
+    assert sqlite_file("postgresql+asyncpg://vsm@127.0.0.1:5432/test") == ""
+    assert load_settings(home="/data/.vsm").database_url == default_database_url(Path("/data/.vsm"))
