@@ -17,6 +17,7 @@ import socket
 import time
 
 import sqlalchemy as sa
+from sqlalchemy.schema import CreateTable
 
 log = logging.getLogger("vsm_mcp.durable")
 
@@ -51,9 +52,14 @@ class ExecutorRegistry:
         self._started_ms = int(time.time() * 1000)
 
     def ensure_table(self) -> None:
-        """Create the table if missing (the owner does it in `vsm-mcp migrate` on PostgreSQL)."""
+        """Create the table if missing (the owner does it in `vsm-mcp migrate` on PostgreSQL).
+
+        One statement, IF NOT EXISTS: two processes starting on one home at once both saw no
+        table and both ran CREATE TABLE, and the second failed its start-up ("table vsm_executors
+        already exists"; seen in tests/integration/gate/test_shared_limits.py's two replicas)."""
         if not sa.inspect(self._engine).has_table("vsm_executors", schema=self.table.schema):
-            self.table.create(self._engine, checkfirst=True)
+            with self._engine.begin() as conn:
+                conn.execute(CreateTable(self.table, if_not_exists=True))
 
     def beat(self) -> None:
         now = int(time.time() * 1000)
